@@ -1,0 +1,62 @@
+"""The queue interface: at-least-once delivery, ack after commit, barriers, back-pressure.
+
+Publishers are asyncio code (the synchro holds hundreds of watches on one loop); consumers are
+plain blocking code (a writer is a loop around a database transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from common.events import Event
+
+
+class QueueReset(Exception):
+    """The queue lost entries it had accepted (e.g. Redis restarted without persistence).
+
+    Publishers must resynchronise from scratch (relist every resource: a new epoch), because
+    events published before the reset may never reach a writer.
+    """
+
+
+class Delivery(NamedTuple):
+    """One queue entry handed to a consumer; ``entry_id`` orders entries within the queue."""
+
+    entry_id: str
+    event: Event
+
+
+class Publisher(Protocol):
+    async def publish(self, events: Sequence[Event]) -> None:
+        """Append events in order. Waits (back-pressure) while the queue holds more unprocessed
+        entries than its bound; never drops them. Raises QueueReset, see there."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Consumer(Protocol):
+    def read(self, max_events: int, block_seconds: float) -> list[Delivery]:
+        """Up to ``max_events`` entries for this consumer: first its own unacked ones (after a
+        restart), then entries reclaimed from dead consumers, then new ones. Waits at most
+        ``block_seconds`` when there is nothing."""
+        ...
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Mark entries processed (after their transaction committed); they may then be trimmed."""
+        ...
+
+    def all_acked_before(self, delivery: Delivery) -> bool:
+        """True when every entry queued before ``delivery`` has been acked by some consumer.
+
+        Barrier events (``ListDone``) are applied only then: all upserts of that list are
+        committed, whichever writer got them.
+        """
+        ...
+
+    def depth(self) -> tuple[int, int]:
+        """(entries not yet delivered, entries delivered but not acked), for metrics."""
+        ...
+
+    def close(self) -> None: ...

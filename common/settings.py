@@ -1,0 +1,154 @@
+"""One typed settings object, nested per tier, loaded once from file, environment and flags.
+
+Precedence (lowest first): defaults, config file (YAML or JSON, ``--config`` or
+``CLUSTERPEDIA_CONFIG``), environment (``CLUSTERPEDIA_<SECTION>__<FIELD>``, e.g.
+``CLUSTERPEDIA_WRITER__BATCH_MAX_EVENTS=1000``; top-level fields as ``CLUSTERPEDIA_STORAGE``),
+then command-line flags. Nothing else in the project reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+ENV_PREFIX = "CLUSTERPEDIA_"
+
+
+class ApiserverSettings(msgspec.Struct, kw_only=True):
+    bind_host: str = "127.0.0.1"
+    """Address the API tier listens on."""
+    port: int = 8443
+    """TCP port of the API tier (HTTPS when a certificate is set)."""
+    tls_cert_file: str = ""
+    """Serving certificate (PEM). Empty: a self-signed one is generated at start."""
+    tls_key_file: str = ""
+    """Private key of the serving certificate (PEM)."""
+    requestheader_client_ca_file: str = ""
+    """CA that signs the aggregator's proxy client certificate. Empty: read it from the host's
+    kube-system/extension-apiserver-authentication ConfigMap when ``authenticate`` is on."""
+    authenticate: bool = False
+    """Require the aggregator's client certificate (or a bearer token checked with a TokenReview)."""
+    authorize: bool = False
+    """Authorise each user with a SubjectAccessReview against the host cluster."""
+    workers: int = 1
+    """uvicorn worker processes."""
+    default_page_size: int = 0
+    """Items per page when a request sets no limit (0: no limit, as kube-apiserver)."""
+    max_page_size: int = 10000
+    """Upper bound for ``limit``/``size``; larger values are a 400."""
+    collections: dict[str, list[str]] = msgspec.field(
+        default_factory=lambda: {"workloads": ["deployments.apps", "daemonsets.apps", "statefulsets.apps"]}
+    )
+    """Collection resources: name -> list of ``resource.group`` (``pods`` for the core group)."""
+
+
+class SynchroSettings(msgspec.Struct, kw_only=True):
+    worker_id: str = ""
+    """Identity for cluster ownership leases; empty: hostname-pid."""
+    lease_duration_seconds: float = 10.0
+    """A cluster owned by a dead worker moves to another after at most this long."""
+    list_page_size: int = 500
+    """``limit`` for paged initial lists."""
+    watch_timeout_seconds: int = 300
+    """Server-side timeout of each watch request; it is then resumed from the last resourceVersion."""
+    health_probe_interval_seconds: float = 5.0
+    """How often each member cluster's /readyz is probed."""
+    strip_last_applied: bool = True
+    """Drop the kubectl.kubernetes.io/last-applied-configuration annotation (managedFields always go)."""
+    publish_batch_max_events: int = 500
+    """Events per queue append."""
+    status_update_interval_seconds: float = 2.0
+    """Minimum interval between PediaCluster status writes per cluster."""
+
+
+class WriterSettings(msgspec.Struct, kw_only=True):
+    consumer_name: str = ""
+    """Name in the consumer group; empty: hostname-pid."""
+    batch_max_events: int = 1000
+    """Most events committed in one transaction."""
+    batch_max_wait_seconds: float = 0.05
+    """Longest wait for a batch to fill once one event is there."""
+    reclaim_idle_seconds: float = 5.0
+    """Entries pending this long on another consumer are taken over (that consumer died)."""
+    tombstone_ttl_seconds: float = 600.0
+    """How long rows of deleted objects are kept to stop late updates resurrecting them."""
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    storage: str = "sqlite:///clusterpedia.db"
+    """Store URL: sqlite:///file.db (embedded), postgresql://..., mysql://..."""
+    queue: str = "memory://"
+    """Queue URL: memory:// (in-process, embedded) or redis://host:port/db."""
+    queue_max_len: int = 100_000
+    """Back-pressure bound: publishers wait while this many entries are unprocessed."""
+    kubeconfig: str = ""
+    """Kubeconfig of the host cluster (PediaClusters live there); empty: in-cluster or $KUBECONFIG."""
+    log_level: str = "INFO"
+    log_format: str = "json"
+    """json or text."""
+    metrics_port: int = 0
+    """Port for /metrics, /healthz, /readyz, /livez of synchro and writer (0: no server)."""
+    apiserver: ApiserverSettings = msgspec.field(default_factory=ApiserverSettings)
+    synchro: SynchroSettings = msgspec.field(default_factory=SynchroSettings)
+    writer: WriterSettings = msgspec.field(default_factory=WriterSettings)
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    sections = {"apiserver", "synchro", "writer"}
+    out: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        path = key[len(ENV_PREFIX) :].lower().split("__")
+        value: Any = yaml.safe_load(raw) if raw else raw
+        if len(path) == 2 and path[0] in sections:
+            out.setdefault(path[0], {})[path[1]] = value
+        elif len(path) == 1:
+            out[path[0]] = value
+    return out
+
+
+def load_settings(
+    *,
+    config_file: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the Settings; ``overrides`` are the command-line flags (nested dict, None = unset)."""
+    env = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = {}
+    path = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config file {path} must hold a mapping")
+        data = _merge(data, loaded)
+    data = _merge(data, _from_env(env))
+    if overrides:
+        data = _merge(data, _drop_none(overrides))
+    return msgspec.convert(data, Settings, strict=False)
+
+
+def _drop_none(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (_drop_none(v) if isinstance(v, Mapping) else v) for k, v in d.items() if v is not None}
+
+
+def env_value(name: str, default: str = "") -> str:
+    """The one sanctioned read of a process environment variable outside the settings sections
+    (e.g. ``KUBECONFIG``, ``HOSTNAME``)."""
+    return os.environ.get(name, default)

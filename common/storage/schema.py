@@ -1,0 +1,125 @@
+"""Tables of the store, identical in meaning on SQLite, PostgreSQL and MySQL/MariaDB.
+
+One row per object per cluster (``resources``), whatever API version it was synced in; deleted
+objects stay as tombstones (``deleted``) for a while so that a late update from a reordered queue
+entry cannot resurrect them (see writer/). ``resource_types`` records what each cluster serves, for
+discovery and table printing in the API tier.
+
+The schema is versioned: ``schema_version`` holds one row; ``create_schema`` creates or upgrades.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    cast,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import TypeEngine, UserDefinedType
+
+SCHEMA_VERSION = 1
+
+
+class _PgRawJSONB(UserDefinedType[str]):
+    """JSONB in PostgreSQL, bound and read as text so the object is never parsed in Python."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "JSONB"
+
+    def bind_expression(self, bindvalue: Any) -> ColumnElement[Any]:
+        return cast(bindvalue, _PgJSONBCast())
+
+    def column_expression(self, col: Any) -> ColumnElement[Any]:
+        return cast(col, Text())
+
+
+class _PgJSONBCast(UserDefinedType[str]):
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "JSONB"
+
+
+def _name(length: int = 253) -> TypeEngine[str]:
+    """Kubernetes names are ASCII; byte order everywhere (keyset paging and orderby agree on all stores).
+
+    On MySQL the ASCII binary collation also keeps the composite unique key short enough."""
+    return (
+        String(length)
+        .with_variant(mysql.VARCHAR(length, charset="ascii", collation="ascii_bin"), "mysql", "mariadb")
+        .with_variant(String(length, collation="C"), "postgresql")
+    )
+
+
+_id_type = BigInteger().with_variant(Integer(), "sqlite")
+_object_type = (
+    Text().with_variant(_PgRawJSONB(), "postgresql").with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+)
+
+metadata = MetaData()
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("id", _id_type, primary_key=True, autoincrement=True),
+    Column("cluster", _name(), nullable=False),
+    Column("api_group", _name(), nullable=False),
+    Column("version", _name(63), nullable=False),
+    Column("resource", _name(), nullable=False),
+    Column("kind", _name(), nullable=False),
+    Column("namespace", _name(), nullable=False),  # "" for cluster-scoped objects
+    Column("name", _name(), nullable=False),
+    Column("uid", _name(64), nullable=False),
+    Column("owner_uid", _name(64), nullable=False),  # controller ownerReference uid, "" if none
+    Column("resource_version", BigInteger, nullable=False),
+    Column("epoch", BigInteger, nullable=False),  # list generation, see common.events.ListDone
+    Column("created_at", DateTime, nullable=True),  # metadata.creationTimestamp, UTC, naive
+    Column("synced_at", DateTime, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("object", _object_type, nullable=False),
+    UniqueConstraint("cluster", "api_group", "resource", "namespace", "name", name="uq_resources_key"),
+    Index("ix_resources_gr_ns_name", "api_group", "resource", "namespace", "name"),
+    Index("ix_resources_gr_name", "api_group", "resource", "name"),
+    Index("ix_resources_gr_created", "api_group", "resource", "created_at"),
+    Index("ix_resources_epoch", "cluster", "api_group", "resource", "epoch"),
+    Index("ix_resources_owner", "owner_uid"),
+    Index("ix_resources_uid", "uid"),
+)
+
+resource_types = Table(
+    "resource_types",
+    metadata,
+    Column("cluster", _name(), primary_key=True),
+    Column("api_group", _name(), primary_key=True),
+    Column("resource", _name(), primary_key=True),
+    Column("version", _name(63), nullable=False),
+    Column("kind", _name(), nullable=False),
+    Column("namespaced", Boolean, nullable=False),
+    Column("short_names", Text, nullable=False),  # JSON list
+    Column("verbs", Text, nullable=False),  # JSON list
+    Column("storage_version", _name(63), nullable=False),
+    Column("printer_columns", Text, nullable=False),  # JSON list, "" for built-in kinds
+    Column("updated_at", DateTime, nullable=False),
+)
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+)

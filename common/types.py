@@ -1,0 +1,42 @@
+"""Type aliases and small value types used across tiers."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+JSONBytes = bytes
+"""A Kubernetes object as raw JSON bytes, never re-parsed unless a field is needed."""
+
+
+class GVR(NamedTuple):
+    """A group/version/resource triple; ``group`` is ``""`` for the core (legacy) group."""
+
+    group: str
+    version: str
+    resource: str
+
+    @property
+    def group_resource(self) -> str:
+        """``deployments.apps`` / ``pods``, the form kubectl and the seed print."""
+        return f"{self.resource}.{self.group}" if self.group else self.resource
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def __str__(self) -> str:
+        return f"{self.group_resource}/{self.version}"
+
+
+class ObjectKey(NamedTuple):
+    """Identity of one synced object in the store: the same object in each API version is one row."""
+
+    cluster: str
+    group: str
+    resource: str
+    namespace: str  # "" for cluster-scoped objects
+    name: str
+
+
+CLUSTER_ANNOTATION = "shadow.clusterpedia.io/cluster-name"
+"""Set by the synchro on every stored object: which member cluster it came from."""
