@@ -94,7 +94,7 @@ class ResourceType(msgspec.Struct, frozen=True, tag="t", array_like=True):
 Event = Upsert | Delete | ListDone | PurgeCluster | ResourceType
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Event)
+_decoder: msgspec.msgpack.Decoder[Event] = msgspec.msgpack.Decoder(Event)
 
 
 def encode_event(event: Event) -> bytes:
