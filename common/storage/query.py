@@ -1,0 +1,154 @@
+"""A storage-neutral description of one search: what the API tier parsed, what the SQL builders read.
+
+The API tier turns a kubectl request (path, label selector, field selector, URL query) into a
+``Search``; ``common.storage.search`` turns a ``Search`` into a SQLAlchemy statement for the dialect
+at hand. The types live in ``common`` because both sides need them and tiers never import each other;
+``apiserver.types`` re-exports them for the API tier.
+
+Everything here is already validated: label keys match the Kubernetes syntax, JSON path segments a
+strict pattern, orderby fields the allow-list ``ORDER_FIELDS``. Values are still untrusted user
+strings and only ever travel to the database as bound parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+
+class Operator(StrEnum):
+    """Selector operators, as Kubernetes spells them (``==`` is normalised to ``=``)."""
+
+    EQUALS = "="
+    NOT_EQUALS = "!="
+    IN = "in"
+    NOT_IN = "notin"
+    EXISTS = "exists"
+    DOES_NOT_EXIST = "!"
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRequirement:
+    """One requirement on ``metadata.labels`` (``key``, ``!key``, ``key=v``, ``key in (a,b)`` ...)."""
+
+    key: str
+    operator: Operator
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRequirement:
+    """One requirement on a JSON path of the object, e.g. ``("status", "phase")`` = ``Running``.
+
+    ``("metadata", "name")`` and ``("metadata", "namespace")`` are answered from columns; any other
+    path through the dialect's JSON functions. A missing value compares as ``""``."""
+
+    path: tuple[str, ...]
+    operator: Operator
+    values: tuple[str, ...]
+
+
+ORDER_FIELDS: tuple[str, ...] = ("cluster", "namespace", "name", "created_at", "resource_version")
+"""The only fields a search may order by (columns of ``resources``)."""
+
+DEFAULT_ORDER_FIELDS: tuple[str, ...] = ("cluster", "namespace", "name")
+"""Default order of a list of one resource; also the tie-breakers appended to any orderby."""
+
+
+class OrderBy(NamedTuple):
+    field: str  # one of ORDER_FIELDS
+    desc: bool = False
+
+
+class GroupResource(NamedTuple):
+    group: str  # "" for the core group
+    resource: str
+
+
+@dataclass(frozen=True, slots=True)
+class Continue:
+    """A decoded continue token.
+
+    Keyset paging (``limit``): ``key`` holds the last returned row's values of the full order key and
+    ``order`` names that key (``["name", "-cluster", ...]``) so that a token cannot be replayed with a
+    different order. Offset paging (``size``/``offset`` with ``withContinue``): ``offset`` is where the
+    next page starts. ``resource_version`` is the list resourceVersion of the first page, repeated on
+    every following page."""
+
+    key: tuple[str | int, ...] = ()
+    order: tuple[str, ...] = ()
+    offset: int | None = None
+    resource_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SetFilter:
+    """Include / exclude lists for clusters, namespaces and names.
+
+    ``include`` None: no restriction; a tuple (possibly empty, which matches nothing) restricts to
+    those values. ``exclude`` values are always removed."""
+
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return self.include is None and not self.exclude
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """Every condition of one list request, parsed and validated.
+
+    Paging: ``limit`` is kubectl's paging limit (``--chunk-size``; keyset pages with ``continue``);
+    ``size``/``offset`` are the search conditions (LIMIT/OFFSET, a continue token only when
+    ``with_continue``). When ``size`` or ``offset`` is set, offset paging is used and ``limit`` is only
+    a fallback for ``size``."""
+
+    group: str = ""
+    version: str = ""
+    resource: str = ""
+    single_cluster: str = ""
+    """The cluster of the ``/resources/clusters/{name}/...`` path form; "" for all clusters."""
+    namespace: str = ""
+    """The path namespace (``/namespaces/{ns}/...``); "" for all namespaces."""
+    clusters: SetFilter = field(default_factory=SetFilter)
+    namespaces: SetFilter = field(default_factory=SetFilter)
+    names: SetFilter = field(default_factory=SetFilter)
+    labels: tuple[LabelRequirement, ...] = ()
+    fields: tuple[FieldRequirement, ...] = ()
+    orderby: tuple[OrderBy, ...] = ()
+    """As asked; empty means the default order. Tie-breakers are added by the SQL builder."""
+    limit: int | None = None
+    size: int | None = None
+    offset: int | None = None
+    continue_token: Continue | None = None
+    since: dt.datetime | None = None
+    """Objects created at or after this instant (naive UTC)."""
+    before: dt.datetime | None = None
+    """Objects created strictly before this instant (naive UTC)."""
+    owner_uid: str = ""
+    owner_name: str = ""
+    owner_gr: GroupResource | None = None
+    """Restricts the owner named by ``owner_name`` to this group/resource."""
+    owner_seniority: int = 0
+    """0: direct owner; 1: the owner's owner (pods of a Deployment via its ReplicaSets); ..."""
+    fuzzy_name: str = ""
+    with_continue: bool = False
+    with_remaining_count: bool = False
+    only_metadata: bool = False
+
+    @property
+    def offset_paging(self) -> bool:
+        return (
+            self.size is not None
+            or self.offset is not None
+            or (self.continue_token is not None and self.continue_token.offset is not None)
+        )
+
+    @property
+    def page_size(self) -> int | None:
+        """Rows per page, or None for everything."""
+        return self.size if self.size is not None else self.limit
