@@ -89,10 +89,13 @@ class Settings(msgspec.Struct, kw_only=True):
     kubeconfig: str = ""
     """Kubeconfig of the host cluster (PediaClusters live there); empty: in-cluster or $KUBECONFIG."""
     log_level: str = "INFO"
+    """DEBUG, INFO, WARNING or ERROR."""
     log_format: str = "json"
     """json or text."""
     metrics_port: int = 0
     """Port for /metrics, /healthz, /readyz, /livez of synchro and writer (0: no server)."""
+    metrics_bind_host: str = "127.0.0.1"
+    """Address of that server (0.0.0.0 in a pod, so the kubelet's probes reach it)."""
     apiserver: ApiserverSettings = msgspec.field(default_factory=ApiserverSettings)
     synchro: SynchroSettings = msgspec.field(default_factory=SynchroSettings)
     writer: WriterSettings = msgspec.field(default_factory=WriterSettings)
