@@ -1,10 +1,101 @@
-"""Parses a list request into a ``Search`` (implementation follows)."""
+"""Turns one list request (path, URL query, label and field selectors) into a ``Search`` (pure).
+
+Clusterpedia's search conditions come two ways (seed, "How search conditions are applied"): as label
+selector keys under ``search.clusterpedia.io/`` — the only way plain kubectl can carry them — and as
+URL query parameters. Both land in the same ``Search``; everything else in the label selector is an
+ordinary requirement on the object's labels. Every value is validated here, so that a bad request is
+a clear 400 before any SQL is built, and the continue token is decoded here too (``encode_continue``
+is its inverse, used by the executor).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import json
+import re
 from collections.abc import Iterable
+from typing import Any
 
-from apiserver.types import Search
+from apiserver.selectors import label_value_error, parse_field_selector, parse_label_selector
+from apiserver.types import (
+    ORDER_FIELDS,
+    Continue,
+    FieldRequirement,
+    GroupResource,
+    LabelRequirement,
+    Operator,
+    OrderBy,
+    Search,
+    SetFilter,
+)
+from common.errors import BadRequest
+
+SEARCH_PREFIX = "search.clusterpedia.io/"
+_FUZZY_KEYS = ("internalstorage.clusterpedia.io/fuzzy-name",)
+
+# label selector key (after the prefix) -> URL query parameter of the same condition
+_LABEL_TO_PARAM = {
+    "clusters": "clusters",
+    "namespaces": "namespaces",
+    "names": "names",
+    "orderby": "orderby",
+    "size": "size",
+    "limit": "size",  # the original accepts .../limit as a synonym of .../size
+    "offset": "offset",
+    "since": "since",
+    "before": "before",
+    "owner-uid": "ownerUID",
+    "owner-name": "ownerName",
+    "owner-gr": "ownerGR",
+    "owner-seniority": "ownerSeniority",
+    "fuzzy-name": "fuzzyName",
+}
+_LIST_CONDITIONS = ("clusters", "namespaces", "names")
+_SCALAR_PARAMS = ("size", "offset", "since", "before", "ownerUID", "ownerName", "ownerGR")
+_SCALAR_PARAMS += ("ownerSeniority", "fuzzyName", "limit", "continue")
+_BOOL_PARAMS = ("withContinue", "withRemainingCount", "onlyMetadata")
+
+# Names of objects, namespaces and clusters: what Kubernetes path segments allow in practice
+# (RBAC names carry ':'), and nothing that could be mistaken for SQL or a path.
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._:@+-]{0,251}[A-Za-z0-9_])?")
+_FUZZY = re.compile(r"[A-Za-z0-9._:@+-]{1,253}")
+_UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+_GROUP_RESOURCE = re.compile(r"([a-z0-9][a-z0-9-]{0,62})(\.[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)?")
+_MAX_OWNER_SENIORITY = 8
+
+
+@dataclasses.dataclass
+class _Builder:
+    """Conditions collected from both sources before the Search is frozen."""
+
+    lists: dict[str, SetFilter] = dataclasses.field(
+        default_factory=lambda: {k: SetFilter() for k in _LIST_CONDITIONS}
+    )
+    scalars: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)  # param -> (value, origin)
+    orderby: list[OrderBy] = dataclasses.field(default_factory=list)
+    orderby_origin: str = ""
+    labels: list[LabelRequirement] = dataclasses.field(default_factory=list)
+    fields: list[FieldRequirement] = dataclasses.field(default_factory=list)
+    bools: dict[str, bool] = dataclasses.field(default_factory=dict)
+
+    def scalar(self, param: str, value: str, origin: str) -> None:
+        old = self.scalars.get(param)
+        if old is not None and old[0] != value:
+            raise BadRequest(
+                f"search condition {param!r} is given twice ({old[1]} and {origin}) with different values"
+            )
+        self.scalars[param] = (value, origin)
+
+    def restrict(self, param: str, include: Iterable[str] | None, exclude: Iterable[str] = ()) -> None:
+        cur = self.lists[param]
+        inc = cur.include
+        if include is not None:
+            new = tuple(dict.fromkeys(include))
+            inc = new if inc is None else tuple(v for v in inc if v in new)
+        self.lists[param] = SetFilter(inc, tuple(dict.fromkeys((*cur.exclude, *exclude))))
 
 
 def parse_search(
@@ -19,6 +110,297 @@ def parse_search(
 ) -> Search:
     """``query``: the URL query as (name, value) pairs (Starlette: ``request.query_params.multi_items()``),
     including ``labelSelector``, ``fieldSelector``, ``limit`` and ``continue``. ``cluster``: the
-    ``/resources/clusters/{cluster}`` path form; ``namespace``: the path namespace. Pure; raises
-    ``common.errors.BadRequest``."""
-    raise NotImplementedError
+    ``/resources/clusters/{cluster}`` path form; ``namespace``: the path namespace. Unknown query
+    parameters are ignored, as kube-apiserver ignores them. Pure; raises ``common.errors.BadRequest``."""
+    b = _Builder()
+    for key, raw in query:
+        if key == "labelSelector":
+            _apply_label_selector(b, raw)
+        elif key == "fieldSelector":
+            b.fields.extend(parse_field_selector(raw))
+        elif key in _LIST_CONDITIONS:
+            if names := _name_list(key, raw.split(",")):
+                b.restrict(key, names)
+        elif key == "orderby":
+            _set_orderby(b, _parse_orderby_url(raw), "query parameter")
+        elif key in _SCALAR_PARAMS:
+            b.scalar(key, raw, "query parameter")
+        elif key in _BOOL_PARAMS:
+            b.bools[key] = _parse_bool(key, raw)
+    return _freeze(
+        b,
+        group=group,
+        version=version,
+        resource=resource,
+        cluster=cluster,
+        namespace=namespace,
+        max_page_size=max_page_size,
+    )
+
+
+def _apply_label_selector(b: _Builder, text: str) -> None:
+    for req in parse_label_selector(text):
+        if req.key.startswith(SEARCH_PREFIX) or req.key in _FUZZY_KEYS:
+            name = req.key.rpartition("/")[2]
+            param = _LABEL_TO_PARAM.get(name)
+            if param is None:
+                raise BadRequest(f'unknown search condition "{req.key}"')
+            _apply_search_requirement(b, req.key, param, req.operator, req.values)
+        else:
+            for v in req.values:
+                if (reason := label_value_error(v)) is not None:
+                    raise BadRequest(f'unable to parse requirement: invalid label value "{v}": {reason}')
+            b.labels.append(LabelRequirement(req.key, req.operator, req.values))
+
+
+def _apply_search_requirement(
+    b: _Builder, key: str, param: str, op: Operator, values: tuple[str, ...]
+) -> None:
+    if op in (Operator.EXISTS, Operator.DOES_NOT_EXIST):
+        raise BadRequest(f'search condition "{key}" needs a value (=, ==, !=, in, notin)')
+    if param in _LIST_CONDITIONS:
+        names = _name_list(param, values)
+        if op in (Operator.EQUALS, Operator.IN):
+            b.restrict(param, names)
+        else:
+            b.restrict(param, None, names)
+        return
+    if param == "orderby":
+        if op not in (Operator.EQUALS, Operator.IN):
+            raise BadRequest(f'search condition "{key}" supports only =, == and in')
+        _set_orderby(b, [_parse_orderby_label(v) for v in values], "label selector")
+        return
+    if op != Operator.EQUALS or len(values) != 1:
+        raise BadRequest(f'search condition "{key}" supports only = and ==, with one value')
+    b.scalar(param, values[0], "label selector")
+
+
+def _name_list(param: str, values: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for v in values:
+        v = v.strip()
+        if not v:
+            continue
+        if not _NAME.fullmatch(v):
+            raise BadRequest(f"invalid value {v!r} in {param!r}: not a valid Kubernetes name")
+        out.append(v)
+    return out
+
+
+def _set_orderby(b: _Builder, orders: list[OrderBy], origin: str) -> None:
+    if b.orderby and b.orderby != orders:
+        raise BadRequest(f"orderby is given twice ({b.orderby_origin} and {origin}) with different values")
+    seen: set[str] = set()
+    for o in orders:
+        if o.field in seen:
+            raise BadRequest(f'orderby field "{o.field}" is given twice')
+        seen.add(o.field)
+    b.orderby, b.orderby_origin = orders, origin
+
+
+def _check_order_field(name: str) -> str:
+    if name not in ORDER_FIELDS:
+        raise BadRequest(f'unknown orderby field "{name}" (allowed: {", ".join(ORDER_FIELDS)})')
+    return name
+
+
+def _parse_orderby_url(text: str) -> list[OrderBy]:
+    """``name desc,namespace`` -> [(name, desc), (namespace, asc)]."""
+    out: list[OrderBy] = []
+    for item in text.split(","):
+        words = item.split()
+        if not words:
+            continue
+        if len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("desc", "asc")):
+            raise BadRequest(f'invalid orderby "{item.strip()}": expected "<field>" or "<field> desc"')
+        desc = len(words) == 2 and words[1].lower() == "desc"
+        out.append(OrderBy(_check_order_field(words[0]), desc))
+    return out
+
+
+def _parse_orderby_label(value: str) -> OrderBy:
+    """``name_desc`` -> (name, desc); ``created_at`` -> (created_at, asc)."""
+    for suffix, desc in (("_desc", True), ("_asc", False)):
+        if value.endswith(suffix) and value[: -len(suffix)] in ORDER_FIELDS:
+            return OrderBy(value[: -len(suffix)], desc)
+    return OrderBy(_check_order_field(value), False)
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in ("", "true", "1", "yes"):
+        return True
+    if v in ("false", "0", "no"):
+        return False
+    raise BadRequest(f'invalid value "{raw}" for {name}: expected true or false')
+
+
+def _parse_count(name: str, raw: str, maximum: int | None) -> int:
+    v = raw.strip()
+    if not v.isdigit() or not v.isascii() or len(v) > 18:
+        raise BadRequest(f'invalid value "{raw}" for {name}: expected a non-negative integer')
+    n = int(v)
+    if maximum is not None and n > maximum:
+        raise BadRequest(f"invalid value {n} for {name}: must be at most {maximum}")
+    return n
+
+
+def parse_time(name: str, raw: str) -> dt.datetime:
+    """RFC 3339 (``2006-01-02T15:04:05Z``, offsets, fractions), a date (``2006-01-02``, UTC midnight)
+    or unix time in seconds or milliseconds -> naive UTC datetime."""
+    v = raw.strip()
+    try:
+        if re.fullmatch(r"-?\d{1,16}", v):
+            n = int(v)
+            seconds = n / 1000 if abs(n) >= 100_000_000_000 else n
+            return dt.datetime.fromtimestamp(seconds, dt.UTC).replace(tzinfo=None)
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", v):
+            return dt.datetime.strptime(v, "%Y-%m-%d")
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", v):
+            # Python keeps microseconds: drop any nanosecond digits beyond them.
+            v = re.sub(r"(\.\d{6})\d+", r"\1", v)
+            parsed = dt.datetime.fromisoformat(v.replace("z", "Z"))
+            return parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError, OSError):
+        pass
+    raise BadRequest(
+        f'invalid value "{raw}" for {name}: expected RFC 3339 (2006-01-02T15:04:05Z), a date '
+        "(2006-01-02) or unix seconds/milliseconds"
+    )
+
+
+def _parse_owner_gr(raw: str) -> GroupResource:
+    v = raw.strip()
+    if not _GROUP_RESOURCE.fullmatch(v):
+        raise BadRequest(f'invalid ownerGR "{raw}": expected <resource>.<group>, e.g. deployments.apps')
+    res, _, grp = v.partition(".")
+    return GroupResource(grp, res)
+
+
+def _freeze(
+    b: _Builder,
+    *,
+    group: str,
+    version: str,
+    resource: str,
+    cluster: str,
+    namespace: str,
+    max_page_size: int,
+) -> Search:
+    s: dict[str, str] = {k: v for k, (v, _) in b.scalars.items()}
+    size = _parse_count("size", s["size"], max_page_size) if "size" in s else None
+    limit = _parse_count("limit", s["limit"], max_page_size) if "limit" in s else None
+    offset = _parse_count("offset", s["offset"], None) if "offset" in s else None
+    since = parse_time("since", s["since"]) if "since" in s else None
+    before = parse_time("before", s["before"]) if "before" in s else None
+    owner_uid = s.get("ownerUID", "").strip()
+    owner_name = s.get("ownerName", "").strip()
+    if owner_uid and not _UID.fullmatch(owner_uid):
+        raise BadRequest(f'invalid ownerUID "{owner_uid}"')
+    if owner_name and not _NAME.fullmatch(owner_name):
+        raise BadRequest(f'invalid ownerName "{owner_name}": not a valid Kubernetes name')
+    if owner_uid and owner_name:
+        raise BadRequest("ownerUID and ownerName cannot be used together")
+    owner_gr = _parse_owner_gr(s["ownerGR"]) if s.get("ownerGR", "").strip() else None
+    if owner_gr is not None and not owner_name:
+        raise BadRequest("ownerGR needs ownerName")
+    seniority = 0
+    if "ownerSeniority" in s:
+        seniority = _parse_count("ownerSeniority", s["ownerSeniority"], _MAX_OWNER_SENIORITY)
+        if not (owner_uid or owner_name):
+            raise BadRequest("ownerSeniority needs ownerUID or ownerName")
+    clusters = b.lists["clusters"]
+    if cluster and not _NAME.fullmatch(cluster):
+        raise BadRequest(f'invalid cluster name "{cluster}"')
+    if owner_name and not cluster and (clusters.include is None or len(clusters.include) != 1):
+        raise BadRequest("ownerName needs exactly one cluster: use the cluster path or one value in clusters")
+    fuzzy = s.get("fuzzyName", "").strip()
+    if fuzzy and not _FUZZY.fullmatch(fuzzy):
+        raise BadRequest(f'invalid fuzzyName "{fuzzy}": letters, digits and ._:@+- only')
+    token = decode_continue(s["continue"]) if s.get("continue") else None
+    return Search(
+        group=group,
+        version=version,
+        resource=resource,
+        single_cluster=cluster,
+        namespace=namespace,
+        clusters=clusters,
+        namespaces=b.lists["namespaces"],
+        names=b.lists["names"],
+        labels=tuple(b.labels),
+        fields=tuple(b.fields),
+        orderby=tuple(b.orderby),
+        limit=limit or None,  # limit=0 means no limit, as in kube-apiserver
+        size=size or None,
+        offset=offset,
+        continue_token=token,
+        since=since,
+        before=before,
+        owner_uid=owner_uid,
+        owner_name=owner_name,
+        owner_gr=owner_gr,
+        owner_seniority=seniority,
+        fuzzy_name=fuzzy,
+        with_continue=b.bools.get("withContinue", False),
+        with_remaining_count=b.bools.get("withRemainingCount", False),
+        only_metadata=b.bools.get("onlyMetadata", False),
+    )
+
+
+# ------------------------------------------------------------------------------------ continue
+
+_TOKEN_VERSION = 1
+_TOKEN_FIELDS = {*ORDER_FIELDS, "api_group", "resource"}
+
+
+def encode_continue(token: Continue) -> str:
+    """Opaque base64url JSON: ``{"v": 1, "o": [...], "k": [...], "rv": "..."}`` (keyset) or
+    ``{"v": 1, "off": N, "rv": "..."}`` (offset)."""
+    body: dict[str, Any] = {"v": _TOKEN_VERSION}
+    if token.offset is not None:
+        body["off"] = token.offset
+    else:
+        body["o"] = list(token.order)
+        body["k"] = list(token.key)
+    if token.resource_version:
+        body["rv"] = token.resource_version
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_continue(text: str) -> Continue:
+    """Inverse of ``encode_continue``; a malformed or forged token is a 400."""
+    if len(text) > 8192:
+        raise BadRequest("invalid continue token: too long")
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        body = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise BadRequest("invalid continue token: not a token issued by this server") from None
+    if not isinstance(body, dict) or body.get("v") != _TOKEN_VERSION:
+        raise BadRequest("invalid continue token: unknown token version")
+    rv = body.get("rv", "")
+    if not isinstance(rv, str) or not (rv == "" or rv.isdigit()) or len(rv) > 20:
+        raise BadRequest("invalid continue token: bad resourceVersion")
+    if "off" in body:
+        off = body["off"]
+        if type(off) is not int or off < 0 or set(body) - {"v", "off", "rv"}:
+            raise BadRequest("invalid continue token: bad offset")
+        return Continue(offset=off, resource_version=rv)
+    order, key = body.get("o"), body.get("k")
+    if (
+        not isinstance(order, list)
+        or not isinstance(key, list)
+        or not order
+        or len(order) != len(key)
+        or set(body) - {"v", "o", "k", "rv"}
+    ):
+        raise BadRequest("invalid continue token: bad key")
+    for name, value in zip(order, key, strict=True):
+        if not isinstance(name, str) or name.lstrip("-") not in _TOKEN_FIELDS:
+            raise BadRequest("invalid continue token: bad key")
+        want_int = name.lstrip("-") == "resource_version"
+        ok = (type(value) is int) if want_int else (isinstance(value, str) and len(value) <= 512)
+        if not ok:
+            raise BadRequest("invalid continue token: bad key")
+    return Continue(key=tuple(key), order=tuple(order), resource_version=rv)

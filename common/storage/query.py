@@ -56,6 +56,9 @@ ORDER_FIELDS: tuple[str, ...] = ("cluster", "namespace", "name", "created_at", "
 DEFAULT_ORDER_FIELDS: tuple[str, ...] = ("cluster", "namespace", "name")
 """Default order of a list of one resource; also the tie-breakers appended to any orderby."""
 
+COLLECTION_ORDER_FIELDS: tuple[str, ...] = ("cluster", "api_group", "resource", "namespace", "name")
+"""Default order (and tie-breakers) of a collection: per cluster, the kinds grouped, as the seed shows."""
+
 
 class OrderBy(NamedTuple):
     field: str  # one of ORDER_FIELDS
@@ -110,6 +113,8 @@ class Search:
     group: str = ""
     version: str = ""
     resource: str = ""
+    group_resources: tuple[GroupResource, ...] = ()
+    """When non-empty (a collection resource), the search spans these instead of group/resource."""
     single_cluster: str = ""
     """The cluster of the ``/resources/clusters/{name}/...`` path form; "" for all clusters."""
     namespace: str = ""
@@ -142,13 +147,24 @@ class Search:
 
     @property
     def offset_paging(self) -> bool:
-        return (
-            self.size is not None
-            or self.offset is not None
-            or (self.continue_token is not None and self.continue_token.offset is not None)
-        )
+        """LIMIT/OFFSET pages (``size``/``offset``, or an offset continue token) rather than keyset."""
+        if self.continue_token is not None:
+            return self.continue_token.offset is not None
+        return self.size is not None or self.offset is not None
 
     @property
     def page_size(self) -> int | None:
         """Rows per page, or None for everything."""
         return self.size if self.size is not None else self.limit
+
+
+def full_order(search: Search) -> tuple[OrderBy, ...]:
+    """The total order of a search: its orderby, then the default fields not already in it.
+
+    (cluster, namespace, name) is unique per resource and (cluster, api_group, resource, namespace,
+    name) per collection, so the result orders rows totally, as keyset paging needs."""
+    defaults = COLLECTION_ORDER_FIELDS if search.group_resources else DEFAULT_ORDER_FIELDS
+    out = list(search.orderby)
+    seen = {o.field for o in out}
+    out.extend(OrderBy(f) for f in defaults if f not in seen)
+    return tuple(out)
