@@ -52,6 +52,9 @@ class SynchroSettings(msgspec.Struct, kw_only=True):
     """Identity for cluster ownership leases; empty: hostname-pid."""
     lease_duration_seconds: float = 10.0
     """A cluster owned by a dead worker moves to another after at most this long."""
+    lease_namespace: str = "clusterpedia-system"
+    """Host namespace of the ownership Leases (created when missing); also the default namespace
+    of a PediaCluster's ``spec.secretRef``."""
     list_page_size: int = 500
     """``limit`` for paged initial lists."""
     watch_timeout_seconds: int = 300
@@ -77,6 +80,14 @@ class WriterSettings(msgspec.Struct, kw_only=True):
     """Entries pending this long on another consumer are taken over (that consumer died)."""
     tombstone_ttl_seconds: float = 600.0
     """How long rows of deleted objects are kept to stop late updates resurrecting them."""
+    tombstone_gc_interval_seconds: float = 60.0
+    """How often expired tombstones are removed."""
+    barrier_retry_seconds: float = 0.2
+    """How often a list barrier (ListDone) whose earlier entries are still in flight is retried."""
+    purge_chunk_rows: int = 5000
+    """Rows removed per transaction when a cluster's data is purged (and by tombstone GC)."""
+    retry_max_seconds: float = 5.0
+    """Longest back-off between retries of a batch after a store or queue error."""
 
 
 class Settings(msgspec.Struct, kw_only=True):

@@ -1,0 +1,161 @@
+"""The synchro's only HTTP client to kube-apiservers (member clusters and the host).
+
+Raw requests over one ``httpx.AsyncClient`` per cluster, decoded with msgspec: list pages keep
+their items as ``msgspec.Raw`` (each object's bytes are sliced out, not parsed), and watch streams
+are read line by line. Hundreds of watches share one event loop; each holds one HTTP/1.1
+connection, so the pool is unbounded.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import msgspec
+
+from synchro.credentials import ClusterCredentials
+
+
+class ApiError(Exception):
+    """A non-2xx answer (or an ERROR watch event) from a kube-apiserver."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(f"{code} {reason}: {message}")
+        self.code = code
+        self.reason = reason
+        self.message = message
+
+
+class Gone(ApiError):
+    """410: the resourceVersion is older than etcd's compaction; a relist is needed."""
+
+
+class _Status(msgspec.Struct):
+    code: int = 0
+    reason: str = ""
+    message: str = ""
+
+
+class ListMeta(msgspec.Struct):
+    resourceVersion: str = ""
+    continue_: str = msgspec.field(name="continue", default="")
+    remainingItemCount: int | None = None
+
+
+class ListPage(msgspec.Struct):
+    metadata: ListMeta = msgspec.field(default_factory=ListMeta)
+    items: list[msgspec.Raw] | None = None
+
+
+class WatchEvent(msgspec.Struct):
+    type: str
+    object: msgspec.Raw
+
+
+_status_decoder = msgspec.json.Decoder(_Status)
+_page_decoder = msgspec.json.Decoder(ListPage)
+_event_decoder = msgspec.json.Decoder(WatchEvent)
+_any_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+def error_from_status(code: int, body: bytes) -> ApiError:
+    try:
+        status = _status_decoder.decode(body)
+    except msgspec.DecodeError:
+        status = _Status(code, "", body[:200].decode("utf-8", "replace"))
+    reason, message = status.reason, status.message
+    if code == 0:
+        code = status.code
+    cls = Gone if code == 410 else ApiError
+    return cls(code, reason or httpx.codes.get_reason_phrase(code) or "Error", message)
+
+
+class KubeClient:
+    """A kube-apiserver reached with one set of credentials."""
+
+    def __init__(self, creds: ClusterCredentials, *, request_timeout_seconds: float = 30.0) -> None:
+        self.url = creds.url
+        ctx: ssl.SSLContext = creds.ssl_context()
+        self.request_timeout_seconds = request_timeout_seconds
+        self._http = httpx.AsyncClient(
+            base_url=creds.url,
+            verify=ctx,
+            headers={**creds.headers(), "Accept": "application/json"},
+            timeout=httpx.Timeout(request_timeout_seconds, connect=10.0),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> bytes:
+        content = _encoder.encode(body) if body is not None else None
+        headers = {"Content-Type": content_type} if content is not None else None
+        resp = await self._http.request(method, path, params=params, content=content, headers=headers)
+        if resp.status_code >= 300:
+            raise error_from_status(resp.status_code, resp.content)
+        return resp.content
+
+    async def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return _any_decoder.decode(await self.request("GET", path, params=params))
+
+    async def get_text(self, path: str) -> str:
+        return (await self.request("GET", path)).decode("utf-8", "replace")
+
+    async def list_pages(
+        self, path: str, *, page_size: int, params: dict[str, Any] | None = None
+    ) -> AsyncIterator[ListPage]:
+        """Pages of a paged list (one consistent snapshot: every page shares the first page's
+        resourceVersion). Raises Gone when the continue token expired."""
+        cont = ""
+        while True:
+            query: dict[str, Any] = {"limit": page_size, **(params or {})}
+            if cont:
+                query["continue"] = cont
+            page = _page_decoder.decode(await self.request("GET", path, params=query))
+            yield page
+            cont = page.metadata.continue_
+            if not cont:
+                return
+
+    async def watch(
+        self, path: str, *, resource_version: str, timeout_seconds: int, params: dict[str, Any] | None = None
+    ) -> AsyncIterator[WatchEvent]:
+        """Events of one watch request, until the server ends it (``timeoutSeconds``).
+
+        ERROR events are raised as ApiError (Gone for 410)."""
+        query: dict[str, Any] = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": timeout_seconds,
+            **(params or {}),
+        }
+        # The server closes the stream after timeoutSeconds; the read timeout only catches a
+        # silently dead connection (bookmarks and the timeout keep a healthy one talking).
+        timeout = httpx.Timeout(10.0, read=timeout_seconds + 30.0)
+        async with self._http.stream("GET", path, params=query, timeout=timeout) as resp:
+            if resp.status_code >= 300:
+                raise error_from_status(resp.status_code, await resp.aread())
+            buffer = b""
+            async for chunk in resp.aiter_bytes():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event = _event_decoder.decode(line)
+                    if event.type == "ERROR":
+                        raise error_from_status(0, bytes(event.object))
+                    yield event

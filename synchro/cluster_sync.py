@@ -1,0 +1,287 @@
+"""Everything one worker does for one PediaCluster it owns.
+
+Credentials (spec or Secret) -> client -> health probe loop. While the member answers its probe,
+the requested resources are discovered and each gets a :class:`ResourceSync` task; when a probe
+fails every watch of the cluster is stopped (status Unhealthy, syncConditions Stop), and on
+recovery they start again with a fresh list (new epoch), which also repairs what changed meanwhile.
+Bad configuration never raises out of here: it becomes the Ready condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Protocol
+
+from common.events import PurgeCluster, ResourceType
+from common.settings import SynchroSettings
+from common.types import GVR
+from synchro import metrics
+from synchro.client import ApiError, KubeClient
+from synchro.credentials import ClusterCredentials, InvalidConfig, credentials_from_spec
+from synchro.discovery import (
+    Target,
+    crd_groups,
+    fetch_discovery,
+    is_builtin_group,
+    printer_columns,
+    resolve,
+    spec_wants,
+)
+from synchro.publishing import EventFunnel
+from synchro.resource_sync import TRANSPORT_ERRORS, ResourceSync
+from synchro.status import (
+    HEALTHY,
+    INVALID_CONFIG,
+    RESOURCE_NOT_FOUND,
+    SYNC_ERROR,
+    SYNC_PENDING,
+    UNAUTHORIZED,
+    UNHEALTHY,
+    ClusterStatus,
+)
+from synchro.transform import NamespaceFilter, ObjectTransformer
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (group, resource)
+
+PROBE_TIMEOUT_SECONDS = 5.0
+REDISCOVER_EVERY_PROBES = 6
+
+
+class HostAPI(Protocol):
+    """What a cluster sync needs from the host cluster."""
+
+    async def get_secret_data(self, namespace: str, name: str) -> dict[str, str]: ...
+
+    async def patch_status(self, name: str, status: dict[str, Any]) -> None: ...
+
+
+class ClusterSync:
+    def __init__(
+        self,
+        name: str,
+        spec: dict[str, Any],
+        *,
+        settings: SynchroSettings,
+        funnel: EventFunnel,
+        host: HostAPI,
+        default_namespace: str,
+        previous: dict[Key, Target] | None = None,
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.settings = settings
+        self.funnel = funnel
+        self.host = host
+        self.default_namespace = default_namespace
+        self.status = ClusterStatus()
+        self.client: KubeClient | None = None
+        self.known: dict[Key, Target] = dict(previous or {})
+        """Targets synced now or before (by this sync or the one it replaced): a key that
+        discovery no longer yields is purged from the store."""
+        self.tasks: dict[Key, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._restart = False
+        ns = spec.get("namespaces") or {}
+        self.namespaces = NamespaceFilter(ns.get("include"), ns.get("exclude"))
+        self.healthy = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._status_writer(), name=f"status:{self.name}")
+        try:
+            await self._run()
+        finally:
+            await self._stop_resources()
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            if self.client is not None:
+                await self.client.close()
+            metrics.forget(self.name)
+
+    def restart(self) -> None:
+        """Relist every resource (the queue lost entries)."""
+        self._restart = True
+        self._wake.set()
+
+    async def _run(self) -> None:
+        try:
+            creds = await self._credentials()
+            self.client = KubeClient(creds)
+        except InvalidConfig as exc:
+            self.status.set_ready(False, INVALID_CONFIG, str(exc))
+            log.warning("invalid configuration: %s", exc, extra={"cluster": self.name})
+            await asyncio.Event().wait()  # until the spec changes (the manager replaces us)
+            return
+        client = self.client
+        probes = 0
+        while True:
+            ok = await self._probe(client)
+            if ok:
+                try:
+                    if self._restart:
+                        self._restart = False
+                        await self._stop_resources()
+                    if not self.tasks or probes % REDISCOVER_EVERY_PROBES == 0 or self._has_missing():
+                        await self._reconcile(client)
+                    self.status.set_ready(True, HEALTHY, "")
+                except (ApiError, *TRANSPORT_ERRORS) as exc:
+                    self.status.set_ready(False, UNHEALTHY, f"discovery failed: {exc}")
+            probes += 1
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.health_probe_interval_seconds)
+
+    async def _credentials(self) -> ClusterCredentials:
+        ref = self.spec.get("secretRef")
+        data: dict[str, str] | None = None
+        if ref:
+            if not isinstance(ref, dict) or not ref.get("name"):
+                raise InvalidConfig("spec.secretRef needs a name")
+            namespace = ref.get("namespace") or self.default_namespace
+            try:
+                data = await self.host.get_secret_data(namespace, ref["name"])
+            except ApiError as exc:
+                raise InvalidConfig(f"spec.secretRef {namespace}/{ref['name']}: {exc.message}") from exc
+        return credentials_from_spec(self.spec, data)
+
+    # -- health ----------------------------------------------------------------------------------
+
+    async def _probe(self, client: KubeClient) -> bool:
+        reason, message = UNHEALTHY, ""
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                for path in ("/readyz", "/healthz", "/version"):
+                    try:
+                        await client.request("GET", path)
+                        break
+                    except ApiError as exc:
+                        # 403/404: this identity may not read that endpoint; try the next one.
+                        if exc.code not in (403, 404) or path == "/version":
+                            raise
+        except ApiError as exc:
+            if exc.code == 401:
+                reason, message = UNAUTHORIZED, f"the member cluster rejected the credentials: {exc}"
+            else:
+                message = f"health probe failed: {exc}"
+        except TimeoutError:
+            message = f"health probe timed out after {PROBE_TIMEOUT_SECONDS:.0f}s ({client.url})"
+        except TRANSPORT_ERRORS as exc:
+            message = f"cannot reach {client.url}: {exc!r}"
+        else:
+            if not self.healthy:
+                log.info("cluster is healthy", extra={"cluster": self.name})
+            self.healthy = True
+            metrics.HEALTHY.labels(self.name).set(1)
+            return True
+        if self.healthy or self.tasks:
+            log.warning("cluster unhealthy: %s", message, extra={"cluster": self.name})
+        self.healthy = False
+        metrics.HEALTHY.labels(self.name).set(0)
+        await self._stop_resources()
+        self.status.set_ready(False, reason, message)
+        self.status.stop_all(reason, message)
+        return False
+
+    # -- resources -------------------------------------------------------------------------------
+
+    def _has_missing(self) -> bool:
+        return any(rs.reason == RESOURCE_NOT_FOUND for rs in self.status.resources.values())
+
+    async def _reconcile(self, client: KubeClient) -> None:
+        """Discover; start new targets, restart changed ones, stop and purge removed ones."""
+        self.status.version = str((await client.get_json("/version")).get("gitVersion", ""))
+        spec_resources = list(self.spec.get("resources") or ())
+        sync_all = self.spec.get("syncAllCustomResources") is True
+        groups = None if sync_all else {g for g, _, _ in spec_wants(spec_resources)}
+        disc = await fetch_discovery(client, groups)
+        custom = await crd_groups(client) if sync_all else frozenset()
+        targets, missing = resolve(disc, spec_resources, custom_groups=custom)
+        wanted = {(t.gvr.group, t.gvr.resource): t for t in targets}
+
+        for key in [k for k in self.known if k not in wanted]:
+            await self._stop(key)
+            await self.funnel.drained()
+            await self.funnel.put(PurgeCluster(self.name, key[0], key[1]))
+            log.info("purging %s no longer synced", key, extra={"cluster": self.name})
+            del self.known[key]
+            metrics.forget(self.name, GVR(key[0], "", key[1]).group_resource)
+        self.status.retain(set(wanted) | {(m.group, m.resource) for m in missing})
+        for m in missing:
+            rs = self.status.resource(m.group, m.resource)
+            rs.listing = False
+            rs.set(SYNC_ERROR, RESOURCE_NOT_FOUND, m.message)
+        for key, target in wanted.items():
+            running = key in self.tasks and not self.tasks[key].done()
+            if running and self.known.get(key) == target:
+                continue
+            await self._stop(key)
+            await self._start(client, key, target)
+
+    async def _start(self, client: KubeClient, key: Key, target: Target) -> None:
+        rs = self.status.resource(*key)
+        rs.kind, rs.namespaced = target.kind, target.namespaced
+        rs.version = rs.storage_version = target.gvr.version
+        rs.set(SYNC_PENDING)
+        columns = b""
+        if not is_builtin_group(target.gvr.group):
+            columns = await printer_columns(client, target) or b""
+        await self.funnel.put(
+            ResourceType(
+                cluster=self.name,
+                group=target.gvr.group,
+                version=target.gvr.version,
+                resource=target.gvr.resource,
+                kind=target.kind,
+                namespaced=target.namespaced,
+                short_names=list(target.short_names),
+                verbs=list(target.verbs),
+                storage_version=target.gvr.version,
+                printer_columns=columns,
+            )
+        )
+        sync = ResourceSync(
+            cluster=self.name,
+            client=client,
+            target=target,
+            transformer=ObjectTransformer(
+                self.name,
+                target.gvr,
+                target.kind,
+                strip_last_applied=self.settings.strip_last_applied,
+                namespaces=self.namespaces,
+            ),
+            funnel=self.funnel,
+            status=rs,
+            settings=self.settings,
+        )
+        self.known[key] = target
+        self.tasks[key] = asyncio.create_task(sync.run(), name=f"sync:{self.name}:{target.gvr}")
+
+    async def _stop(self, key: Key) -> None:
+        task = self.tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _stop_resources(self) -> None:
+        for key in list(self.tasks):
+            await self._stop(key)
+
+    # -- status ----------------------------------------------------------------------------------
+
+    async def _status_writer(self) -> None:
+        last: dict[str, Any] | None = None
+        while True:
+            body = self.status.render()
+            if body != last:
+                try:
+                    await self.host.patch_status(self.name, body)
+                    last = body
+                except (ApiError, *TRANSPORT_ERRORS) as exc:
+                    log.warning("status update failed: %s", exc, extra={"cluster": self.name})
+            await asyncio.sleep(self.settings.status_update_interval_seconds)

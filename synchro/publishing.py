@@ -1,0 +1,85 @@
+"""One batching funnel from every sync task of a worker into the queue's Publisher.
+
+Sync tasks ``put`` events into a bounded asyncio queue (back-pressure: a fast list waits for the
+queue instead of buffering a cluster in memory); one task drains it in batches of up to
+``publish_batch_max_events`` and appends them to the queue, keeping their order. When the queue
+reports :class:`QueueReset` (it lost accepted entries), ``on_reset`` is called: every cluster then
+relists under a new epoch, which repairs whatever was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from common.events import Event
+from common.queue.base import Publisher, QueueReset
+
+log = logging.getLogger(__name__)
+
+
+class EventFunnel:
+    def __init__(
+        self,
+        publisher: Publisher,
+        *,
+        batch_max_events: int = 500,
+        on_reset: Callable[[], None] | None = None,
+    ) -> None:
+        self._publisher = publisher
+        self._batch_max = max(1, batch_max_events)
+        self._queue: asyncio.Queue[Event | asyncio.Future[None]] = asyncio.Queue(maxsize=self._batch_max * 4)
+        self._on_reset = on_reset
+        self.published = 0
+
+    async def put(self, event: Event) -> None:
+        await self._queue.put(event)
+
+    async def drained(self) -> None:
+        """Wait until everything put so far has been handed to the queue (a marker travels
+        through the funnel: later puts by other clusters do not delay it)."""
+        marker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put(marker)
+        await marker
+
+    async def run(self) -> None:
+        """Drain forever (cancel to stop). Transient publish errors are retried; nothing is dropped
+        except on QueueReset, where the relist that follows re-emits everything."""
+        queue = self._queue
+        while True:
+            batch: list[Event] = []
+            markers: list[asyncio.Future[None]] = []
+            item = await queue.get()
+            while True:
+                if isinstance(item, asyncio.Future):
+                    markers.append(item)
+                    break  # publish what precedes the marker, then release it
+                batch.append(item)
+                if len(batch) >= self._batch_max or queue.empty():
+                    break
+                item = queue.get_nowait()
+            if batch:
+                await self._publish(batch)
+            for marker in markers:
+                if not marker.done():
+                    marker.set_result(None)
+
+    async def _publish(self, batch: list[Event]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self._publisher.publish(batch)
+                self.published += len(batch)
+                return
+            except QueueReset:
+                log.warning("queue lost entries: every cluster relists")
+                if self._on_reset is not None:
+                    self._on_reset()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("publishing %d events failed; retrying", len(batch))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
