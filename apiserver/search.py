@@ -54,14 +54,14 @@ _LABEL_TO_PARAM = {
     "fuzzy-name": "fuzzyName",
 }
 _LIST_CONDITIONS = ("clusters", "namespaces", "names")
-_SCALAR_PARAMS = ("size", "offset", "since", "before", "ownerUID", "ownerName", "ownerGR")
-_SCALAR_PARAMS += ("ownerSeniority", "fuzzyName", "limit", "continue")
+_SCALAR_PARAMS: tuple[str, ...] = ("size", "offset", "since", "before", "ownerUID", "ownerName")
+_SCALAR_PARAMS += ("ownerGR", "ownerSeniority", "fuzzyName", "limit", "continue")
 _BOOL_PARAMS = ("withContinue", "withRemainingCount", "onlyMetadata")
 
 # Names of objects, namespaces and clusters: what Kubernetes path segments allow in practice
 # (RBAC names carry ':'), and nothing that could be mistaken for SQL or a path.
 _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._:@+-]{0,251}[A-Za-z0-9_])?")
-_FUZZY = re.compile(r"[A-Za-z0-9._:@+-]{1,253}")
+_FUZZY = re.compile(r"[A-Za-z0-9._:@+_-]{1,253}")
 _UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 _GROUP_RESOURCE = re.compile(r"([a-z0-9][a-z0-9-]{0,62})(\.[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)?")
 _MAX_OWNER_SENIORITY = 8
@@ -173,6 +173,11 @@ def _apply_search_requirement(
     if op != Operator.EQUALS or len(values) != 1:
         raise BadRequest(f'search condition "{key}" supports only = and ==, with one value')
     b.scalar(param, values[0], "label selector")
+
+
+def is_valid_name(value: str) -> bool:
+    """Whether ``value`` can be the name of an object, a namespace or a cluster."""
+    return _NAME.fullmatch(value) is not None
 
 
 def _name_list(param: str, values: Iterable[str]) -> list[str]:
@@ -312,11 +317,13 @@ def _freeze(
     clusters = b.lists["clusters"]
     if cluster and not _NAME.fullmatch(cluster):
         raise BadRequest(f'invalid cluster name "{cluster}"')
+    if namespace and not _NAME.fullmatch(namespace):
+        raise BadRequest(f'invalid namespace "{namespace}"')
     if owner_name and not cluster and (clusters.include is None or len(clusters.include) != 1):
         raise BadRequest("ownerName needs exactly one cluster: use the cluster path or one value in clusters")
     fuzzy = s.get("fuzzyName", "").strip()
     if fuzzy and not _FUZZY.fullmatch(fuzzy):
-        raise BadRequest(f'invalid fuzzyName "{fuzzy}": letters, digits and ._:@+- only')
+        raise BadRequest(f'invalid fuzzyName "{fuzzy}": letters, digits and ._:@+_- only')
     token = decode_continue(s["continue"]) if s.get("continue") else None
     return Search(
         group=group,
@@ -400,7 +407,11 @@ def decode_continue(text: str) -> Continue:
         if not isinstance(name, str) or name.lstrip("-") not in _TOKEN_FIELDS:
             raise BadRequest("invalid continue token: bad key")
         want_int = name.lstrip("-") == "resource_version"
-        ok = (type(value) is int) if want_int else (isinstance(value, str) and len(value) <= 512)
+        ok = (
+            type(value) is int
+            if want_int
+            else isinstance(value, str) and len(value) <= 512 and value.isascii() and value.isprintable()
+        )
         if not ok:
             raise BadRequest("invalid continue token: bad key")
     return Continue(key=tuple(key), order=tuple(order), resource_version=rv)

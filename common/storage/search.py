@@ -1,0 +1,294 @@
+"""Search -> SQLAlchemy statements, for PostgreSQL, MySQL/MariaDB and SQLite (pure).
+
+This is where a kubectl search becomes SQL, so it is where injection is prevented: every user value
+is a bound parameter, orderby columns come from a fixed mapping, and JSON paths are built from
+segments the API tier has validated against a strict grammar — and still travel as bound
+parameters (``#>>`` with a ``text[]`` path on PostgreSQL, ``JSON_EXTRACT(object, :path)`` elsewhere).
+
+The dialects differ only in how they reach into the stored object: PostgreSQL keeps it as JSONB
+(label equality uses ``@>``, which a GIN index can serve), MySQL/MariaDB as LONGTEXT read with
+``JSON_EXTRACT``/``JSON_UNQUOTE``, SQLite as TEXT read with ``json_extract``. A JSON value is
+compared as text (``3``, ``true``, ``Running``) and a missing one as ``""``, on all three.
+
+Keyset pages: ``list_statement(..., after=key)`` returns the rows strictly after ``key`` in the
+search's total order (``full_order``), which is how a continue token stays stable while rows are
+inserted and updated between pages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from common.storage.query import FieldRequirement, LabelRequirement, Operator, OrderBy, Search, full_order
+from common.storage.schema import resource_types, resources
+
+_r = resources.c
+
+NULL_CREATED_AT = dt.datetime(1970, 1, 1)
+"""Objects without a creation time sort (and page) as if created at the epoch."""
+
+_ORDER_COLUMNS: dict[str, ColumnElement[Any]] = {
+    "cluster": _r.cluster,
+    "namespace": _r.namespace,
+    "name": _r.name,
+    "created_at": func.coalesce(_r.created_at, literal(NULL_CREATED_AT)),
+    "resource_version": _r.resource_version,
+    "api_group": _r.api_group,
+    "resource": _r.resource,
+}
+
+LIST_COLUMNS = (
+    _r.cluster,
+    _r.api_group,
+    _r.version,
+    _r.resource,
+    _r.kind,
+    _r.namespace,
+    _r.name,
+    _r.resource_version,
+    _r.created_at,
+    _r.object,
+)
+"""What a list or get returns, in this order (``StoredObject``'s fields)."""
+
+_COLUMN_PATHS: dict[tuple[str, ...], ColumnElement[Any]] = {
+    ("metadata", "name"): _r.name,
+    ("metadata", "namespace"): _r.namespace,
+    ("metadata", "uid"): _r.uid,
+}
+
+
+def _is_pg(dialect: str) -> bool:
+    return dialect == "postgresql"
+
+
+def _json_path(path: Sequence[str]) -> str:
+    """MySQL/SQLite JSON path; segments are pre-validated (no quotes, no backslashes)."""
+    return "$" + "".join(f'."{seg}"' for seg in path)
+
+
+def json_text(path: Sequence[str], dialect: str, *, strings_only: bool = False) -> ColumnElement[Any]:
+    """The value at ``path`` of the stored object as text (``3``, ``true``, ``Running``), NULL if
+    missing. The path is a bound parameter on every dialect. ``strings_only``: the value is known to
+    be a JSON string (a label), which spares SQLite the type dance."""
+    if _is_pg(dialect):
+        extracted: ColumnElement[Any] = type_coerce(_r.object, JSONB)[tuple(path)].astext
+        return extracted
+    p = _json_path(path)
+    if dialect == "sqlite" and strings_only:
+        return func.json_extract(_r.object, p)
+    if dialect == "sqlite":
+        # json_extract returns SQL values: booleans as 1/0, numbers as numbers; make them JSON text.
+        kind = func.json_type(_r.object, p)
+        return case(
+            (kind.in_(("true", "false")), kind),
+            else_=cast(func.json_extract(_r.object, p), String),
+        )
+    return func.json_unquote(func.json_extract(_r.object, p))
+
+
+def _set_condition(
+    expr: ColumnElement[Any], op: Operator, values: Sequence[str], *, missing_matches_negation: bool
+) -> ColumnElement[bool]:
+    if op == Operator.EQUALS:
+        return expr == values[0]
+    if op == Operator.IN:
+        return expr.in_(list(values))
+    negated = expr != values[0] if op == Operator.NOT_EQUALS else expr.not_in(list(values))
+    return or_(expr.is_(None), negated) if missing_matches_negation else negated
+
+
+def field_condition(req: FieldRequirement, dialect: str) -> ColumnElement[bool]:
+    column = _COLUMN_PATHS.get(req.path)
+    expr = column if column is not None else func.coalesce(json_text(req.path, dialect), "")
+    if req.operator in (Operator.EXISTS, Operator.DOES_NOT_EXIST):
+        raise ValueError("field selectors have no exists operator")
+    return _set_condition(expr, req.operator, req.values, missing_matches_negation=False)
+
+
+def label_condition(req: LabelRequirement, dialect: str) -> ColumnElement[bool]:
+    """Kubernetes semantics: ``!=`` and ``notin`` also match objects without the label."""
+    path = ("metadata", "labels", req.key)
+    if _is_pg(dialect) and req.operator in (
+        Operator.EQUALS,
+        Operator.NOT_EQUALS,
+        Operator.IN,
+        Operator.NOT_IN,
+    ):
+        obj = type_coerce(_r.object, JSONB)
+        # @> with a bound JSONB document: served by a GIN index on the object.
+        contains = or_(*(obj.contains({"metadata": {"labels": {req.key: v}}}) for v in req.values))
+        return contains if req.operator in (Operator.EQUALS, Operator.IN) else ~contains
+    value = json_text(path, dialect, strings_only=True)
+    if req.operator == Operator.EXISTS:
+        return value.is_not(None)
+    if req.operator == Operator.DOES_NOT_EXIST:
+        return value.is_(None)
+    return _set_condition(value, req.operator, req.values, missing_matches_negation=True)
+
+
+def _owner_condition(search: Search, cluster: str) -> ColumnElement[bool]:
+    """Rows whose controller owner is the asked owner, or (seniority n) n generations below it."""
+    if search.owner_uid:
+        owners: Any = [search.owner_uid]
+    else:
+        o = resources.alias("owner0")
+        conds = [o.c.name == search.owner_name, o.c.deleted == false(), o.c.cluster == cluster]
+        if search.owner_gr is not None:
+            conds += [o.c.api_group == search.owner_gr.group, o.c.resource == search.owner_gr.resource]
+        owners = select(o.c.uid).where(*conds)
+    for level in range(1, search.owner_seniority + 1):
+        a = resources.alias(f"owner{level}")
+        conds = [a.c.owner_uid.in_(owners), a.c.deleted == false()]
+        if cluster:
+            conds.append(a.c.cluster == cluster)
+        owners = select(a.c.uid).where(*conds)
+    return _r.owner_uid.in_(owners)
+
+
+def _single_cluster(search: Search) -> str:
+    """The one cluster a search is confined to, or "" (several or all)."""
+    if search.single_cluster:
+        return search.single_cluster
+    inc = search.clusters.include
+    return inc[0] if inc is not None and len(inc) == 1 else ""
+
+
+def where_clause(search: Search, dialect: str) -> ColumnElement[bool]:
+    """Every filter of ``search`` (no paging), always excluding deleted tombstones."""
+    conds: list[ColumnElement[bool]] = [_r.deleted == false()]
+    if search.group_resources:
+        conds.append(
+            or_(
+                *(and_(_r.api_group == gr.group, _r.resource == gr.resource) for gr in search.group_resources)
+            )
+        )
+    else:
+        conds += [_r.api_group == search.group, _r.resource == search.resource]
+    if search.single_cluster:
+        conds.append(_r.cluster == search.single_cluster)
+    if search.namespace:
+        conds.append(_r.namespace == search.namespace)
+    for column, flt in (
+        (_r.cluster, search.clusters),
+        (_r.namespace, search.namespaces),
+        (_r.name, search.names),
+    ):
+        if flt.include is not None:
+            conds.append(column.in_(list(flt.include)) if flt.include else false())
+        if flt.exclude:
+            conds.append(column.not_in(list(flt.exclude)))
+    if search.since is not None:
+        conds.append(_r.created_at >= search.since)
+    if search.before is not None:
+        conds.append(_r.created_at < search.before)
+    if search.owner_uid or search.owner_name:
+        conds.append(_owner_condition(search, _single_cluster(search)))
+    if search.fuzzy_name:
+        conds.append(_r.name.contains(search.fuzzy_name, autoescape=True))
+    conds += [label_condition(req, dialect) for req in search.labels]
+    conds += [field_condition(req, dialect) for req in search.fields]
+    return and_(*conds)
+
+
+def order_names(order: Sequence[OrderBy]) -> tuple[str, ...]:
+    """``("name", "-cluster", ...)``: how a continue token records the order it was issued for."""
+    return tuple(("-" if o.desc else "") + o.field for o in order)
+
+
+def order_clauses(order: Sequence[OrderBy]) -> list[ColumnElement[Any]]:
+    return [_ORDER_COLUMNS[o.field].desc() if o.desc else _ORDER_COLUMNS[o.field].asc() for o in order]
+
+
+def key_value(field: str, value: str | int) -> Any:
+    """A continue-token key value as the column compares it (raises ValueError if malformed)."""
+    if field == "created_at":
+        return dt.datetime.fromisoformat(str(value))
+    if field == "resource_version":
+        return int(value)
+    return str(value)
+
+
+def after_key(order: Sequence[OrderBy], key: Sequence[str | int]) -> ColumnElement[bool]:
+    """Rows strictly after ``key`` in ``order``: the keyset-paging predicate.
+
+    (a, b, c) after (x, y, z) = a > x OR (a = x AND (b > y OR (b = y AND c > z))) with > flipped for
+    descending fields; the leading ``a >= x`` lets an index on the first field bound the scan."""
+    if len(order) != len(key):
+        raise ValueError("key does not match the order")
+    values = [key_value(o.field, v) for o, v in zip(order, key, strict=True)]
+    cond: ColumnElement[bool] | None = None
+    for o, v in reversed(list(zip(order, values, strict=True))):
+        col = _ORDER_COLUMNS[o.field]
+        beyond = col < v if o.desc else col > v
+        cond = beyond if cond is None else or_(beyond, and_(col == v, cond))
+    assert cond is not None
+    first, v0 = _ORDER_COLUMNS[order[0].field], values[0]
+    return and_(first <= v0 if order[0].desc else first >= v0, cond)
+
+
+def list_statement(
+    search: Search,
+    dialect: str,
+    *,
+    after: Sequence[str | int] | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+) -> Select[Any]:
+    """Rows of ``LIST_COLUMNS`` matching ``search`` in its total order, optionally after a keyset key
+    and with LIMIT/OFFSET (the executor asks for one row more than a page to see if there is more)."""
+    order = full_order(search)
+    stmt = select(*LIST_COLUMNS).where(where_clause(search, dialect))
+    if after is not None:
+        stmt = stmt.where(after_key(order, after))
+    stmt = stmt.order_by(*order_clauses(order))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    if offset:
+        stmt = stmt.offset(offset)
+    return stmt
+
+
+def count_statement(search: Search, dialect: str, *, after: Sequence[str | int] | None = None) -> Select[Any]:
+    """How many rows match ``search`` (after ``key``): remainingItemCount."""
+    stmt = select(func.count()).select_from(resources).where(where_clause(search, dialect))
+    if after is not None:
+        stmt = stmt.where(after_key(full_order(search), after))
+    return stmt
+
+
+def get_statement(cluster: str, group: str, resource: str, namespace: str, name: str) -> Select[Any]:
+    """One object by key; ``cluster`` "" finds it in every cluster (ordered by cluster)."""
+    stmt = select(*LIST_COLUMNS).where(
+        _r.deleted == false(),
+        _r.api_group == group,
+        _r.resource == resource,
+        _r.namespace == namespace,
+        _r.name == name,
+        _r.cluster == cluster if cluster else true(),
+    )
+    return stmt.order_by(_r.cluster).limit(50)
+
+
+def known_clusters_statement(names: Sequence[str]) -> Select[Any]:
+    """Which of ``names`` are clusters the store knows (has resource types for)."""
+    return select(resource_types.c.cluster).where(resource_types.c.cluster.in_(list(names))).distinct()
