@@ -216,10 +216,10 @@ def _parse_orderby_url(text: str) -> list[OrderBy]:
         words = item.split()
         if not words:
             continue
+        field = _check_order_field(words[0])
         if len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("desc", "asc")):
             raise BadRequest(f'invalid orderby "{item.strip()}": expected "<field>" or "<field> desc"')
-        desc = len(words) == 2 and words[1].lower() == "desc"
-        out.append(OrderBy(_check_order_field(words[0]), desc))
+        out.append(OrderBy(field, len(words) == 2 and words[1].lower() == "desc"))
     return out
 
 
