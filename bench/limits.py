@@ -1,0 +1,178 @@
+"""The physical references every sync figure is divided by.
+
+* Upstream limit: how fast the member kube-apiserver can be listed at all, paged with
+  ``limit=500`` as the synchro lists, by one client that only splits the page into raw items
+  (msgspec, items kept as ``Raw``) and follows ``continue``. Nothing downstream can beat it.
+* Downstream limit: how fast the store takes rows of the ``resources`` table as multi-row INSERTs
+  through SQLAlchemy Core (``executemany``, which SQLAlchemy turns into multi-row VALUES on
+  PostgreSQL and PyMySQL into one multi-row statement on MariaDB), batches of 1,000 rows committed
+  one by one, on an empty table with all its indexes. When the writer's own guarded upsert
+  statement is importable, its rate is measured the same way (the SQL cost a writer cannot avoid).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from sqlalchemy import Insert, insert
+
+from bench import generate as gen
+from bench.members import Member
+from bench.services import Store
+from common.storage.schema import resources
+
+LIST_PAGE = 500
+INSERT_BATCH = 1000
+
+
+class _ListMeta(msgspec.Struct):
+    cont: str = msgspec.field(default="", name="continue")
+
+
+class _RawList(msgspec.Struct):
+    items: list[msgspec.Raw]
+    metadata: _ListMeta
+
+
+_raw_list = msgspec.json.Decoder(_RawList)
+
+LISTED_RESOURCES = ("/apis/apps/v1/deployments", "/apis/apps/v1/replicasets", "/api/v1/pods")
+
+
+@dataclass
+class ListRate:
+    objects: int
+    bytes: int
+    seconds: float
+    pages: int
+
+    @property
+    def objects_per_second(self) -> float:
+        return self.objects / self.seconds if self.seconds else 0.0
+
+
+async def list_rate(member: Member, paths: tuple[str, ...] = LISTED_RESOURCES, repeat: int = 3) -> ListRate:
+    """Best of ``repeat`` full paged lists of ``paths`` (sequential, one connection)."""
+    best: ListRate | None = None
+    async with member.client(concurrency=1, timeout_seconds=120) as client:
+        for _ in range(repeat):
+            objects = size = pages = 0
+            start = time.perf_counter()
+            for path in paths:
+                cont = ""
+                while True:
+                    params = {"limit": str(LIST_PAGE)}
+                    if cont:
+                        params["continue"] = cont
+                    resp = await client.get(path, params=params)
+                    resp.raise_for_status()
+                    body = _raw_list.decode(resp.content)
+                    objects += len(body.items)
+                    size += len(resp.content)
+                    pages += 1
+                    cont = body.metadata.cont
+                    if not cont:
+                        break
+            run = ListRate(objects, size, time.perf_counter() - start, pages)
+            if best is None or run.objects_per_second > best.objects_per_second:
+                best = run
+    assert best is not None
+    return best
+
+
+def synthetic_rows(count: int, *, cluster: str = "bench", seed: int = 7) -> Iterator[dict[str, Any]]:
+    """Rows of the ``resources`` table with the generator's objects (same sizes as in the clusters)."""
+    rng = random.Random(seed)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    enc = msgspec.json.Encoder()
+    for i in range(count):
+        group = gen._Group(
+            namespace=f"bench-{i % 10:02d}", app=f"app-{i // 7:05d}", rng_seed=rng.randrange(2**32)
+        )
+        group.labels = gen._labels(random.Random(group.rng_seed), group.app)
+        group.rs_name = f"{group.app}-{gen._hash(group.app + 'rs', 10)}"
+        group.deployment_uid = gen._hash(f"d{i}", 32)
+        group.rs_uid = gen._hash(f"r{i}", 32)
+        obj = gen._pod(group, random.Random(group.rng_seed), i % 7)
+        uid = gen._hash(f"p{i}", 32)
+        obj["metadata"].update(
+            uid=uid, resourceVersion=str(1000 + i), creationTimestamp="2026-01-01T00:00:00Z"
+        )
+        yield {
+            "cluster": cluster,
+            "api_group": "",
+            "version": "v1",
+            "resource": "pods",
+            "kind": "Pod",
+            "namespace": obj["metadata"]["namespace"],
+            "name": f"{obj['metadata']['name']}-{i}",
+            "uid": uid,
+            "owner_uid": group.rs_uid,
+            "resource_version": 1000 + i,
+            "epoch": 1,
+            "created_at": now,
+            "synced_at": now,
+            "deleted": False,
+            "object": enc.encode(obj).decode(),
+        }
+
+
+@dataclass
+class InsertRate:
+    store: str
+    statement: str
+    rows: int
+    bytes: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def _writer_upsert() -> Callable[[str], Insert] | None:
+    try:
+        from common.storage.upserts import upsert_resources
+    except ImportError:
+        return None
+    return upsert_resources
+
+
+def insert_rate(store: Store, rows: int, *, statement: str = "insert") -> InsertRate:
+    """Insert ``rows`` pod rows into an empty ``resources`` table; ``statement`` is ``insert`` (plain
+    multi-row INSERT) or ``upsert`` (the writer's guarded upsert statement from common.storage)."""
+    store.reset()
+    engine = store.engine(pool_size=1)
+    try:
+        if statement == "upsert":
+            builder = _writer_upsert()
+            if builder is None:
+                raise RuntimeError("common.storage.upserts is not available")
+            stmt: Insert = builder(engine.dialect.name)
+        else:
+            stmt = insert(resources)
+        batches: list[list[dict[str, Any]]] = []
+        batch: list[dict[str, Any]] = []
+        size = 0
+        for row in synthetic_rows(rows):
+            size += len(row["object"])
+            batch.append(row)
+            if len(batch) == INSERT_BATCH:
+                batches.append(batch)
+                batch = []
+        if batch:
+            batches.append(batch)
+        start = time.perf_counter()
+        for b in batches:
+            with engine.begin() as conn:
+                conn.execute(stmt, b)
+        seconds = time.perf_counter() - start
+    finally:
+        engine.dispose()
+    return InsertRate(store.kind, statement, rows, size, seconds)
