@@ -1,0 +1,162 @@
+"""Shared pytest fixtures: real stores, real Redis, real Kubernetes control planes, real kubectl.
+
+Store fixtures (module scope, a clean database per test module):
+    sqlite_url, postgres_url, mysql_url, redis_url -> str
+    store_url -> str, parametrized over sqlite / postgresql / mysql
+Cluster fixtures (tests/harness/cluster.py):
+    member_cluster(name="cluster-1", version="current", controller_manager=False) -> Cluster  (factory)
+    two_member_clusters -> tuple[Cluster, Cluster]  (cluster-1 current, cluster-2 older; module scope)
+    host_cluster -> Cluster  (aggregation layer configured; module scope)
+    kubectl(version="1.32") -> path of that kubectl  (KUBECTL_VERSIONS lists them)
+
+Missing services are started (hack/services.sh) and missing binaries built (hack/build-k8s.sh);
+nothing is skipped. Every process a fixture starts is stopped by its finalizer, and a session-end
+sweep stops anything a finalizer could not reach (tests/harness/processes.py).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from tests.harness import processes
+from tests.harness.cluster import Cluster, start_clusters
+from tests.harness.paths import KUBECTL_VERSIONS, kubectl_binary
+from tests.harness.stores import (
+    ensure_services,
+    mysql_database,
+    postgres_database,
+    redis_database,
+)
+
+__all__ = ["KUBECTL_VERSIONS"]
+
+STORE_KINDS = ["sqlite", "postgresql", "mysql"]
+
+
+# ---------------------------------------------------------------- session guard
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # SIGTERM (CI timeout, `kill`) must unwind through the fixture finalizers like Ctrl-C does.
+    def _term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _term)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    processes.stop_all()
+
+
+# ---------------------------------------------------------------- stores
+
+
+@pytest.fixture(scope="session")
+def service_urls() -> dict[str, str]:
+    """Base URLs of the running services (started here if they are not running)."""
+    try:
+        return ensure_services()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("sqlite") / "store.db"
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="module")
+def postgres_url(service_urls: dict[str, str]) -> Iterator[str]:
+    with postgres_database(service_urls["CLUSTERPEDIA_TEST_POSTGRES"]) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def mysql_url(service_urls: dict[str, str]) -> Iterator[str]:
+    with mysql_database(service_urls["CLUSTERPEDIA_TEST_MYSQL"]) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def redis_url(service_urls: dict[str, str]) -> Iterator[str]:
+    with redis_database(service_urls["CLUSTERPEDIA_TEST_REDIS"]) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=STORE_KINDS)
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The same suite on each store: ids sqlite / postgresql / mysql."""
+    fixture = {"sqlite": "sqlite_url", "postgresql": "postgres_url", "mysql": "mysql_url"}[request.param]
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+# ---------------------------------------------------------------- clusters
+
+MemberClusterFactory = Callable[..., Cluster]
+
+
+@pytest.fixture
+def member_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemberClusterFactory]:
+    """Factory: ``member_cluster(name="cluster-1", version="current", controller_manager=False)``.
+
+    Each call starts a cluster (and waits until it is ready); all are stopped at teardown."""
+    started: list[Cluster] = []
+
+    def make(name: str = "cluster-1", version: str = "current", controller_manager: bool = False) -> Cluster:
+        workdir = tmp_path_factory.mktemp(f"cluster-{name}")
+        cluster = Cluster(name, version, controller_manager=controller_manager, workdir=workdir)
+        started.append(cluster)
+        cluster.start()
+        return cluster
+
+    try:
+        yield make
+    finally:
+        for cluster in reversed(started):
+            cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def two_member_clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Cluster]]:
+    """cluster-1 (current version) and cluster-2 (older version), both with a controller manager."""
+    c1 = Cluster(
+        "cluster-1", "current", controller_manager=True, workdir=tmp_path_factory.mktemp("cluster-1")
+    )
+    c2 = Cluster("cluster-2", "older", controller_manager=True, workdir=tmp_path_factory.mktemp("cluster-2"))
+    try:
+        start_clusters([c1, c2])
+        yield c1, c2
+    finally:
+        c2.stop()
+        c1.stop()
+
+
+@pytest.fixture(scope="module")
+def host_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The host: aggregation layer configured (front-proxy CA, requestheader flags, proxy client cert)."""
+    cluster = Cluster("host", "current", aggregation=True, workdir=tmp_path_factory.mktemp("host"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def kubectl() -> Callable[..., Path]:
+    """``kubectl(version="1.32")`` -> path of /usr/lib/google-cloud-sdk/bin/kubectl.<version>."""
+
+    def pick(version: str = "1.32") -> Path:
+        try:
+            return kubectl_binary(version)
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+
+    return pick
