@@ -1,0 +1,324 @@
+"""The fleet's queue: one Redis stream, one consumer group ``writers``.
+
+Why each piece is there:
+
+* At-least-once: a writer acks (XACK) only after its transaction committed. Entries it held when
+  it died stay pending on its name; a (re)started consumer first re-reads its own pending entries
+  (XREADGROUP from id 0), and any consumer takes over entries idle longer than
+  ``reclaim_idle_seconds`` on another one (XAUTOCLAIM).
+* Bounded, never lossy: nothing is trimmed by length. After acking, the stream is trimmed with
+  ``XTRIM MINID`` up to the oldest entry still pending or not yet delivered (the smaller of
+  XPENDING's first id and the group's last-delivered-id), so only processed entries go.
+  Publishers apply back-pressure instead: they wait while the group's lag plus pending entries
+  reach ``queue_max_len``.
+* Redis restarted without persistence: the consumer sees NOGROUP (or a new server ``run_id``),
+  recreates the group from id 0 and bumps ``generation`` so the writer drops barriers it held from
+  the lost stream; a publisher raises :class:`QueueReset` once, so the synchro relists everything.
+* Barriers: ``all_acked_before`` is true when no entry older than the barrier is pending and the
+  group has delivered past it (so no older entry is still undelivered).
+
+The URL is the settings' queue URL; an optional ``?stream=`` query names the stream key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import msgspec
+import redis
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from common.events import Event, decode_event, encode_event
+from common.queue.base import Delivery, QueueReset
+
+DEFAULT_STREAM = "clusterpedia:events"
+GROUP = "writers"
+FIELD = b"e"
+DEAD_CONSUMER_IDLE_SECONDS = 3600.0
+"""Consumers with nothing pending and idle this long are removed from the group (each writer
+process registers under a new name, so the group would otherwise collect them forever)."""
+
+log = logging.getLogger("clusterpedia.queue")
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``redis://h:p/0?stream=k`` -> (``redis://h:p/0``, ``k``)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    stream = DEFAULT_STREAM
+    rest = []
+    for key, value in query:
+        if key == "stream":
+            stream = value
+        else:
+            rest.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(rest))), stream
+
+
+def parse_id(entry_id: str | bytes) -> tuple[int, int]:
+    """Stream ids order as (milliseconds, sequence)."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _is_nogroup(exc: ResponseError) -> bool:
+    msg = str(exc)
+    return msg.startswith("NOGROUP") or "no such key" in msg.lower()
+
+
+def _ensure_group(client: redis.Redis, stream: str) -> None:
+    try:
+        client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def _group_info(groups: list[dict[str, Any]]) -> dict[str, Any] | None:
+    for g in groups:
+        name = g.get("name")
+        if name in (GROUP, GROUP.encode()):
+            return g
+    return None
+
+
+class RedisConsumer:
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        *,
+        reclaim_idle_seconds: float = 5.0,
+        client: redis.Redis | None = None,
+    ) -> None:
+        base, self.stream = split_url(url)
+        self.name = name
+        self.reclaim_idle_seconds = reclaim_idle_seconds
+        self._r: redis.Redis = client or redis.Redis.from_url(base, health_check_interval=30)
+        self.generation = 0
+        """Bumped whenever the queue lost its entries (Redis restarted empty): deliveries from an
+        older generation are gone from the queue and their barriers must not be applied."""
+        self._run_id = self._server_run_id()
+        _ensure_group(self._r, self.stream)
+        self._own_cursor: str | None = "0"
+        self._next_reclaim = 0.0
+        self._reclaim_cursor = "0-0"
+
+    # -- helpers
+    def _server_run_id(self) -> str:
+        return str(self._r.info("server")["run_id"])
+
+    def _lost(self, why: str) -> None:
+        log.warning("queue lost its entries (%s); recreating consumer group %s", why, GROUP)
+        self.generation += 1
+        self._own_cursor = None
+        self._reclaim_cursor = "0-0"
+        _ensure_group(self._r, self.stream)
+
+    def _check_server(self) -> None:
+        run_id = self._server_run_id()
+        if run_id != self._run_id:
+            self._run_id = run_id
+            self._lost(f"redis run_id changed to {run_id}")
+
+    def _deliveries(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> list[Delivery]:
+        out: list[Delivery] = []
+        dead: list[bytes] = []
+        for entry_id, fields in entries:
+            data = fields.get(FIELD) if fields else None
+            if data is None:
+                dead.append(entry_id)  # deleted from the stream while pending: nothing to apply
+                continue
+            try:
+                event = decode_event(data)
+            except msgspec.DecodeError:
+                log.error("dropping undecodable queue entry %s", entry_id.decode())
+                dead.append(entry_id)
+                continue
+            out.append(Delivery(entry_id.decode(), event))
+        if dead:
+            self._r.xack(self.stream, GROUP, *dead)
+        return out
+
+    # -- Consumer protocol
+    def read(self, max_events: int, block_seconds: float) -> list[Delivery]:
+        try:
+            self._check_server()
+            if self._own_cursor is not None:
+                resp: Any = self._r.xreadgroup(
+                    GROUP, self.name, {self.stream: self._own_cursor}, count=max_events
+                )
+                entries = resp[0][1] if resp else []
+                self._own_cursor = entries[-1][0].decode() if len(entries) >= max_events else None
+                own = self._deliveries(entries)
+                if own:
+                    return own
+            now = time.monotonic()
+            if now >= self._next_reclaim:
+                claimed = self._reclaim(max_events)
+                if claimed:
+                    return claimed
+            block = max(1, int(block_seconds * 1000)) if block_seconds > 0 else None
+            resp = self._r.xreadgroup(GROUP, self.name, {self.stream: ">"}, count=max_events, block=block)
+            return self._deliveries(resp[0][1] if resp else [])
+        except ResponseError as exc:
+            if not _is_nogroup(exc):
+                raise
+            self._lost("NOGROUP")
+            return []
+
+    def _reclaim(self, max_events: int) -> list[Delivery]:
+        min_idle = int(self.reclaim_idle_seconds * 1000)
+        next_start, entries, _deleted = self._r.xautoclaim(
+            self.stream, GROUP, self.name, min_idle, self._reclaim_cursor, count=max_events
+        )
+        self._reclaim_cursor = next_start.decode() if isinstance(next_start, bytes) else str(next_start)
+        if self._reclaim_cursor == "0-0":
+            # Scanned the whole pending list: look again in a while, and forget idle consumers.
+            self._next_reclaim = time.monotonic() + max(self.reclaim_idle_seconds / 2, 0.05)
+            self._forget_dead_consumers()
+        out = self._deliveries(entries)
+        if out:
+            log.info("reclaimed %d entries idle on other consumers", len(out))
+        return out
+
+    def _forget_dead_consumers(self) -> None:
+        for c in self._r.xinfo_consumers(self.stream, GROUP):
+            name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+            if name != self.name and c["pending"] == 0 and c["idle"] > DEAD_CONSUMER_IDLE_SECONDS * 1000:
+                self._r.xgroup_delconsumer(self.stream, GROUP, name)
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        pipe = self._r.pipeline(transaction=True)
+        pipe.xack(self.stream, GROUP, *[d.entry_id for d in deliveries])
+        pipe.xinfo_groups(self.stream)
+        pipe.xpending(self.stream, GROUP)
+        try:
+            _, groups, pending = pipe.execute()
+        except ResponseError as exc:
+            if _is_nogroup(exc):
+                return  # the stream is gone; there is nothing to ack or trim
+            raise
+        self._trim(groups, pending)
+
+    def _trim(self, groups: list[dict[str, Any]], pending: dict[str, Any]) -> None:
+        group = _group_info(groups)
+        if group is None:
+            return
+        last = group["last-delivered-id"]
+        floor = parse_id(last)
+        if floor == (0, 0):
+            return
+        if pending.get("pending") and pending.get("min") is not None:
+            floor = min(floor, parse_id(pending["min"]))
+        # Entries strictly below the floor are all delivered and acked (the floor itself stays).
+        self._r.xtrim(self.stream, minid=f"{floor[0]}-{floor[1]}", approximate=False)
+
+    def all_acked_before(self, delivery: Delivery) -> bool:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.xpending_range(self.stream, GROUP, "-", "(" + delivery.entry_id, count=1)
+        pipe.xinfo_groups(self.stream)
+        try:
+            older_pending, groups = pipe.execute()
+        except ResponseError as exc:
+            if _is_nogroup(exc):
+                self._lost("NOGROUP")
+                return False
+            raise
+        group = _group_info(groups)
+        if group is None or older_pending:
+            return False
+        return parse_id(group["last-delivered-id"]) >= parse_id(delivery.entry_id)
+
+    def depth(self) -> tuple[int, int]:
+        try:
+            group = _group_info(self._r.xinfo_groups(self.stream))
+        except ResponseError:
+            return 0, 0
+        if group is None:
+            return 0, 0
+        lag = group.get("lag")
+        pending = int(group["pending"])
+        if lag is None:
+            lag = max(0, int(self._r.xlen(self.stream)) - pending)
+        return int(lag), pending
+
+    def close(self) -> None:
+        self._r.close()
+
+
+class RedisPublisher:
+    """Async publisher (the synchro's event loop); one instance per process is enough."""
+
+    def __init__(self, url: str, *, max_len: int = 100_000, client: aioredis.Redis | None = None) -> None:
+        base, self.stream = split_url(url)
+        self.max_len = max_len
+        self._r: aioredis.Redis = client or aioredis.Redis.from_url(base, health_check_interval=30)
+        self._run_id: str | None = None
+        self._group_ready = False
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self._r.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    async def _unprocessed(self, groups: Any) -> int | None:
+        """Lag plus pending of the writers' group; None when the group is missing."""
+        if isinstance(groups, ResponseError):
+            if _is_nogroup(groups):
+                return None
+            raise groups
+        group = _group_info(groups)
+        if group is None:
+            return None
+        lag = group.get("lag")
+        pending = int(group["pending"])
+        if lag is None:
+            return int(await self._r.xlen(self.stream))
+        return int(lag) + pending
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        delay = 0.01
+        while True:
+            pipe = self._r.pipeline(transaction=False)
+            pipe.info("server")
+            pipe.xinfo_groups(self.stream)
+            info, groups = await pipe.execute(raise_on_error=False)
+            if isinstance(info, Exception):
+                raise info
+            run_id = str(info["run_id"])
+            if self._run_id is None:
+                self._run_id = run_id
+            elif run_id != self._run_id:
+                self._run_id = run_id
+                await self._ensure_group()
+                raise QueueReset(f"redis restarted (run_id {run_id}); queued events were lost")
+            unprocessed = await self._unprocessed(groups)
+            if unprocessed is None:
+                await self._ensure_group()
+                continue
+            if unprocessed < self.max_len:
+                break
+            await asyncio.sleep(delay)  # back-pressure: writers are behind
+            delay = min(delay * 2, 0.5)
+        pipe = self._r.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(self.stream, {FIELD: encode_event(event)})
+        await pipe.execute()
+
+    async def close(self) -> None:
+        await self._r.aclose()

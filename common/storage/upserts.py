@@ -1,0 +1,289 @@
+"""The writers' statements: guarded batched upserts, tombstones, list barriers, purges, GC.
+
+Pure builders: each function returns a SQLAlchemy statement for one dialect, executed by the writer
+with bound parameters (``executemany`` over row dicts for the batched ones). Keeping the SQL here
+lets every guard be unit-tested by compiling it per dialect.
+
+Why the guards look the way they do (several writers apply one queue in parallel, so events of one
+object can arrive out of order, and any of them twice):
+
+* Upsert applies when ``incoming.rv > stored.rv`` or (``incoming.rv == stored.rv`` and the stored
+  row is not a tombstone). The equal case is a re-delivery or a relist of an unchanged object: the
+  content is identical, only the epoch moves. ``epoch`` never goes backwards (the larger of stored
+  and incoming): a re-delivered entry of an older list must not drag a row back under the epoch a
+  later ``ListDone`` purges.
+* Delete writes a tombstone (``deleted`` = true, rv = the deletion's rv) when ``incoming.rv >=
+  stored.rv``; when the row is absent the tombstone is inserted, so a late older Upsert finds it.
+* PostgreSQL and SQLite express the guard as ``ON CONFLICT .. DO UPDATE .. WHERE``. MySQL/MariaDB
+  have no such WHERE: every assignment is ``col = CASE WHEN guard THEN new ELSE col END``, and MySQL
+  evaluates assignments left to right with later ones seeing earlier results, so the columns the
+  guard reads go last: ``deleted``, then ``resource_version``.
+* Deletes of many rows (purge, GC) are chunked by the caller: each statement removes at most
+  ``limit`` rows, so a huge cluster never holds one giant transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Delete, Insert, Update, and_, case, delete, false, or_, select, true, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+
+from common.events import Delete as DeleteEvent
+from common.events import ResourceType, Upsert
+from common.storage.schema import resource_types, resources
+
+RESOURCE_KEY = ("cluster", "api_group", "resource", "namespace", "name")
+"""Columns of the unique key of ``resources`` (``uq_resources_key``)."""
+
+UPSERT_COLUMNS = (
+    "cluster",
+    "api_group",
+    "version",
+    "resource",
+    "kind",
+    "namespace",
+    "name",
+    "uid",
+    "owner_uid",
+    "resource_version",
+    "epoch",
+    "created_at",
+    "synced_at",
+    "deleted",
+    "object",
+)
+"""Parameters of each row passed to :func:`upsert_resources` (all required)."""
+
+TOMBSTONE_COLUMNS = UPSERT_COLUMNS
+"""Parameters of each row passed to :func:`tombstone_resources`; only the key, rv and synced_at
+matter when the row exists, the rest fills an inserted tombstone."""
+
+RESOURCE_TYPE_COLUMNS = tuple(c.name for c in resource_types.columns)
+
+_MYSQL = ("mysql", "mariadb")
+
+
+def _dialect_insert(dialect: str, table: Any) -> Any:
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    if dialect in _MYSQL:
+        return mysql.insert(table)
+    raise ValueError(f"unsupported dialect {dialect!r}")
+
+
+def _upsert_guard(new_rv: ColumnElement[Any]) -> ColumnElement[bool]:
+    cur = resources.c
+    return or_(new_rv > cur.resource_version, and_(new_rv == cur.resource_version, cur.deleted == false()))
+
+
+def _max_epoch(new_epoch: ColumnElement[Any]) -> ColumnElement[Any]:
+    cur = resources.c
+    return case((new_epoch > cur.epoch, new_epoch), else_=cur.epoch)
+
+
+def upsert_resources(dialect: str) -> Insert:
+    """INSERT of live objects, guarded on conflict (see module docstring).
+
+    Execute with a list of row dicts (keys: ``UPSERT_COLUMNS``), at most one row per key."""
+    stmt = _dialect_insert(dialect, resources)
+    content = [c for c in UPSERT_COLUMNS if c not in RESOURCE_KEY and c not in ("resource_version", "epoch")]
+    if dialect in _MYSQL:
+        new = stmt.inserted
+        guard = _upsert_guard(new.resource_version)
+        ordered: list[tuple[str, Any]] = []
+        for col in content:
+            if col == "deleted":
+                continue
+            ordered.append((col, case((guard, new[col]), else_=resources.c[col])))
+        ordered.append(("epoch", case((guard, _max_epoch(new.epoch)), else_=resources.c.epoch)))
+        # The guard reads `deleted` and `resource_version`: assign them last, in this order.
+        ordered.append(("deleted", case((guard, new.deleted), else_=resources.c.deleted)))
+        ordered.append(
+            ("resource_version", case((guard, new.resource_version), else_=resources.c.resource_version))
+        )
+        return stmt.on_duplicate_key_update(ordered)  # type: ignore[no-any-return]
+    exc = stmt.excluded
+    set_: dict[str, Any] = {col: exc[col] for col in content}
+    set_["resource_version"] = exc.resource_version
+    set_["epoch"] = _max_epoch(exc.epoch)
+    return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=[resources.c[c] for c in RESOURCE_KEY],
+        set_=set_,
+        where=_upsert_guard(exc.resource_version),
+    )
+
+
+def tombstone_resources(dialect: str) -> Insert:
+    """INSERT of tombstones for deleted objects: marks the row deleted at the deletion's rv when
+    ``incoming.rv >= stored.rv``, keeping the old object; inserts the tombstone when absent.
+
+    Execute with a list of row dicts (keys: ``TOMBSTONE_COLUMNS``, ``deleted`` true)."""
+    stmt = _dialect_insert(dialect, resources)
+    cur = resources.c
+    if dialect in _MYSQL:
+        new = stmt.inserted
+        guard = new.resource_version >= cur.resource_version
+        ordered = [
+            ("synced_at", case((guard, new.synced_at), else_=cur.synced_at)),
+            ("deleted", case((guard, true()), else_=cur.deleted)),
+            ("resource_version", case((guard, new.resource_version), else_=cur.resource_version)),
+        ]
+        return stmt.on_duplicate_key_update(ordered)  # type: ignore[no-any-return]
+    exc = stmt.excluded
+    return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=[cur[c] for c in RESOURCE_KEY],
+        set_={"deleted": true(), "resource_version": exc.resource_version, "synced_at": exc.synced_at},
+        where=exc.resource_version >= cur.resource_version,
+    )
+
+
+def tombstone_older_epochs(cluster: str, group: str, resource: str, epoch: int, now: dt.datetime) -> Update:
+    """ListDone: rows of one resource of one cluster not seen by the list of ``epoch`` become
+    tombstones (their rv is kept)."""
+    cur = resources.c
+    return (
+        update(resources)
+        .where(
+            cur.cluster == cluster,
+            cur.api_group == group,
+            cur.resource == resource,
+            cur.epoch < epoch,
+            cur.deleted == false(),
+        )
+        .values(deleted=True, synced_at=now)
+    )
+
+
+def _chunked_delete(dialect: str, conditions: Sequence[ColumnElement[bool]], limit: int) -> Delete:
+    if dialect in _MYSQL:
+        return delete(resources).where(*conditions).with_dialect_options(mysql_limit=limit)
+    ids = select(resources.c.id).where(*conditions).limit(limit).scalar_subquery()
+    return delete(resources).where(resources.c.id.in_(ids))
+
+
+def purge_resources(
+    dialect: str, cluster: str, group: str | None, resource: str | None, *, limit: int
+) -> Delete:
+    """Delete at most ``limit`` rows of a cluster (or of one group / resource of it); repeat until
+    fewer than ``limit`` rows go."""
+    conds: list[ColumnElement[bool]] = [resources.c.cluster == cluster]
+    if group is not None:
+        conds.append(resources.c.api_group == group)
+    if resource is not None:
+        conds.append(resources.c.resource == resource)
+    return _chunked_delete(dialect, conds, limit)
+
+
+def purge_resource_types(cluster: str, group: str | None, resource: str | None) -> Delete:
+    """Forget what a cluster serves (a handful of rows per cluster: one statement)."""
+    stmt = delete(resource_types).where(resource_types.c.cluster == cluster)
+    if group is not None:
+        stmt = stmt.where(resource_types.c.api_group == group)
+    if resource is not None:
+        stmt = stmt.where(resource_types.c.resource == resource)
+    return stmt
+
+
+def expired_tombstones(dialect: str, older_than: dt.datetime, *, limit: int) -> Delete:
+    """Delete at most ``limit`` tombstones last written before ``older_than``."""
+    return _chunked_delete(
+        dialect, [resources.c.deleted == true(), resources.c.synced_at < older_than], limit
+    )
+
+
+def upsert_resource_types(dialect: str) -> Insert:
+    """INSERT of resource types (keys: ``RESOURCE_TYPE_COLUMNS``), replacing the row on conflict."""
+    stmt = _dialect_insert(dialect, resource_types)
+    key = [c.name for c in resource_types.primary_key.columns]
+    rest = [c for c in RESOURCE_TYPE_COLUMNS if c not in key]
+    if dialect in _MYSQL:
+        return stmt.on_duplicate_key_update([(c, stmt.inserted[c]) for c in rest])  # type: ignore[no-any-return]
+    return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=[resource_types.c[c] for c in key],
+        set_={c: stmt.excluded[c] for c in rest},
+    )
+
+
+# -- rows: event -> bound parameters of the statements above
+
+
+def utc_now() -> dt.datetime:
+    """Naive UTC, as every DateTime column of the schema stores."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def parse_timestamp(value: str) -> dt.datetime | None:
+    """RFC 3339 (``2024-05-01T10:00:00Z``) -> naive UTC; None when empty or malformed."""
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed
+
+
+def upsert_row(event: Upsert, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "cluster": event.cluster,
+        "api_group": event.group,
+        "version": event.version,
+        "resource": event.resource,
+        "kind": event.kind,
+        "namespace": event.namespace,
+        "name": event.name,
+        "uid": event.uid,
+        "owner_uid": event.owner_uid,
+        "resource_version": event.resource_version,
+        "epoch": event.epoch,
+        "created_at": parse_timestamp(event.created_at),
+        "synced_at": now,
+        "deleted": False,
+        "object": event.object.decode(),
+    }
+
+
+def tombstone_row(event: DeleteEvent, now: dt.datetime) -> dict[str, Any]:
+    """A tombstone; when inserted (the object was never stored) it has no content: ``{}``."""
+    return {
+        "cluster": event.cluster,
+        "api_group": event.group,
+        "version": event.version,
+        "resource": event.resource,
+        "kind": "",
+        "namespace": event.namespace,
+        "name": event.name,
+        "uid": "",
+        "owner_uid": "",
+        "resource_version": event.resource_version,
+        "epoch": 0,
+        "created_at": None,
+        "synced_at": now,
+        "deleted": True,
+        "object": "{}",
+    }
+
+
+def resource_type_row(event: ResourceType, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "cluster": event.cluster,
+        "api_group": event.group,
+        "resource": event.resource,
+        "version": event.version,
+        "kind": event.kind,
+        "namespaced": event.namespaced,
+        "short_names": json.dumps(event.short_names),
+        "verbs": json.dumps(event.verbs),
+        "storage_version": event.storage_version,
+        "printer_columns": event.printer_columns.decode(),
+        "updated_at": now,
+    }

@@ -1,0 +1,220 @@
+"""The storage suite: the writer's statements on every store (SQLite, PostgreSQL, MariaDB).
+
+Each test applies batches the way a writer does (``plan`` then ``Applier``) and reads the rows back
+as the API tier would. Batches are applied separately where the test is about reordering between
+writers, and together where it is about collapsing one batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+
+from common.events import Event, PurgeCluster, ResourceType
+from common.queue import Delivery
+from common.storage.schema import resource_types, resources
+from writer.applying import Applier
+from writer.batching import Barrier, Purge, Writes, plan
+
+POD = ("", "v1", "pods", "Pod")
+
+
+def apply(applier: Applier, *events: Event) -> None:
+    """Apply ``events`` as one batch (ListDone applied at once: nothing else is in flight)."""
+    deliveries = [Delivery(str(i + 1), e) for i, e in enumerate(events)]
+    for step in plan(deliveries):
+        if isinstance(step, Writes):
+            applier.apply_writes(step)
+        elif isinstance(step, Barrier):
+            applier.apply_list_done(step.event)
+        elif isinstance(step, Purge):
+            applier.purge(step.event)
+
+
+def test_upsert_then_update(engine, store, objs) -> None:
+    applier = Applier(engine)
+    apply(applier, objs.upsert("a", 5), objs.upsert("b", 6))
+    apply(applier, objs.upsert("a", 9, body='{"v":"new"}'))
+    assert store.live(objs.cluster) == {"a": 9, "b": 6}
+    assert store.rows(objs.cluster)["a"][3].replace(" ", "") == '{"v":"new"}'
+
+
+def test_older_event_does_not_overwrite_newer(engine, store, objs) -> None:
+    applier = Applier(engine)
+    apply(applier, objs.upsert("a", 9, body='{"v":9}'))
+    apply(applier, objs.upsert("a", 5, body='{"v":5}'))
+    rv, deleted, _, obj = store.rows(objs.cluster)["a"]
+    assert (rv, deleted, obj.replace(" ", "")) == (9, False, '{"v":9}')
+
+
+def test_late_update_does_not_resurrect_a_delete(engine, store, objs) -> None:
+    applier = Applier(engine)
+    apply(applier, objs.upsert("a", 5))
+    apply(applier, objs.delete("a", 8))
+    apply(applier, objs.upsert("a", 7))  # older than the deletion
+    apply(applier, objs.upsert("a", 8))  # same revision as the deletion
+    assert store.live(objs.cluster) == {}
+    assert store.rows(objs.cluster)["a"][:2] == (8, True)
+
+
+def test_delete_before_any_upsert_leaves_a_tombstone(engine, store, objs) -> None:
+    applier = Applier(engine)
+    apply(applier, objs.delete("a", 8))
+    apply(applier, objs.upsert("a", 6))
+    assert store.live(objs.cluster) == {}
+    rv, deleted, _, obj = store.rows(objs.cluster)["a"]
+    assert (rv, deleted, obj.replace(" ", "")) == (8, True, "{}")
+
+
+def test_older_delete_does_not_remove_a_newer_object(engine, store, objs) -> None:
+    applier = Applier(engine)
+    apply(applier, objs.upsert("a", 10))
+    apply(applier, objs.delete("a", 8))
+    assert store.live(objs.cluster) == {"a": 10}
+
+
+def test_recreate_after_delete(engine, store, objs) -> None:
+    applier = Applier(engine)
+    apply(applier, objs.upsert("a", 5))
+    apply(applier, objs.delete("a", 8))
+    apply(applier, objs.upsert("a", 12, body='{"v":"again"}'))
+    assert store.live(objs.cluster) == {"a": 12}
+    assert store.rows(objs.cluster)["a"][3].replace(" ", "") == '{"v":"again"}'
+
+
+def test_one_batch_collapses_to_the_newest_event_per_object(engine, store, objs) -> None:
+    applier = Applier(engine)
+    apply(applier, objs.upsert("a", 5), objs.delete("a", 8), objs.upsert("a", 7), objs.upsert("b", 3))
+    assert store.live(objs.cluster) == {"b": 3}
+    apply(applier, objs.upsert("c", 3), objs.upsert("c", 4), objs.upsert("c", 2))
+    assert store.live(objs.cluster) == {"b": 3, "c": 4}
+
+
+def test_equal_revision_refreshes_epoch_and_never_lowers_it(engine, store, objs) -> None:
+    applier = Applier(engine)
+    apply(applier, objs.upsert("a", 5, epoch=1))
+    apply(applier, objs.upsert("a", 5, epoch=20))  # relisted, unchanged
+    assert store.rows(objs.cluster)["a"][2] == 20
+    apply(applier, objs.upsert("a", 5, epoch=1))  # a redelivered entry of the old list
+    assert store.rows(objs.cluster)["a"][2] == 20
+
+
+def test_list_done_tombstones_only_older_epochs_of_its_resource(engine, store, objs) -> None:
+    applier = Applier(engine)
+    other = ResourceType  # noqa: F841 - keep the import used in this module
+    pods = objs.upsert("pod", 3, epoch=1)
+    pods = type(pods)(pods.cluster, "", "v1", "pods", "Pod", "default", "pod", "u", 3, 1, "", "", b"{}")
+    foreign = type(pods)(
+        "not-" + objs.cluster,
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        "default",
+        "x",
+        "u",
+        3,
+        1,
+        "",
+        "",
+        b"{}",
+    )
+    apply(
+        applier,
+        objs.upsert("gone", 4, epoch=10),
+        objs.upsert("kept", 5, epoch=20),
+        objs.upsert("deleted", 6, epoch=10),
+        objs.delete("deleted", 7),
+        pods,
+        foreign,
+    )
+    apply(applier, objs.list_done(20))
+    rows = store.rows(objs.cluster)
+    assert rows["gone"][:2] == (4, True)  # tombstoned, its revision kept
+    assert rows["kept"][:2] == (5, False)
+    assert rows["deleted"][:2] == (7, True)
+    assert rows["pod"][:2] == (3, False)  # another resource of the cluster
+    assert store.live(foreign.cluster) == {"x": 3}
+    apply(applier, objs.upsert("gone", 4, epoch=10))  # a late duplicate does not bring it back
+    assert store.live(objs.cluster) == {"kept": 5, "pod": 3}
+
+
+def test_purge_cluster_in_chunks(engine, store, objs) -> None:
+    applier = Applier(engine, chunk_rows=7)
+    keep = type(objs)("keep-" + objs.cluster)
+    apply(applier, *[objs.upsert(f"o{i}", i + 1) for i in range(23)], keep.upsert("k", 1))
+    apply(applier, objs.delete("o0", 100))
+    apply(
+        applier,
+        ResourceType(objs.cluster, "apps", "v1", "deployments", "Deployment", True, [], ["get"], "v1"),
+        ResourceType(keep.cluster, "apps", "v1", "deployments", "Deployment", True, [], ["get"], "v1"),
+    )
+    assert applier.purge(PurgeCluster(objs.cluster)) == 23
+    assert store.rows(objs.cluster) == {}
+    assert store.live(keep.cluster) == {"k": 1}
+    with engine.connect() as conn:
+        clusters = set(conn.execute(select(resource_types.c.cluster)).scalars())
+    assert objs.cluster not in clusters and keep.cluster in clusters
+
+
+def test_purge_one_resource_of_a_cluster(engine, store, objs) -> None:
+    applier = Applier(engine)
+    pod = type(objs.upsert("p", 1))(
+        objs.cluster, "", "v1", "pods", "Pod", "ns", "p", "u", 1, 1, "", "", b"{}"
+    )
+    apply(applier, objs.upsert("d", 1), pod, PurgeCluster(objs.cluster, "apps", "deployments"))
+    assert store.live(objs.cluster) == {"p": 1}
+
+
+def test_resource_types_upsert(engine, objs) -> None:
+    applier = Applier(engine)
+    rt = ResourceType(
+        objs.cluster, "apps", "v1", "deployments", "Deployment", True, ["deploy"], ["get"], "v1"
+    )
+    apply(applier, rt)
+    apply(
+        applier,
+        ResourceType(
+            objs.cluster,
+            "apps",
+            "v2",
+            "deployments",
+            "Deployment",
+            True,
+            [],
+            ["list"],
+            "v2",
+            b'[{"name":"Ready","jsonPath":".status.ready"}]',
+        ),
+    )
+    c = resource_types.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(c.version, c.short_names, c.verbs, c.printer_columns).where(c.cluster == objs.cluster)
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("v2", "[]", '["list"]', '[{"name":"Ready","jsonPath":".status.ready"}]')
+    ]
+
+
+def test_tombstone_gc_removes_only_expired_tombstones(engine, store, objs) -> None:
+    applier = Applier(engine)
+    apply(applier, objs.upsert("live", 1), objs.upsert("old", 2), objs.upsert("recent", 3))
+    apply(applier, objs.delete("old", 10), objs.delete("recent", 11))
+    c = resources.c
+    an_hour_ago = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=1)
+    with engine.begin() as conn:
+        conn.execute(
+            update(resources).where(c.cluster == objs.cluster, c.name == "old").values(synced_at=an_hour_ago)
+        )
+    applier.collect_tombstones(600)
+    assert set(store.rows(objs.cluster)) == {"live", "recent"}
+    assert store.live(objs.cluster) == {"live": 1}
+
+
+def test_a_large_batch(engine, store, objs) -> None:
+    applier = Applier(engine)
+    events = [objs.upsert(f"obj-{i:05d}", 1000 + i, ns=f"ns-{i % 7}") for i in range(3000)]
+    apply(applier, *events)
+    assert len(store.live(objs.cluster)) == 3000

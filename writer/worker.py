@@ -1,0 +1,320 @@
+"""The writer loop: read a batch from the queue, apply it in one transaction, commit, then ack.
+
+Entry point: :func:`run_writer` (``settings``, a ``threading.Event`` to stop). Setting the event
+(SIGTERM) lets the current batch finish; whatever is not acked stays pending in the queue and is
+re-read by this consumer name or reclaimed by another writer, and re-applying is harmless because
+every statement is guarded by resourceVersion (see ``common.storage.upserts``).
+
+List barriers (``ListDone``) and why later entries may overtake them
+--------------------------------------------------------------------
+A ``ListDone(epoch E)`` tombstones rows of its resource whose epoch is older than ``E``. It is
+correct only once every entry queued before it is committed (some of those may be upserts that
+raise a row's epoch to ``E``), whichever writer holds them; ``consumer.all_acked_before`` says so.
+Until then the writer commits what preceded the barrier in its batch, keeps the barrier unacked
+in a short list, retries it every ``barrier_retry_seconds``, and goes on with later entries. That
+is safe because nothing queued after the barrier can be undone or hidden by applying it late:
+
+* Upserts after it come from the list of ``E`` or the watch that follows it, so they carry an
+  epoch >= ``E``; the barrier only touches rows with an epoch below ``E``, and upserts never lower
+  a row's epoch.
+* Deletes after it write tombstones; the barrier only touches rows that are not tombstones.
+* A later barrier ``E2`` waits for this one (it is an unacked entry before it), so barriers of one
+  queue apply in queue order. Purges and resource types do not interact with epochs.
+
+The same argument makes a barrier applied twice (redelivered after a crash, or reclaimed by
+another writer while this one waited) harmless. A barrier from before the queue lost its entries
+(Redis restarted empty: the consumer's ``generation`` moved) is dropped: entries before it may be
+lost, and the synchro relists everything with a new epoch after a reset anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TypeVar
+
+import redis.exceptions
+from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
+
+from common.events import Event
+from common.observability import HEALTH
+from common.queue import Consumer, Delivery, entry_order, open_consumer
+from common.settings import Settings
+from common.storage.engine import create_schema, make_engine
+from writer import metrics
+from writer.applying import Applier
+from writer.batching import Barrier, Purge, Writes, plan
+
+log = logging.getLogger("clusterpedia.writer")
+
+T = TypeVar("T")
+
+_REJECTED = (sa_exc.DataError, sa_exc.IntegrityError)
+"""The store refuses the data itself: retrying cannot help (the event is logged and dropped)."""
+
+_IDLE_BLOCK_SECONDS = 0.5
+_DEPTH_INTERVAL_SECONDS = 1.0
+_BARRIER_WARN_SECONDS = 60.0
+
+
+class _Stopped(Exception):
+    """Stop was requested while a step was being retried: leave it unacked."""
+
+
+def _event_type(event: Event) -> str:
+    return type(event).__name__
+
+
+def _generation(consumer: Consumer) -> int:
+    return int(getattr(consumer, "generation", 0))
+
+
+class Writer:
+    def __init__(self, settings: Settings, consumer: Consumer, engine: Engine, stop: threading.Event) -> None:
+        self.settings = settings
+        self.cfg = settings.writer
+        self.consumer = consumer
+        self.applier = Applier(engine, chunk_rows=self.cfg.purge_chunk_rows)
+        self.stop = stop
+        self._barriers: dict[str, tuple[Barrier, int, float]] = {}  # entry id -> (barrier, gen, since)
+        self._next_gc = time.monotonic() + self.cfg.tombstone_gc_interval_seconds
+        self._next_depth = 0.0
+        self._component = "writer"  # the health component: the thread's name once running
+        self._failing = False
+
+    # -- loop
+    def run(self) -> None:
+        self._component = threading.current_thread().name
+        log.info(
+            "writer started",
+            extra={"consumer": getattr(self.consumer, "name", ""), "store": self.applier.dialect},
+        )
+        delay = 0.05
+        while not self.stop.is_set():
+            try:
+                self.step()
+                delay = 0.05
+            except _Stopped:
+                break
+            except Exception as exc:
+                metrics.RETRIES.labels(cause=type(exc).__name__).inc()
+                log.warning("writer step failed, retrying in %.2fs: %s", delay, exc, exc_info=True)
+                self.stop.wait(delay)
+                delay = min(delay * 2, self.cfg.retry_max_seconds)
+        log.info("writer stopped", extra={"barriers_held": len(self._barriers)})
+
+    def step(self) -> int:
+        """Read one batch (waiting a little when idle), apply and ack it; the number of entries."""
+        batch = self._read_batch()
+        if batch:
+            started = time.perf_counter()
+            self._process(batch)
+            metrics.BATCH_EVENTS.observe(len(batch))
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        self._try_barriers()
+        self._housekeeping()
+        return len(batch)
+
+    def _read_batch(self) -> list[Delivery]:
+        cfg = self.cfg
+        block = cfg.barrier_retry_seconds if self._barriers else _IDLE_BLOCK_SECONDS
+        batch = self.consumer.read(cfg.batch_max_events, block)
+        if not batch:
+            return batch
+        deadline = time.monotonic() + cfg.batch_max_wait_seconds
+        while len(batch) < cfg.batch_max_events:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            more = self.consumer.read(cfg.batch_max_events - len(batch), remaining)
+            if not more:
+                break
+            batch.extend(more)
+        return batch
+
+    # -- applying
+    def _process(self, batch: Sequence[Delivery]) -> None:
+        for step in plan(batch):
+            if isinstance(step, Writes):
+                self._apply_writes(step)
+            elif isinstance(step, Purge):
+                n = self._retrying(partial(self.applier.purge, step.event))
+                metrics.ROWS_REMOVED.labels(cause="purge").inc(n)
+                log.info("purged cluster data", extra={"cluster": step.event.cluster, "rows": n})
+                self._ack([step.delivery], "PurgeCluster")
+            elif isinstance(step, Barrier):
+                if step.delivery.entry_id not in self._barriers:
+                    self._barriers[step.delivery.entry_id] = (
+                        step,
+                        _generation(self.consumer),
+                        time.monotonic(),
+                    )
+                self._try_barriers()
+
+    def _apply_writes(self, writes: Writes) -> None:
+        try:
+            self._retrying(lambda: self.applier.apply_writes(writes))
+        except _REJECTED as exc:
+            log.warning("store rejected a batch, applying its events one by one: %s", exc)
+            self._apply_one_by_one(writes.deliveries)
+            return
+        counts: dict[str, int] = {}
+        for d in writes.deliveries:
+            counts[_event_type(d.event)] = counts.get(_event_type(d.event), 0) + 1
+        self.consumer_ack(writes.deliveries)
+        for kind, n in counts.items():
+            metrics.EVENTS_APPLIED.labels(type=kind).inc(n)
+
+    def _apply_one_by_one(self, deliveries: Sequence[Delivery]) -> None:
+        for d in deliveries:
+            single = Writes()
+            single.add(d)
+            try:
+                self._retrying(partial(self.applier.apply_writes, single))
+                metrics.EVENTS_APPLIED.labels(type=_event_type(d.event)).inc()
+            except _REJECTED as exc:
+                metrics.EVENTS_DROPPED.labels(type=_event_type(d.event)).inc()
+                log.error(
+                    "store rejected an event; dropped",
+                    extra={"entry_id": d.entry_id, "event": _describe(d.event), "error": str(exc)},
+                )
+            self.consumer_ack([d])
+
+    def _try_barriers(self) -> None:
+        if not self._barriers:
+            metrics.BARRIERS_HELD.set(0)
+            return
+        generation = _generation(self.consumer)
+        for entry_id in sorted(self._barriers, key=entry_order):
+            barrier, gen, since = self._barriers[entry_id]
+            if gen != generation:
+                log.warning(
+                    "dropping a list barrier from before the queue was reset", extra={"entry_id": entry_id}
+                )
+                del self._barriers[entry_id]
+                continue
+            if not self._retrying(partial(self.consumer.all_acked_before, barrier.delivery)):
+                metrics.BARRIER_WAITS.inc()
+                waited = time.monotonic() - since
+                if waited > _BARRIER_WARN_SECONDS:
+                    log.warning(
+                        "list barrier waiting", extra={"entry_id": entry_id, "seconds": round(waited)}
+                    )
+                break  # later barriers wait for this one anyway
+            n = self._retrying(partial(self.applier.apply_list_done, barrier.event))
+            metrics.ROWS_REMOVED.labels(cause="list_done").inc(n)
+            if n:
+                log.info(
+                    "list done: tombstoned rows not in the list",
+                    extra={"event": _describe(barrier.event), "rows": n},
+                )
+            self._ack([barrier.delivery], "ListDone")
+            del self._barriers[entry_id]
+        metrics.BARRIERS_HELD.set(len(self._barriers))
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_depth:
+            self._next_depth = now + _DEPTH_INTERVAL_SECONDS
+            undelivered, pending = self.consumer.depth()
+            metrics.QUEUE_UNDELIVERED.set(undelivered)
+            metrics.QUEUE_PENDING.set(pending)
+        if now >= self._next_gc:
+            self._next_gc = now + self.cfg.tombstone_gc_interval_seconds
+            n = self._retrying(lambda: self.applier.collect_tombstones(self.cfg.tombstone_ttl_seconds))
+            metrics.ROWS_REMOVED.labels(cause="tombstone_gc").inc(n)
+            if n:
+                log.info("removed expired tombstones", extra={"rows": n})
+
+    # -- plumbing
+    def consumer_ack(self, deliveries: Sequence[Delivery]) -> None:
+        self._retrying(lambda: self.consumer.ack(deliveries))
+
+    def _ack(self, deliveries: Sequence[Delivery], kind: str) -> None:
+        self.consumer_ack(deliveries)
+        metrics.EVENTS_APPLIED.labels(type=kind).inc(len(deliveries))
+
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` until it succeeds, backing off on errors of the store or the queue.
+
+        Data the store rejects (``_REJECTED``) propagates at once; a stop request while backing off
+        raises ``_Stopped`` (the step stays unacked)."""
+        delay = 0.05
+        while True:
+            try:
+                result = fn()
+                if self._failing:
+                    self._failing = False
+                    HEALTH.set_ready(self._component, True)
+                return result
+            except _REJECTED:
+                raise
+            except (
+                sa_exc.DBAPIError,
+                redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError,
+            ) as exc:
+                metrics.RETRIES.labels(cause=type(exc).__name__).inc()
+                log.warning("store or queue error, retrying in %.2fs: %s", delay, exc)
+                if delay >= 1.0 and not self._failing:  # not a passing deadlock: report it
+                    self._failing = True
+                    HEALTH.set_ready(self._component, False, f"{type(exc).__name__}: {exc}"[:200])
+            if self.stop.wait(delay):
+                raise _Stopped
+            delay = min(delay * 2, self.cfg.retry_max_seconds)
+
+
+def _describe(event: Event) -> str:
+    parts = [
+        type(event).__name__,
+        event.cluster,
+        getattr(event, "group", None) or "",
+        getattr(event, "resource", None) or "",
+    ]
+    for attr in ("namespace", "name", "resource_version", "epoch"):
+        value = getattr(event, attr, None)
+        if value not in (None, ""):
+            parts.append(f"{attr}={value}")
+    return " ".join(str(p) for p in parts)
+
+
+def ensure_schema(engine: Engine, attempts: int = 5) -> None:
+    """Create the tables; writers starting together may race on it, so retry a few times."""
+    for attempt in range(attempts):
+        try:
+            create_schema(engine)
+            return
+        except sa_exc.DBAPIError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def run_writer(
+    settings: Settings,
+    stop_event: threading.Event,
+    *,
+    consumer: Consumer | None = None,
+    engine: Engine | None = None,
+) -> None:
+    """Run one writer until ``stop_event`` is set (the current batch is finished first).
+
+    ``consumer`` / ``engine`` default to ones opened from ``settings.queue`` / ``settings.storage``
+    (and closed on return); the all-in-one process passes its own."""
+    own_engine = engine is None
+    eng = engine if engine is not None else make_engine(settings.storage)
+    cons: Consumer | None = consumer
+    try:
+        ensure_schema(eng)
+        if cons is None:
+            cons = open_consumer(settings.queue, settings)
+        Writer(settings, cons, eng, stop_event).run()
+    finally:
+        if consumer is None and cons is not None:
+            cons.close()
+        if own_engine:
+            eng.dispose()
