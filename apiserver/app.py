@@ -1,0 +1,366 @@
+"""The API tier's Starlette application: routing, rendering and the one Status error handler.
+
+Requests reach us either straight from kubectl or proxied by the host's kube-aggregator (APIService
+``v1beta1.clusterpedia.io`` and ``v1alpha1.pedia.clusterpedia.io``); both send the same paths:
+
+- ``/apis``, ``/apis/clusterpedia.io[/v1beta1]``, ``/apis/pedia.clusterpedia.io[/v1alpha1]``: the
+  group documents an aggregated apiserver serves (the aggregator's availability check reads them);
+- ``/apis/clusterpedia.io/v1beta1/resources[/clusters/{name}]/...``: a Kubernetes-shaped API over
+  everything synced (see :mod:`apiserver.routing`), and ``.../collectionresources[/{name}]``;
+- ``/healthz``, ``/readyz``, ``/livez``, ``/version``, ``/metrics``, ``/openapi/v2``, ``/openapi/v3``.
+
+Only GET (and HEAD) are served: anything else is a 405 Status, a watch a 405 Status, an unknown
+path a 404 Status. Every error leaves as a ``kind: Status`` object.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from apiserver import collections as collection_store
+from apiserver import discovery, groups, openapi
+from apiserver.catalog import Catalog, ResourceType
+from apiserver.listing import get_object, list_objects
+from apiserver.metrics import MetricsMiddleware, metrics_endpoint
+from apiserver.responses import (
+    ObjectRendering,
+    discovery_content_type,
+    json_response,
+    list_bytes,
+    negotiate_discovery,
+    negotiate_object,
+    status_response,
+    table_content_type,
+)
+from apiserver.routing import Route as ApiRoute
+from apiserver.routing import not_found, parse_path
+from apiserver.search import parse_search
+from apiserver.tables import build_table, choose_printer, table_options
+from apiserver.types import ListPage, StoredObject
+from common.errors import MethodNotAllowed, NotFound, StatusError
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RESOURCES_PREFIX = "/apis/clusterpedia.io/v1beta1/resources"
+READ_METHODS = ("GET", "HEAD")
+
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _gv(group: str, version: str) -> str:
+    return f"{group}/{version}" if group else version
+
+
+def _rewrite_api_version(raw: bytes, api_version: str) -> bytes:
+    """Serve an object stored in another version of the same kind: apiVersion is all that changes
+    (the ``None`` conversion strategy of CRDs)."""
+    obj = _decoder.decode(raw)
+    if isinstance(obj, dict):
+        obj["apiVersion"] = api_version
+        return _encoder.encode(obj)
+    return raw
+
+
+def _check_read(request: Request) -> None:
+    if request.method not in READ_METHODS:
+        raise MethodNotAllowed(
+            f"{request.method} is not supported: Clusterpedia serves get and list only",
+            details={},
+        )
+    watch = request.query_params.get("watch", "")
+    if watch.lower() in ("true", "1"):
+        raise MethodNotAllowed("watch is not supported: Clusterpedia serves get and list only", details={})
+
+
+def _list_metadata(page: ListPage) -> dict[str, Any]:
+    meta: dict[str, Any] = {"resourceVersion": page.resource_version}
+    if page.continue_token:
+        meta["continue"] = page.continue_token
+    if page.remaining_item_count is not None:
+        meta["remainingItemCount"] = page.remaining_item_count
+    return meta
+
+
+def _partial(obj_bytes: bytes, meta_version: str) -> dict[str, Any]:
+    obj = _decoder.decode(obj_bytes)
+    metadata = obj.get("metadata", {}) if isinstance(obj, dict) else {}
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": f"meta.k8s.io/{meta_version}",
+        "metadata": metadata,
+    }
+
+
+class Api:
+    """Request handlers bound to one store and one settings object."""
+
+    def __init__(self, settings: Settings, engine: Engine, catalog: Catalog | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.catalog = catalog or Catalog(engine)
+
+    # ---- the Kubernetes-shaped API under /resources -------------------------------------------
+
+    async def resources(self, request: Request) -> Response:
+        _check_read(request)
+        rest = request.url.path[len(RESOURCES_PREFIX) :]
+        if rest == "":
+            raise MethodNotAllowed(
+                "resources.clusterpedia.io cannot be listed itself: use the Kubernetes API below "
+                f"{RESOURCES_PREFIX}/ (e.g. {RESOURCES_PREFIX}/api/v1/pods)",
+                details={},
+            )
+        route = parse_path(rest)
+        rows = await self.catalog.rows(route.cluster)
+        if route.cluster and not rows:
+            raise NotFound(f'cluster "{route.cluster}" not found', details={"name": route.cluster})
+        accept = request.headers.get("accept", "")
+        if route.action == "root":
+            paths = ["/api", "/api/v1", "/apis", *(f"/apis/{g}" for g in discovery.group_versions(rows) if g)]
+            return json_response({"paths": paths})
+        if route.action == "version":
+            return json_response(groups.version_info())
+        if route.action in ("api", "apis"):
+            return self._discovery_root(rows, legacy=route.action == "api", accept=accept)
+        if route.action == "group":
+            doc = discovery.api_group(rows, route.group)
+            if doc is None:
+                raise not_found()
+            return json_response(doc)
+        if route.action == "resources":
+            doc = discovery.api_resource_list(rows, route.group, route.version)
+            if doc is None:
+                raise not_found()
+            return json_response(doc)
+        found = discovery.find_resource(rows, route.group, route.version, route.resource)
+        if found is None:
+            raise not_found()
+        rtype, same = found
+        if route.namespaced_path and not rtype.namespaced:
+            raise not_found()
+        rendering = negotiate_object(accept)
+        if route.action == "list":
+            return await self._list(request, route, rtype, same, rendering)
+        return await self._get(request, route, rtype, same, rendering)
+
+    def _discovery_root(self, rows: list[ResourceType], *, legacy: bool, accept: str) -> Response:
+        kind = negotiate_discovery(accept)
+        if kind == "legacy":
+            return json_response(discovery.api_versions(rows) if legacy else discovery.api_group_list(rows))
+        return json_response(
+            discovery.aggregated(rows, legacy=legacy, version=kind), content_type=discovery_content_type(kind)
+        )
+
+    def _objects(self, items: list[StoredObject], api_version: str) -> list[bytes]:
+        return [
+            it.object
+            if it.version == api_version.rpartition("/")[2]
+            else _rewrite_api_version(it.object, api_version)
+            for it in items
+        ]
+
+    def _printer_columns(self, rtype: ResourceType, same: list[ResourceType]) -> str:
+        if rtype.printer_columns:
+            return rtype.printer_columns
+        return next((r.printer_columns for r in same if r.printer_columns), "")
+
+    async def _list(
+        self,
+        request: Request,
+        route: ApiRoute,
+        rtype: ResourceType,
+        same: list[ResourceType],
+        rendering: ObjectRendering,
+    ) -> Response:
+        search = parse_search(
+            request.query_params.multi_items(),
+            group=route.group,
+            version=route.version,
+            resource=route.resource,
+            cluster=route.cluster,
+            namespace=route.namespace,
+            max_page_size=self.settings.apiserver.max_page_size,
+        )
+        page = await list_objects(self.engine, search)
+        api_version = _gv(route.group, route.version)
+        meta = _list_metadata(page)
+        if rendering.kind == "table":
+            options = table_options(request.query_params, rendering.meta_version)
+            printer = choose_printer(route.group, route.resource, self._printer_columns(rtype, same))
+            raw = self._objects(page.items, api_version) if options.include_object == "Object" else None
+            body = build_table(page.items, printer, options, list_metadata=meta, raw_objects=raw)
+            return json_response(body, content_type=table_content_type(rendering.meta_version))
+        if rendering.kind == "partial":
+            return json_response(
+                {
+                    "kind": "PartialObjectMetadataList",
+                    "apiVersion": f"meta.k8s.io/{rendering.meta_version}",
+                    "metadata": meta,
+                    "items": [_partial(it.object, rendering.meta_version) for it in page.items],
+                }
+            )
+        body = list_bytes(
+            kind=f"{rtype.kind}List",
+            api_version=api_version,
+            metadata=meta,
+            items=self._objects(page.items, api_version),
+        )
+        return json_response(body)
+
+    async def _get(
+        self,
+        request: Request,
+        route: ApiRoute,
+        rtype: ResourceType,
+        same: list[ResourceType],
+        rendering: ObjectRendering,
+    ) -> Response:
+        item = await get_object(
+            self.engine, route.cluster, route.group, route.resource, route.namespace, route.name
+        )
+        api_version = _gv(route.group, route.version)
+        (raw,) = self._objects([item], api_version)
+        if rendering.kind == "table":
+            options = table_options(request.query_params, rendering.meta_version)
+            printer = choose_printer(route.group, route.resource, self._printer_columns(rtype, same))
+            meta = {"resourceVersion": str(item.resource_version)}
+            body = build_table([item], printer, options, list_metadata=meta, raw_objects=[raw])
+            return json_response(body, content_type=table_content_type(rendering.meta_version))
+        if rendering.kind == "partial":
+            return json_response(_partial(raw, rendering.meta_version))
+        return json_response(raw)
+
+    # ---- collection resources ---------------------------------------------------------------
+
+    async def collections(self, request: Request) -> Response:
+        _check_read(request)
+        group, version = request.path_params["group"], request.path_params["version"]
+        if (group, version) not in groups.COLLECTION_GROUP_VERSIONS:
+            raise not_found()
+        rendering = negotiate_object(request.headers.get("accept", ""))
+        name = request.path_params.get("name", "")
+        if not name:
+            return groups.render_collection_list(
+                collection_store.list_collections(self.settings.apiserver), group, version, rendering
+            )
+        collection = collection_store.get_collection(self.settings.apiserver, name)
+        search = parse_search(
+            request.query_params.multi_items(),
+            group="",
+            version="",
+            resource="",
+            max_page_size=self.settings.apiserver.max_page_size,
+        )
+        page = await collection_store.list_collection(self.engine, self.settings.apiserver, name, search)
+        return groups.render_collection(
+            collection, page, _list_metadata(page), group, version, rendering, dt.datetime.now(dt.UTC)
+        )
+
+    # ---- the aggregated server's own group documents ----------------------------------------
+
+    async def root_apis(self, request: Request) -> Response:
+        _check_read(request)
+        return json_response(groups.APIS)
+
+    async def group_doc(self, request: Request) -> Response:
+        _check_read(request)
+        doc = groups.GROUPS.get(request.path_params["group"])
+        if doc is None:
+            raise not_found()
+        return json_response(doc)
+
+    async def group_version_doc(self, request: Request) -> Response:
+        _check_read(request)
+        doc = groups.RESOURCE_LISTS.get((request.path_params["group"], request.path_params["version"]))
+        if doc is None:
+            raise not_found()
+        return json_response(doc)
+
+    async def version(self, request: Request) -> Response:
+        _check_read(request)
+        return json_response(groups.version_info())
+
+    async def health(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+
+async def _status_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StatusError)
+    return status_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return status_response(not_found())
+    if exc.status_code == 405:
+        return status_response(MethodNotAllowed(f"{request.method} is not supported", details={}))
+    err = StatusError(str(exc.detail))
+    err.code = exc.status_code
+    err.reason = "BadRequest" if exc.status_code == 400 else "InternalError"
+    return status_response(err)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error serving %s", request.url.path, exc_info=exc)
+    return status_response(StatusError("internal error while serving the request"))
+
+
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def build_app(
+    settings: Settings,
+    engine: Engine,
+    *,
+    catalog: Catalog | None = None,
+    middleware: list[Any] | None = None,
+) -> Starlette:
+    """The ASGI app. ``middleware``: Starlette ``Middleware`` entries run inside the metrics one
+    (authentication and authorisation, see :mod:`apiserver.auth`)."""
+    api = Api(settings, engine, catalog)
+    cp = "/apis/{group}/{version}/collectionresources"
+    routes = [
+        Route("/healthz", api.health, methods=ALL_METHODS),
+        Route("/readyz", api.health, methods=ALL_METHODS),
+        Route("/livez", api.health, methods=ALL_METHODS),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/version", api.version, methods=ALL_METHODS),
+        Route("/openapi/v2", openapi.v2, methods=ALL_METHODS),
+        Route("/openapi/v3", openapi.v3_index, methods=ALL_METHODS),
+        Route("/openapi/v3/{path:path}", openapi.v3_group, methods=ALL_METHODS),
+        Route("/apis", api.root_apis, methods=ALL_METHODS),
+        Route(RESOURCES_PREFIX, api.resources, methods=ALL_METHODS),
+        Route(RESOURCES_PREFIX + "/{rest:path}", api.resources, methods=ALL_METHODS),
+        Route(cp, api.collections, methods=ALL_METHODS),
+        Route(cp + "/{name}", api.collections, methods=ALL_METHODS),
+        Route("/apis/{group}", api.group_doc, methods=ALL_METHODS),
+        Route("/apis/{group}/{version}", api.group_version_doc, methods=ALL_METHODS),
+    ]
+    from starlette.middleware import Middleware
+
+    stack = [Middleware(MetricsMiddleware), *(middleware or [])]
+    return Starlette(
+        routes=routes,
+        middleware=stack,
+        exception_handlers={
+            StatusError: _status_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )

@@ -1,0 +1,70 @@
+"""Prometheus metrics of the API tier: requests by verb/code and their latency (``/metrics``)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUESTS = Counter(
+    "clusterpedia_apiserver_requests_total",
+    "HTTP requests served by the API tier.",
+    ["method", "code", "kind"],
+)
+LATENCY = Histogram(
+    "clusterpedia_apiserver_request_duration_seconds",
+    "Time to serve one request, by kind (list, get, discovery, other).",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+def request_kind(path: str) -> str:
+    """A small fixed label set (never the raw path: unbounded cardinality)."""
+    if path in ("/healthz", "/readyz", "/livez", "/metrics"):
+        return "probe"
+    if "/resources/" in path:
+        tail = path.split("/resources/", 1)[1].split("/")
+        if tail[:1] == ["clusters"]:
+            tail = tail[2:]
+        depth = len(tail) - (1 if tail[:1] == ["api"] else 2)
+        if depth <= 1:
+            return "discovery"
+        if "namespaces" in tail[:-2] and depth >= 3:
+            depth -= 2
+        return "list" if depth == 2 else "get"
+    if "/collectionresources" in path:
+        return "collection"
+    return "other"
+
+
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        code = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            kind = request_kind(scope["path"])
+            REQUESTS.labels(scope["method"], str(code), kind).inc()
+            LATENCY.labels(kind).observe(time.perf_counter() - start)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,75 @@
+"""Parses a path below ``/apis/clusterpedia.io/v1beta1/resources`` into what is asked (pure).
+
+Under the prefix (optionally ``/clusters/{name}``) lives a Kubernetes-shaped API, so the same rules
+as kube-apiserver's request-info parsing apply: ``/api/v1/...`` is the core group, ``/apis/{g}/{v}/...``
+any other, ``namespaces/{ns}/{resource}[/{name}]`` a namespaced request, ``{resource}[/{name}]`` a
+cluster-wide one (all namespaces for a namespaced resource, as ``kubectl get -A`` asks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.errors import NotFound
+
+NOT_FOUND_MESSAGE = "the server could not find the requested resource"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """``action``: root, version, api, apis, group, resources (APIResourceList), list, get."""
+
+    action: str
+    cluster: str = ""
+    group: str = ""
+    version: str = ""
+    resource: str = ""
+    namespace: str = ""
+    name: str = ""
+    namespaced_path: bool = False
+
+
+def not_found() -> NotFound:
+    return NotFound(NOT_FOUND_MESSAGE, details={})
+
+
+def parse_path(rest: str) -> Route:
+    """``rest``: the path after ``.../resources`` (with or without the leading slash)."""
+    segments = rest.strip("/").split("/") if rest.strip("/") else []
+    if any(s == "" for s in segments):
+        raise not_found()
+    cluster = ""
+    if segments and segments[0] == "clusters":
+        if len(segments) < 2:
+            raise not_found()
+        cluster, segments = segments[1], segments[2:]
+    if not segments:
+        return Route("root", cluster)
+    head = segments[0]
+    if head == "version" and len(segments) == 1:
+        return Route("version", cluster)
+    if head == "api":
+        if len(segments) == 1:
+            return Route("api", cluster)
+        return _group_version(cluster, "", segments[1], segments[2:])
+    if head == "apis":
+        if len(segments) == 1:
+            return Route("apis", cluster)
+        if len(segments) == 2:
+            return Route("group", cluster, group=segments[1])
+        return _group_version(cluster, segments[1], segments[2], segments[3:])
+    raise not_found()
+
+
+def _group_version(cluster: str, group: str, version: str, tail: list[str]) -> Route:
+    if not tail:
+        return Route("resources", cluster, group, version)
+    if tail[0] == "namespaces" and len(tail) in (3, 4):
+        namespace, resource = tail[1], tail[2]
+        name = tail[3] if len(tail) == 4 else ""
+        return Route("get" if name else "list", cluster, group, version, resource, namespace, name, True)
+    if len(tail) == 1:
+        return Route("list", cluster, group, version, tail[0])
+    if len(tail) == 2:
+        return Route("get", cluster, group, version, tail[0], "", tail[1])
+    raise not_found()  # subresources (status, log, exec, scale, ...) are not served

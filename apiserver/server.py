@@ -1,0 +1,175 @@
+"""Runs the API tier: uvicorn over TLS, with the peer certificate made visible to the app.
+
+uvicorn verifies client certificates when asked (``ssl_cert_reqs``/``ssl_ca_certs``) but does not
+pass the verified certificate to the ASGI app. :class:`PeerCertH11Protocol` reads it from the TLS
+transport once per connection (the handshake is complete when ``connection_made`` runs) and puts it
+in that connection's copy of the scope state, where :mod:`apiserver.auth` looks for it. Client
+certificates are optional (``CERT_OPTIONAL``): kubectl may connect directly without one, while the
+aggregator's proxy certificate is verified against the requestheader CA by the TLS stack itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import logging
+import ssl
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from apiserver.app import build_app
+from apiserver.auth import (
+    PEER_CERT_STATE_KEY,
+    AccessReviewer,
+    AuthConfig,
+    AuthMiddleware,
+    RequestHeaderConfig,
+    TokenReviewer,
+    load_request_header_config,
+)
+from apiserver.host import HostClient, load_host_connection
+from common.settings import Settings
+from common.storage.engine import create_schema, make_engine
+
+log = logging.getLogger(__name__)
+
+
+class PeerCertH11Protocol(H11Protocol):
+    """h11 protocol that exposes the verified TLS client certificate as ``state[tls_peer_cert]``."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            cert = ssl_object.getpeercert()
+            if cert:
+                self.app_state = {**self.app_state, PEER_CERT_STATE_KEY: cert}
+
+
+@dataclass(frozen=True, slots=True)
+class ServingCert:
+    cert_file: str
+    key_file: str
+    cert_pem: bytes
+
+
+def self_signed_cert(directory: Path, hosts: Sequence[str]) -> ServingCert:
+    """A self-signed serving certificate for ``hosts`` (DNS names or IPs), valid one year."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clusterpedia-apiserver")])
+    sans: list[x509.GeneralName] = []
+    for h in dict.fromkeys(hosts):
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            sans.append(x509.DNSName(h))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    cert_file, key_file = directory / "apiserver.crt", directory / "apiserver.key"
+    cert_file.write_bytes(cert_pem)
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_file.chmod(0o600)
+    return ServingCert(str(cert_file), str(key_file), cert_pem)
+
+
+def serving_cert(settings: Settings, workdir: Path) -> ServingCert:
+    a = settings.apiserver
+    if a.tls_cert_file and a.tls_key_file:
+        return ServingCert(a.tls_cert_file, a.tls_key_file, Path(a.tls_cert_file).read_bytes())
+    hosts = ["localhost", "127.0.0.1", "clusterpedia-apiserver", a.bind_host]
+    return self_signed_cert(workdir, [h for h in hosts if h not in ("0.0.0.0", "::", "")])
+
+
+def auth_setup(settings: Settings) -> tuple[AuthConfig | None, str | None]:
+    """The auth middleware's config and the client CA (PEM) the TLS stack verifies peers with."""
+    a = settings.apiserver
+    if not a.authenticate and not a.authorize:
+        return None, None
+    host = HostClient(load_host_connection(settings))
+    request_header: RequestHeaderConfig | None = None
+    if a.authenticate:
+        if a.requestheader_client_ca_file:
+            request_header = RequestHeaderConfig(Path(a.requestheader_client_ca_file).read_text())
+        else:
+            request_header = load_request_header_config(host)
+            if request_header is None:
+                log.warning("the host publishes no requestheader client CA: only bearer tokens are accepted")
+    config = AuthConfig(
+        request_header=request_header,
+        tokens=TokenReviewer(host) if a.authenticate else None,
+        access=AccessReviewer(host) if a.authorize else None,
+        authenticate=a.authenticate,
+    )
+    return config, request_header.client_ca_pem if request_header is not None else None
+
+
+def create_app(settings: Settings, auth: AuthConfig | None = None) -> Starlette:
+    engine = make_engine(settings.storage)
+    create_schema(engine)
+    middleware = [Middleware(AuthMiddleware, config=auth)] if auth is not None else []
+    return build_app(settings, engine, middleware=middleware)
+
+
+def uvicorn_config(settings: Settings, workdir: Path) -> uvicorn.Config:
+    auth, client_ca = auth_setup(settings)
+    app = create_app(settings, auth)
+    cert = serving_cert(settings, workdir)
+    kwargs: dict[str, Any] = {}
+    if client_ca:
+        ca_path = workdir / "requestheader-ca.crt"
+        ca_path.write_text(client_ca)
+        kwargs.update(ssl_ca_certs=str(ca_path), ssl_cert_reqs=ssl.CERT_OPTIONAL)
+    return uvicorn.Config(
+        app,
+        host=settings.apiserver.bind_host,
+        port=settings.apiserver.port,
+        http=PeerCertH11Protocol,
+        ssl_certfile=cert.cert_file,
+        ssl_keyfile=cert.key_file,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        **kwargs,
+    )
+
+
+def run_apiserver(settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT (the ``clusterpedia apiserver`` command)."""
+    if settings.apiserver.workers > 1:
+        log.warning("apiserver.workers > 1 is not supported in one process: run several replicas instead")
+    with tempfile.TemporaryDirectory(prefix="clusterpedia-apiserver-") as tmp:
+        config = uvicorn_config(settings, Path(tmp))
+        log.info(
+            "serving the search API",
+            extra={"address": f"https://{settings.apiserver.bind_host}:{settings.apiserver.port}"},
+        )
+        uvicorn.Server(config).run()
