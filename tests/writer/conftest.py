@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -12,33 +11,6 @@ from sqlalchemy import Engine, select
 from common.events import Delete, ListDone, Upsert
 from common.storage.engine import create_schema, make_engine
 from common.storage.schema import resources
-
-# --- TEMPORARY until tests/conftest.py provides them (harness) -------------------------------
-
-
-def _svc(name: str) -> str:
-    env = os.path.expanduser("~/.cache/clusterpedia-py/services/env")
-    with open(env) as f:
-        lines = f.read().splitlines()
-    for line in lines:
-        if line.startswith(name + "="):
-            return line.split("=", 1)[1].strip()
-    raise KeyError(name)
-
-
-@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    return _svc("CLUSTERPEDIA_TEST_POSTGRES" if request.param == "postgresql" else "CLUSTERPEDIA_TEST_MYSQL")
-
-
-@pytest.fixture
-def redis_url() -> str:
-    return _svc("CLUSTERPEDIA_TEST_REDIS")
-
-
-# ----------------------------------------------------------------------------------------------
 
 
 @pytest.fixture
