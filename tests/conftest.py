@@ -27,6 +27,7 @@ from tests.harness import processes
 from tests.harness.cluster import Cluster, start_clusters
 from tests.harness.paths import KUBECTL_VERSIONS, kubectl_binary
 from tests.harness.stores import (
+    drop_stale_databases,
     ensure_services,
     mysql_database,
     postgres_database,
@@ -60,9 +61,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def service_urls() -> dict[str, str]:
     """Base URLs of the running services (started here if they are not running)."""
     try:
-        return ensure_services()
+        urls = ensure_services()
     except RuntimeError as exc:
         pytest.fail(str(exc), pytrace=False)
+    drop_stale_databases(urls)
+    return urls
 
 
 @pytest.fixture(scope="module")

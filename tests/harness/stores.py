@@ -93,7 +93,40 @@ def _with_database(url: str, database: str) -> str:
 
 
 def new_database_name() -> str:
-    return f"test_{secrets.token_hex(6)}"
+    """``test_<unix seconds>_<random>``: the time lets a later session drop what a killed one left."""
+    return f"test_{int(time.time())}_{secrets.token_hex(4)}"
+
+
+def _stale(name: str, max_age_seconds: float) -> bool:
+    parts = name.split("_")
+    if len(parts) != 3 or parts[0] != "test" or not parts[1].isdigit():
+        return False
+    return time.time() - int(parts[1]) > max_age_seconds
+
+
+STALE_DATABASE_SECONDS = 6 * 3600
+
+
+def drop_stale_databases(urls: dict[str, str], max_age_seconds: float = STALE_DATABASE_SECONDS) -> list[str]:
+    """Drop test databases older than ``max_age_seconds`` (left by sessions that were killed)."""
+    dropped: list[str] = []
+    with psycopg.connect(urls["CLUSTERPEDIA_TEST_POSTGRES"], autocommit=True) as conn:
+        names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%'")]
+        for name in names:
+            if _stale(name, max_age_seconds):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                dropped.append(name)
+    conn2 = _mysql_connect(urls["CLUSTERPEDIA_TEST_MYSQL"])
+    try:
+        with conn2.cursor() as cur:
+            cur.execute("SHOW DATABASES LIKE 'test\\_%'")
+            for (name,) in cur.fetchall():
+                if _stale(name, max_age_seconds):
+                    cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+                    dropped.append(name)
+    finally:
+        conn2.close()
+    return dropped
 
 
 @contextlib.contextmanager
