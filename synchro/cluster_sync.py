@@ -88,6 +88,9 @@ class ClusterSync:
         ns = spec.get("namespaces") or {}
         self.namespaces = NamespaceFilter(ns.get("include"), ns.get("exclude"))
         self.healthy = False
+        for group, names, _ in spec_wants(list(spec.get("resources") or ())):
+            for resource in names:
+                self.status.resource(group, resource)  # Pending until discovered
 
     # -- lifecycle -------------------------------------------------------------------------------
 

@@ -35,9 +35,17 @@ def b64(data: bytes | str) -> str:
 
 def install_crd(host: Cluster) -> None:
     host.kubectl("apply", "-f", str(CRD_FILE))
-    host.kubectl(
-        "wait", "--for=condition=Established", "crd/pediaclusters.clusters.clusterpedia.io", "--timeout=60s"
-    )
+    wait_crd_established(host, "pediaclusters.clusters.clusterpedia.io")
+
+
+def wait_crd_established(cluster: Cluster, name: str) -> None:
+    # `kubectl wait` fails outright while a fresh CRD has no conditions yet: poll instead.
+    path = '{.status.conditions[?(@.type=="Established")].status}'
+
+    def established() -> bool:
+        return cluster.kubectl("get", "crd", name, "-o", f"jsonpath={path}").stdout == "True"
+
+    wait_for(established, f"CRD {name} established", timeout=60)
 
 
 def pediacluster(name: str, member: Cluster, groups: dict[str, list[str]], **spec: Any) -> str:
