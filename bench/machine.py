@@ -8,8 +8,6 @@ import platform
 from importlib import metadata as pkg_metadata
 from pathlib import Path
 
-from bench.services import server_versions
-
 PACKAGES = ("sqlalchemy", "psycopg", "pymysql", "redis", "msgspec", "httpx", "starlette", "uvicorn")
 
 
@@ -30,7 +28,15 @@ def _mem_total_gib() -> float:
     return 0.0
 
 
-def facts(kubernetes_version: str = "") -> dict[str, str]:
+def load_average() -> str:
+    """The 1/5/15-minute load averages: the machine is shared, so every report says how busy it was."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def facts(server_versions: dict[str, str], kubernetes_version: str = "") -> dict[str, str]:
     out = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpus (nproc)": str(os.cpu_count()),
@@ -38,8 +44,9 @@ def facts(kubernetes_version: str = "") -> dict[str, str]:
         "memory": f"{_mem_total_gib():.1f} GiB",
         "kernel": platform.release(),
         "python": platform.python_version(),
+        "load average at start (1/5/15 min)": load_average(),
     }
-    for name, version in server_versions().items():
+    for name, version in server_versions.items():
         out[{"postgresql": "PostgreSQL", "mysql": "MariaDB", "redis": "Redis"}[name]] = version
     if kubernetes_version:
         out["kube-apiserver (members)"] = kubernetes_version

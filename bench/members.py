@@ -11,7 +11,10 @@ The single-connection list (the upstream limit) keeps httpx, the synchro's own c
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import httpx
@@ -67,3 +70,24 @@ class Member:
             verify=verify,
             timeout=httpx.Timeout(timeout_seconds),
         )
+
+
+@contextmanager
+def start_member(name: str, scratch: Path, *, version: str = "current") -> Iterator[Member]:
+    """A member kube-apiserver from the test harness (no controller manager: the generator writes
+    what controllers would), stopped and removed on exit."""
+    from tests.harness.cluster import Cluster
+
+    cluster = Cluster(name, version, workdir=scratch / name)
+    cluster.start()
+    try:
+        yield Member(
+            name=name,
+            server=cluster.server,
+            token=cluster.token,
+            ca_file=str(cluster.ca_file),
+            kubeconfig=str(cluster.kubeconfig),
+            version=cluster.version,
+        )
+    finally:
+        cluster.stop()

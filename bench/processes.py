@@ -12,6 +12,7 @@ the samples), and ``VmHWM``, the kernel's own high-water mark, as a cross-check.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -23,6 +24,12 @@ from pathlib import Path
 from types import TracebackType
 
 from bench.services import REPO
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # in the child between fork and exec: no orphan if the bench dies
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _status_kib(pid: int, field: str) -> int:
@@ -89,6 +96,7 @@ class Tier:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         self.rss = RssSampler(self.proc.pid)
 

@@ -1,0 +1,196 @@
+"""Steady-state freshness: how long a change in a member cluster takes to reach the store.
+
+A paced loop merge-PATCHes pod annotations (``bench.clusterpedia.io/stamp``) at a fixed rate for a
+bounded time; each PATCH response carries the new resourceVersion, and the client clock read right
+after the response returns starts that change's timer. A poller thread asks the store, every
+50 ms, for the pods of one benchmark cluster whose resourceVersion is above the oldest change still
+outstanding; a change is visible once its row carries at least its resourceVersion, and its delay
+ends when the poll that saw it returned (so the figures include up to one poll interval, 50 ms,
+plus the poll's own duration). The API tier serves straight from the store, with no cache, so a
+row the store holds is what the next API request returns.
+
+When several PediaClusters point at the same member, every PATCH is one change per cluster in
+the store: the load on the pipeline is ``rate x clusters`` changes/s, timed on the first cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+from sqlalchemy import Engine, and_, select
+
+from bench.generate import BENCH_ANNOTATION
+from bench.members import Member
+from bench.stats import percentile
+from common.storage.schema import resources
+
+POLL_INTERVAL_SECONDS = 0.05
+DRAIN_TIMEOUT_SECONDS = 30.0
+
+
+class _Meta(msgspec.Struct):
+    resourceVersion: str = ""
+
+
+class _Patched(msgspec.Struct):
+    metadata: _Meta
+
+
+_patched = msgspec.json.Decoder(_Patched)
+
+
+@dataclass
+class FreshnessResult:
+    target_rate: float
+    achieved_rate: float
+    clusters: int
+    duration_seconds: float
+    changes: int
+    delays: list[float] = field(default_factory=list)
+    lost: int = 0
+    """Changes not visible within the drain timeout after the load stopped."""
+
+    @property
+    def p50(self) -> float:
+        return percentile(self.delays, 50)
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.delays, 99)
+
+    @property
+    def max(self) -> float:
+        return max(self.delays) if self.delays else float("nan")
+
+
+class _Tracker:
+    """Outstanding changes by pod key and the thread that sees them land in the store."""
+
+    def __init__(self, engine: Engine, cluster: str) -> None:
+        self.engine = engine
+        self.cluster = cluster
+        self.lock = threading.Lock()
+        self.outstanding: dict[tuple[str, str], tuple[int, float]] = {}
+        """key -> (newest rv patched, time of its PATCH response); an older one is superseded."""
+        self.delays: list[float] = []
+        self.superseded = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, name="freshness-poll", daemon=True)
+
+    def add(self, key: tuple[str, str], rv: int, at: float) -> None:
+        with self.lock:
+            if key in self.outstanding:
+                # An object patched again before its previous change was seen: the earlier change
+                # can no longer be observed on its own; it counts at its own start time below.
+                _old_rv, old_at = self.outstanding[key]
+                self.superseded += 1
+                self.outstanding[key] = (rv, old_at)
+            else:
+                self.outstanding[key] = (rv, at)
+
+    def _poll(self) -> None:
+        c = resources.c
+        with self.engine.connect() as conn:
+            while not self.stop.is_set():
+                with self.lock:
+                    floor = min((rv for rv, _ in self.outstanding.values()), default=None)
+                if floor is None:
+                    time.sleep(POLL_INTERVAL_SECONDS)
+                    continue
+                stmt = select(c.namespace, c.name, c.resource_version).where(
+                    and_(
+                        c.cluster == self.cluster,
+                        c.api_group == "",
+                        c.resource == "pods",
+                        c.resource_version >= floor,
+                    )
+                )
+                rows = conn.execute(stmt).all()
+                conn.commit()  # end the read transaction: the next poll sees newer commits
+                seen_at = time.perf_counter()
+                with self.lock:
+                    for ns, name, rv in rows:
+                        want = self.outstanding.get((ns, name))
+                        if want is not None and rv >= want[0]:
+                            self.delays.append(max(0.0, seen_at - want[1]))
+                            del self.outstanding[(ns, name)]
+                time.sleep(POLL_INTERVAL_SECONDS)
+
+    def pending(self) -> int:
+        with self.lock:
+            return len(self.outstanding)
+
+
+async def _patch_load(
+    member: Member, keys: Sequence[tuple[str, str]], rate: float, duration: float, tracker: _Tracker
+) -> tuple[int, float]:
+    """PATCH ``rate`` pods per second for ``duration`` seconds; returns (changes, seconds taken)."""
+    total = int(rate * duration)
+    in_flight = asyncio.Semaphore(128)
+    headers = {"Content-Type": "application/merge-patch+json"}
+    done = 0
+
+    async with member.session(concurrency=64, timeout_seconds=30) as session:
+
+        async def one(i: int) -> None:
+            nonlocal done
+            ns, name = keys[i % len(keys)]
+            body = msgspec.json.encode({"metadata": {"annotations": {BENCH_ANNOTATION: str(time.time_ns())}}})
+            async with session.patch(
+                f"/api/v1/namespaces/{ns}/pods/{name}", data=body, headers=headers
+            ) as resp:
+                content = await resp.read()
+                at = time.perf_counter()
+                if resp.status != 200:
+                    raise RuntimeError(f"PATCH pod {ns}/{name}: {resp.status} {content[:200]!r}")
+            tracker.add((ns, name), int(_patched.decode(content).metadata.resourceVersion), at)
+            done += 1
+            in_flight.release()
+
+        start = time.perf_counter()
+        tasks: set[asyncio.Task[None]] = set()
+        for i in range(total):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await in_flight.acquire()  # a saturated server slows the pace instead of piling up
+            task = asyncio.create_task(one(i))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks)
+        return done, time.perf_counter() - start
+
+
+def run_freshness(
+    engine: Engine,
+    member: Member,
+    cluster: str,
+    clusters: int,
+    pod_keys: Sequence[tuple[str, str]],
+    rate: float,
+    duration_seconds: float,
+) -> FreshnessResult:
+    tracker = _Tracker(engine, cluster)
+    tracker.thread.start()
+    try:
+        changes, seconds = asyncio.run(_patch_load(member, pod_keys, rate, duration_seconds, tracker))
+        deadline = time.perf_counter() + DRAIN_TIMEOUT_SECONDS
+        while tracker.pending() and time.perf_counter() < deadline:
+            time.sleep(0.1)
+    finally:
+        tracker.stop.set()
+        tracker.thread.join(5)
+    return FreshnessResult(
+        target_rate=rate * clusters,
+        achieved_rate=changes / seconds * clusters if seconds else 0.0,
+        clusters=clusters,
+        duration_seconds=seconds,
+        changes=changes,
+        delays=list(tracker.delays),
+        lost=tracker.pending(),
+    )

@@ -1,0 +1,531 @@
+"""Turning results into the stdout table and ``docs/performance.md``.
+
+Each run saves its raw results as JSON (``<out>/bench-results/<size>.json``); the document is then
+rebuilt from every size found there, so a ``small`` run (the one the test suite makes) never
+erases the figures of a ``medium`` run. The hand-written analysis lives in ``bench/notes.md`` and
+is copied in verbatim: regenerating the figures keeps it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from bench.stats import fmt_bytes, fmt_ms, fmt_rate
+
+NOTES = Path(__file__).with_name("notes.md")
+SIZE_ORDER = ("large", "medium", "small")
+TARGETS = {
+    "sync": 5000.0,
+    "p99_selective_seconds": 0.050,
+    "synchro_bytes_per_object": 200.0,
+    "freshness_p99_seconds": 1.0,
+}
+
+
+def _f(x: Any) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table (also readable as plain text)."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    line = "| " + " | ".join(h.ljust(widths[i]) for i, h in enumerate(headers)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(c.ljust(widths[i]) for i, c in enumerate(row)) + " |" for row in rows]
+    return "\n".join([line, sep, *body])
+
+
+def _cmd(res: dict[str, Any], only: str, store: str = "") -> str:
+    size = res["size"]
+    args = f"--size {size} --only {only}"
+    if store:
+        args += f" --store {store}"
+    return f"`make bench BENCH_ARGS='{args}'`"
+
+
+def _upstream_rate(res: dict[str, Any]) -> float:
+    return _f((res.get("upstream") or {}).get("rate"))
+
+
+def _downstream_rate(res: dict[str, Any], store: str, statement: str = "insert") -> float:
+    for d in res.get("downstream", []):
+        if d["store"] == store and d["statement"] == statement:
+            return _f(d["rate"])
+    return math.nan
+
+
+def _ratio(a: float, b: float) -> str:
+    if math.isnan(a) or math.isnan(b) or b == 0:
+        return "n/a"
+    return f"{a / b:.2f}"
+
+
+def section_limits(res: dict[str, Any]) -> str:
+    out = ["### Limits (the physical references)", ""]
+    up = res.get("upstream") or {}
+    if up:
+        out.append(
+            table(
+                ["reference", "objects", "seconds", "objects/s", "MiB/s"],
+                [
+                    [
+                        "upstream: member kube-apiserver, paged list (limit=500), 1 client",
+                        str(up["objects"]),
+                        f"{up['seconds']:.2f}",
+                        fmt_rate(up["rate"]),
+                        f"{up['bytes'] / up['seconds'] / 2**20:.1f}",
+                    ]
+                ],
+            )
+        )
+        out.append("")
+    rows = [
+        [
+            d["store"],
+            "multi-row INSERT" if d["statement"] == "insert" else "writer's guarded upsert",
+            str(d["rows"]),
+            f"{d['seconds']:.2f}",
+            fmt_rate(d["rate"]),
+        ]
+        for d in res.get("downstream", [])
+    ]
+    if rows:
+        out.append(table(["store", "statement (1,000 rows/txn)", "rows", "seconds", "rows/s"], rows))
+        out.append("")
+    out.append(f"Command: {_cmd(res, 'limits')}")
+    return "\n".join(out)
+
+
+def section_sync(res: dict[str, Any]) -> str:
+    rows = []
+    for s in res.get("sync", []):
+        rows.append(
+            [
+                s["store"],
+                s["queue"],
+                str(s["clusters"]),
+                str(s["objects"]),
+                f"{s['seconds']:.1f}",
+                fmt_rate(s["rate"]),
+                _ratio(s["rate"], _upstream_rate(res)),
+                _ratio(s["rate"], _downstream_rate(res, s["store"])),
+            ]
+        )
+    if not rows:
+        return ""
+    return "\n".join(
+        [
+            "### Initial sync, end to end",
+            "",
+            "From PediaCluster creation to every object stored (live rows polled), tiers already running.",
+            "",
+            table(
+                [
+                    "store",
+                    "queue",
+                    "clusters",
+                    "objects",
+                    "seconds",
+                    "objects/s",
+                    "/ upstream",
+                    "/ downstream",
+                ],
+                rows,
+            ),
+            "",
+            f"Command: {_cmd(res, 'sync', '<store>')}",
+        ]
+    )
+
+
+def section_memory(res: dict[str, Any]) -> str:
+    rows = []
+    for s in res.get("sync", []):
+        for m in s["memory"]:
+            growth = max(0, m["peak_bytes"] - m["base_bytes"])
+            rows.append(
+                [
+                    s["store"],
+                    str(s["clusters"]),
+                    str(s["objects"]),
+                    m["name"],
+                    fmt_bytes(m["base_bytes"]),
+                    fmt_bytes(m["peak_bytes"]),
+                    fmt_bytes(growth),
+                    f"{growth / s['objects']:,.0f}" if s["objects"] else "n/a",
+                ]
+            )
+    if not rows:
+        return ""
+    return "\n".join(
+        [
+            "### Memory (peak RSS during the initial sync)",
+            "",
+            "Base = RSS of the idle tier just before the PediaClusters were created (0 objects).",
+            "In the memory-queue shape one `all-in-one` process holds synchro, writer and API tier.",
+            "",
+            table(
+                ["store", "clusters", "objects", "process", "base RSS", "peak RSS", "growth", "bytes/object"],
+                rows,
+            ),
+            "",
+            f"Command: {_cmd(res, 'sync', '<store>')}",
+        ]
+    )
+
+
+def section_freshness(res: dict[str, Any]) -> str:
+    rows = []
+    for f in res.get("freshness", []):
+        rows.append(
+            [
+                f["store"],
+                f["queue"],
+                f"{f['rate']} x {f['clusters']}",
+                fmt_rate(f["changes_per_second"]),
+                fmt_rate(f["achieved_changes_per_second"]),
+                f"{f['seen']}/{f['patches']}",
+                fmt_ms(f["p50"]),
+                fmt_ms(f["p99"]),
+                fmt_ms(f["max"]),
+            ]
+        )
+    if not rows:
+        return ""
+    return "\n".join(
+        [
+            "### Freshness under a sustained update load",
+            "",
+            "PATCH rate to the member x PediaClusters pointing at it = changes/s entering the pipeline; "
+            "delay from the PATCH response to the row in the store (timed on the first cluster; "
+            "50 ms poll resolution included).",
+            "",
+            table(
+                [
+                    "store",
+                    "queue",
+                    "patches/s x clusters",
+                    "target changes/s",
+                    "achieved",
+                    "seen",
+                    "p50",
+                    "p99",
+                    "max",
+                ],
+                rows,
+            ),
+            "",
+            f"Command: {_cmd(res, 'freshness', '<store>')}",
+        ]
+    )
+
+
+def section_queries(res: dict[str, Any]) -> str:
+    lat = res.get("latency", [])
+    if not lat:
+        return ""
+    out = ["### Query latency through the API tier (HTTPS, sequential, keep-alive)", ""]
+    stores = sorted({x["store"] for x in lat}, key=lambda s: ("sqlite", "postgresql", "mysql").index(s))
+    rows_by_store = {
+        s: max((x["objects"] for x in res.get("sync", []) if x["store"] == s), default=0) for s in stores
+    }
+    for store in stores:
+        out.append(f"**{store}** ({rows_by_store[store]:,} objects stored)")
+        out.append("")
+        rows = []
+        queries = list(dict.fromkeys(x["query"] for x in lat if x["store"] == store))
+        for q in queries:
+            for accept in ("json", "table"):
+                api = next(
+                    (
+                        x
+                        for x in lat
+                        if x["store"] == store
+                        and x["query"] == q
+                        and x["accept"] == accept
+                        and x["target"] == "api"
+                    ),
+                    None,
+                )
+                mem = next(
+                    (
+                        x
+                        for x in lat
+                        if x["store"] == store
+                        and x["query"] == q
+                        and x["accept"] == accept
+                        and x["target"] == "member"
+                    ),
+                    None,
+                )
+                if api is None:
+                    continue
+                err = f" ({api['errors']} errors)" if api["errors"] else ""
+                rows.append(
+                    [
+                        q,
+                        accept,
+                        fmt_ms(api["p50"]) + err,
+                        fmt_ms(api["p99"]),
+                        fmt_bytes(api["bytes"]),
+                        fmt_ms(mem["p50"]) if mem else "-",
+                        fmt_ms(mem["p99"]) if mem else "-",
+                    ]
+                )
+        out.append(
+            table(["query", "Accept", "API p50", "API p99", "response", "member p50", "member p99"], rows)
+        )
+        out.append("")
+    tp = res.get("throughput", [])
+    if tp:
+        out.append(
+            "Requests/s for the whole mix (JSON and Table alternating), bounded duration per concurrency:"
+        )
+        out.append("")
+        out.append(
+            table(
+                ["store", "concurrency", "requests", "req/s", "p50", "p99", "errors"],
+                [
+                    [
+                        t["store"],
+                        str(t["concurrency"]),
+                        str(t["requests"]),
+                        fmt_rate(t["rps"]),
+                        fmt_ms(_f(t["p50"])),
+                        fmt_ms(_f(t["p99"])),
+                        str(t["errors"]),
+                    ]
+                    for t in tp
+                ],
+            )
+        )
+        out.append("")
+    out.append(f"Command: {_cmd(res, 'queries', '<store>')}")
+    return "\n".join(out)
+
+
+def section_writers(res: dict[str, Any]) -> str:
+    w = res.get("writers", [])
+    if not w:
+        return ""
+    rows = [
+        [
+            x["store"],
+            str(x["writers"]),
+            str(x["events"]),
+            fmt_rate(x["rate"]),
+            f"{x['writer_cpu_seconds']:.1f}",
+            f"{x['db_cpu_seconds']:.1f}",
+            f"{x['total_seconds']:.1f}",
+        ]
+        for x in w
+    ]
+    return "\n".join(
+        [
+            "### Writer scaling (Redis stream pre-filled, N `clusterpedia writer` processes)",
+            "",
+            "Rate between 5 % and 95 % of the rows stored; CPU seconds of all writers and of the "
+            "database server processes over the whole drain.",
+            "",
+            table(["store", "writers", "events", "rows/s", "writer CPU s", "DB CPU s", "wall s"], rows),
+            "",
+            f"Command: {_cmd(res, 'writers', '<store>')}",
+        ]
+    )
+
+
+def section_profiles(res: dict[str, Any]) -> str:
+    profiles = res.get("profiles", [])
+    if not profiles:
+        return ""
+    out = ["### Profiles (py-spy, 100 Hz, busy threads)", ""]
+    for p in profiles:
+        if p.get("error"):
+            out.append(f"- **{p['tier']}**: not profiled: {p['error']}")
+            continue
+        out.append(f"**{p['tier']}** ({p['samples']} samples). Self time:")
+        out.append("")
+        out.append(table(["function", "share"], [[k, f"{v:.0%}"] for k, v in p["self_top"][:8]]))
+        out.append("")
+        out.append("Inclusive, project code:")
+        out.append("")
+        out.append(table(["function", "share"], [[k, f"{v:.0%}"] for k, v in p["inclusive_top"][:8]]))
+        out.append("")
+    out.append(f"Command: {_cmd(res, 'profile', '<store>')}")
+    return "\n".join(out)
+
+
+def section_errors(res: dict[str, Any]) -> str:
+    errs = res.get("errors", [])
+    if not errs:
+        return ""
+    rows = [[e["scenario"], e["store"], e["error"][:160].replace("|", "/").replace("\n", " ")] for e in errs]
+    return "\n".join(
+        ["### Scenarios that failed in this run", "", table(["scenario", "store", "error"], rows)]
+    )
+
+
+def targets(results: Sequence[dict[str, Any]]) -> str:
+    """The issue's targets against the biggest run that measured each."""
+    rows = []
+    syncs = [
+        (r, s)
+        for r in results
+        for s in r.get("sync", [])
+        if s["store"] == "postgresql" and s["clusters"] == 1
+    ]
+    if syncs:
+        r, s = max(syncs, key=lambda rs: rs[1]["objects"])
+        ok = s["rate"] >= TARGETS["sync"]
+        rows.append(
+            [
+                "initial sync >= 5,000 objects/s per synchro (PostgreSQL)",
+                f"{fmt_rate(s['rate'])} objects/s ({r['size']}, {s['objects']:,} objects)",
+                "reached" if ok else "not reached",
+            ]
+        )
+    lats = [
+        (r, x)
+        for r in results
+        for x in r.get("latency", [])
+        if x["target"] == "api" and x["query"].startswith("selective") and x["accept"] == "json"
+    ]
+    if lats:
+        r, x = max(lats, key=lambda rx: max((s["objects"] for s in rx[0].get("sync", [])), default=0))
+        ok = _f(x["p99"]) <= TARGETS["p99_selective_seconds"]
+        objects = max((s["objects"] for s in r.get("sync", []) if s["store"] == x["store"]), default=0)
+        rows.append(
+            [
+                "p99 selective list <= 50 ms (at 1M objects)",
+                f"{fmt_ms(_f(x['p99']))} on {x['store']} at {objects:,} objects ({r['size']})",
+                ("reached" if ok else "not reached") + " at this scale; 1M not measured",
+            ]
+        )
+    mem = [
+        (r, s, m) for r in results for s in r.get("sync", []) for m in s["memory"] if m["name"] == "synchro"
+    ]
+    if mem:
+        r, s, m = max(mem, key=lambda rsm: rsm[1]["objects"])
+        per = max(0, m["peak_bytes"] - m["base_bytes"]) / s["objects"]
+        rows.append(
+            [
+                "synchro <= 200 bytes per synced object beyond a fixed base",
+                f"{per:,.0f} B/object ({s['store']}, {s['objects']:,} objects, {r['size']})",
+                "reached" if per <= TARGETS["synchro_bytes_per_object"] else "not reached",
+            ]
+        )
+    fresh = [(r, f) for r in results for f in r.get("freshness", []) if f["changes_per_second"] >= 500]
+    if fresh:
+        r, f = min(fresh, key=lambda rf: _f(rf[1]["p99"]))
+        ok = _f(f["p99"]) <= TARGETS["freshness_p99_seconds"] and f["achieved_changes_per_second"] >= 450
+        rows.append(
+            [
+                "freshness p99 <= 1 s at 500 changes/s",
+                f"{fmt_ms(_f(f['p99']))} at {fmt_rate(f['achieved_changes_per_second'])} changes/s "
+                f"({f['store']}, {r['size']})",
+                "reached" if ok else "not reached",
+            ]
+        )
+    if not rows:
+        return ""
+    return table(["target (issue 6)", "best measured", "status"], rows)
+
+
+def render_markdown(results: Sequence[dict[str, Any]]) -> str:
+    ordered = sorted(results, key=lambda r: SIZE_ORDER.index(r["size"]) if r["size"] in SIZE_ORDER else 9)
+    main = ordered[0]
+    facts = main.get("facts", {})
+    out = [
+        "# Performance",
+        "",
+        "Generated by `python -m bench` (`make bench`) from the results in `docs/bench-results/`; the "
+        "analysis at the end is kept in `bench/notes.md`. Every figure names the command that "
+        "reproduces it. Sizes: `BENCH_SIZE=small` (3,500 objects per member, run by the test suite), "
+        "`medium` (14,000), `large` (100,000).",
+        "",
+        "## Machine",
+        "",
+        table(["fact", "value"], [[k, str(v)] for k, v in facts.items()]),
+        "",
+        "## Targets",
+        "",
+        targets(ordered),
+        "",
+    ]
+    for res in ordered:
+        gen = res.get("generator") or {}
+        out += [
+            f"## Size `{res['size']}`",
+            "",
+            f"Run: `{res['command']}` on {res.get('facts', {}).get('date', '?')}, "
+            f"{res['seconds'] / 60:.1f} min.",
+            "",
+        ]
+        if gen:
+            out += [
+                f"Data set: {gen['objects']:,} objects in one member kube-apiserver "
+                f"({gen['deployments']:,} Deployments, {gen['replicasets']:,} ReplicaSets, "
+                f"{gen['pods']:,} Pods "
+                f"with controller ownerReferences, {gen['namespaces']} namespaces, "
+                f"{gen['mean_bytes']:,.0f} B mean JSON as sent), created in {gen['seconds']:.1f}s "
+                f"({fmt_rate(gen['rate'])} objects/s, 32 concurrent POSTs).",
+                "",
+            ]
+        for sec in (
+            section_limits,
+            section_sync,
+            section_memory,
+            section_freshness,
+            section_queries,
+            section_writers,
+            section_profiles,
+            section_errors,
+        ):
+            text = sec(res)
+            if text:
+                out += [text, ""]
+    if NOTES.exists():
+        out += [NOTES.read_text().rstrip(), ""]
+    return "\n".join(out)
+
+
+def render_stdout(res: dict[str, Any]) -> str:
+    parts = [f"== clusterpedia-py benchmark, size {res['size']} ({res['seconds'] / 60:.1f} min) =="]
+    for sec in (
+        section_limits,
+        section_sync,
+        section_memory,
+        section_freshness,
+        section_queries,
+        section_writers,
+        section_errors,
+    ):
+        text = sec(res)
+        if text:
+            parts += ["", text]
+    return "\n".join(parts)
+
+
+def save_and_render(results: dict[str, Any], out_dir: Path, write_doc: bool) -> Path | None:
+    data_dir = out_dir / "bench-results"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / f"{results['size']}.json").write_bytes(
+        msgspec.json.format(msgspec.json.encode(results)) + b"\n"
+    )
+    if not write_doc:
+        return None
+    all_results = [msgspec.json.decode(p.read_bytes()) for p in sorted(data_dir.glob("*.json"))]
+    doc = out_dir / "performance.md"
+    doc.write_text(render_markdown(all_results))
+    return doc
