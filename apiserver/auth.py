@@ -117,6 +117,10 @@ def user_from_request_headers(
     if not name:
         return None
     groups = tuple(g for h in config.group_headers for g in headers.getlist(h) if g)
+    # As kube-apiserver's authenticator chain: every authenticated user is in system:authenticated
+    # (the aggregator's own discovery/OpenAPI requests as system:aggregator carry no group).
+    if "system:authenticated" not in groups:
+        groups = (*groups, "system:authenticated")
     extra: dict[str, list[str]] = {}
     for key, value in headers.items():
         for prefix in config.extra_headers_prefixes:
