@@ -33,6 +33,7 @@ DESCRIPTIONS = {
         "the API server, the synchro and the writers share one process; with a redis:// queue each "
         "tier runs as a child process."
     ),
+    "migrate": "Create (or check) the store's tables and exit; run it once before starting several tiers.",
     "config": "Print the effective settings as YAML (secrets masked) and exit.",
     "version": "Print the version and exit.",
 }
@@ -90,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     fields, prefixed = flags.fields_for(ALL_SECTIONS)
     flags.add_setting_flags(p, fields, prefixed=prefixed)
 
+    p = sub.add_parser("migrate", help=DESCRIPTIONS["migrate"], description=DESCRIPTIONS["migrate"])
+    _common_args(p)
+    fields, prefixed = flags.fields_for([])
+    flags.add_setting_flags(p, fields, prefixed=prefixed)
+
     p = sub.add_parser("config", help=DESCRIPTIONS["config"], description=DESCRIPTIONS["config"])
     _common_args(p)
     p.add_argument("--show-secrets", action="store_true", help="print passwords in URLs unmasked")
@@ -130,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return running.run_synchro(settings)
     if tier == "writer":
         return running.run_writer(settings)
+    if tier == "migrate":
+        return running.run_migrate(settings)
     if ns.writers < 1:
         parser.exit(2, "clusterpedia all-in-one: error: --writers must be at least 1\n")
     if settings.queue.startswith("memory:"):

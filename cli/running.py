@@ -54,6 +54,33 @@ def _load_apiserver() -> Callable[[Settings], None]:
     return cast(Callable[[Settings], None], _entry("apiserver.server", "run_apiserver"))
 
 
+def prepare_store(settings: Settings, attempts: int = 5) -> None:
+    """Create the store's tables before the tiers start (they would otherwise race to do it)."""
+    from sqlalchemy import exc as sa_exc
+
+    from common.storage.engine import create_schema, make_engine
+
+    engine = make_engine(settings.storage)
+    try:
+        for attempt in range(attempts):
+            try:
+                create_schema(engine)
+                return
+            except sa_exc.DBAPIError:
+                # another process creating the same tables at the same moment
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+    finally:
+        engine.dispose()
+
+
+def run_migrate(settings: Settings) -> int:
+    prepare_store(settings)
+    log.info("store schema is up to date")
+    return 0
+
+
 def install_stop_handlers(stop: threading.Event, *, force_on_second: bool = True) -> None:
     """SIGTERM and SIGINT set ``stop``; a second one while stopping exits at once."""
 
@@ -143,6 +170,7 @@ def run_apiserver(settings: Settings) -> int:
 def run_all_in_one_process(settings: Settings, writers: int) -> int:
     """Synchro and writer threads plus the API tier in the main thread: the memory:// shape."""
     synchro, writer, apiserver = _load_synchro(), _load_writer(), _load_apiserver()
+    prepare_store(settings)
     stop = threading.Event()
     api_done = threading.Event()
     # The watcher below re-sends SIGTERM to reach uvicorn: repeated signals must not force an exit.
@@ -206,6 +234,7 @@ def run_all_in_processes(
 
     ``metrics_port`` P goes to the synchro, P+1..P+N to the writers (0 stays 0: no server).
     """
+    prepare_store(settings)
     stop = threading.Event()
     install_stop_handlers(stop)
     base = settings.metrics_port
