@@ -26,11 +26,13 @@ class EventFunnel:
         *,
         batch_max_events: int = 500,
         on_reset: Callable[[], None] | None = None,
+        idle_probe_seconds: float = 5.0,
     ) -> None:
         self._publisher = publisher
         self._batch_max = max(1, batch_max_events)
         self._queue: asyncio.Queue[Event | asyncio.Future[None]] = asyncio.Queue(maxsize=self._batch_max * 4)
         self._on_reset = on_reset
+        self._idle_probe_seconds = idle_probe_seconds
         self.published = 0
 
     async def put(self, event: Event) -> None:
@@ -50,7 +52,12 @@ class EventFunnel:
         while True:
             batch: list[Event] = []
             markers: list[asyncio.Future[None]] = []
-            item = await queue.get()
+            try:
+                item = await asyncio.wait_for(queue.get(), self._idle_probe_seconds)
+            except TimeoutError:
+                # Idle: an empty publish lets the queue report a reset (lost entries) anyway.
+                await self._publish([])
+                continue
             while True:
                 if isinstance(item, asyncio.Future):
                     markers.append(item)

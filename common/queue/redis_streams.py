@@ -290,8 +290,8 @@ class RedisPublisher:
         return int(lag) + pending
 
     async def publish(self, events: Sequence[Event]) -> None:
-        if not events:
-            return
+        # publish([]) appends nothing but still raises QueueReset after a Redis restart: the
+        # synchro calls it when idle so that lost entries are noticed without new events.
         delay = 0.01
         while True:
             pipe = self._r.pipeline(transaction=False)
@@ -307,6 +307,8 @@ class RedisPublisher:
                 self._run_id = run_id
                 await self._ensure_group()
                 raise QueueReset(f"redis restarted (run_id {run_id}); queued events were lost")
+            if not events:
+                return
             unprocessed = await self._unprocessed(groups)
             if unprocessed is None:
                 await self._ensure_group()
