@@ -70,6 +70,7 @@ class ClusterSync:
         host: HostAPI,
         default_namespace: str,
         previous: dict[Key, Target] | None = None,
+        status: ClusterStatus | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
@@ -77,7 +78,9 @@ class ClusterSync:
         self.funnel = funnel
         self.host = host
         self.default_namespace = default_namespace
-        self.status = ClusterStatus()
+        self.status = status or ClusterStatus()
+        """Carried over from the sync this one replaces (a spec change), so the Ready condition
+        does not flap to Unknown meanwhile."""
         self.client: KubeClient | None = None
         self.known: dict[Key, Target] = dict(previous or {})
         """Targets synced now or before (by this sync or the one it replaced): a key that

@@ -318,6 +318,9 @@ class SynchroManager:
             own.task.cancel()
             await asyncio.gather(own.task, return_exceptions=True)
         if release:
+            # Our last events of this cluster go out before another worker can list it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.funnel.drained(), self.duration / 2)
             body = lease_body(
                 cluster_lease_name(name),
                 holder_identity="",
@@ -387,7 +390,7 @@ class SynchroManager:
         generation = int(meta.get("generation") or 0)
         if own.task is not None and not own.task.done() and own.generation == generation:
             return
-        previous = own.sync.known if own.sync is not None else None
+        previous = own.sync
         await self._stop_sync(own)
         if self.owned.get(name) is not own:
             return
@@ -398,7 +401,8 @@ class SynchroManager:
             funnel=self.funnel,
             host=self.host,
             default_namespace=self.namespace,
-            previous=previous,
+            previous=previous.known if previous is not None else None,
+            status=previous.status if previous is not None else None,
         )
         own.sync, own.generation = sync, generation
         own.task = asyncio.create_task(sync.run(), name=f"cluster:{name}")
