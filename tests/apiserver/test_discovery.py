@@ -1,0 +1,107 @@
+"""Discovery documents built from what has been synced (pure)."""
+
+from __future__ import annotations
+
+from apiserver.catalog import ResourceType
+from apiserver.discovery import (
+    aggregated,
+    api_group,
+    api_group_list,
+    api_resource_list,
+    api_versions,
+    find_resource,
+    version_priority,
+)
+
+
+def rt(
+    cluster: str,
+    group: str,
+    version: str,
+    resource: str,
+    kind: str,
+    namespaced: bool = True,
+    short: tuple[str, ...] = (),
+) -> ResourceType:
+    return ResourceType(
+        cluster, group, version, resource, kind, namespaced, short, ("get", "list", "watch"), version, ""
+    )
+
+
+ROWS = [
+    rt("cluster-1", "", "v1", "pods", "Pod", short=("po",)),
+    rt("cluster-1", "apps", "v1", "deployments", "Deployment", short=("deploy",)),
+    rt("cluster-2", "apps", "v1", "deployments", "Deployment", short=("deploy",)),
+    rt("cluster-2", "", "v1", "namespaces", "Namespace", namespaced=False, short=("ns",)),
+    rt("cluster-1", "example.com", "v1beta1", "widgets", "Widget"),
+    rt("cluster-2", "example.com", "v1", "widgets", "Widget"),
+]
+
+
+def test_version_priority() -> None:
+    versions = ["v1alpha1", "v2", "v1beta2", "foo", "v1", "v1beta1", "v10"]
+    assert sorted(versions, key=version_priority) == [
+        "v10",
+        "v2",
+        "v1",
+        "v1beta2",
+        "v1beta1",
+        "v1alpha1",
+        "foo",
+    ]
+
+
+def test_legacy_documents() -> None:
+    assert api_versions(ROWS)["versions"] == ["v1"]
+    groups = api_group_list(ROWS)["groups"]
+    assert [g["name"] for g in groups] == ["apps", "example.com"]
+    widget = api_group(ROWS, "example.com")
+    assert widget is not None
+    assert [v["version"] for v in widget["versions"]] == ["v1", "v1beta1"]
+    assert widget["preferredVersion"] == {"groupVersion": "example.com/v1", "version": "v1"}
+    assert api_group(ROWS, "nope") is None
+    core = api_resource_list(ROWS, "", "v1")
+    assert core is not None
+    assert core["groupVersion"] == "v1"
+    assert [(r["name"], r["kind"], r["namespaced"], r.get("shortNames")) for r in core["resources"]] == [
+        ("namespaces", "Namespace", False, ["ns"]),
+        ("pods", "Pod", True, ["po"]),
+    ]
+    assert core["resources"][1]["verbs"] == ["get", "list"]
+    assert core["resources"][1]["singularName"] == "pod"
+    assert api_resource_list(ROWS, "apps", "v2") is None
+
+
+def test_one_cluster_sees_only_its_rows() -> None:
+    only = [r for r in ROWS if r.cluster == "cluster-1"]
+    assert [g["name"] for g in api_group_list(only)["groups"]] == ["apps", "example.com"]
+    assert api_resource_list(only, "", "v1") is not None
+    assert [r["name"] for r in api_resource_list(only, "", "v1")["resources"]] == ["pods"]  # type: ignore[index]
+
+
+def test_aggregated_documents() -> None:
+    legacy = aggregated(ROWS, legacy=True, version="v2beta1")
+    assert legacy["apiVersion"] == "apidiscovery.k8s.io/v2beta1"
+    assert len(legacy["items"]) == 1 and "name" not in legacy["items"][0]["metadata"]
+    pods = legacy["items"][0]["versions"][0]["resources"][1]
+    assert pods == {
+        "resource": "pods",
+        "responseKind": {"group": "", "version": "v1", "kind": "Pod"},
+        "scope": "Namespaced",
+        "singularResource": "pod",
+        "verbs": ["get", "list"],
+        "shortNames": ["po"],
+        "categories": ["all"],
+    }
+    apis = aggregated(ROWS, legacy=False, version="v2")
+    assert [i["metadata"]["name"] for i in apis["items"]] == ["apps", "example.com"]
+    assert [v["version"] for v in apis["items"][1]["versions"]] == ["v1", "v1beta1"]
+
+
+def test_find_resource_spans_versions() -> None:
+    found = find_resource(ROWS, "example.com", "v1", "widgets")
+    assert found is not None
+    exact, same = found
+    assert exact.cluster == "cluster-2"
+    assert {r.cluster for r in same} == {"cluster-1", "cluster-2"}
+    assert find_resource(ROWS, "example.com", "v2", "widgets") is None
