@@ -251,12 +251,13 @@ class SynchroManager:
             await self._acquire(name, leases.get(cluster_lease_name(name)), now)
 
         for lease_name, item in leases.items():
-            # Leases of PediaClusters that no longer exist and nobody holds: tidy up.
-            if (
-                lease_name.startswith(CLUSTER_PREFIX)
-                and lease_name[len(CLUSTER_PREFIX) :] not in self.clusters
-                and not is_alive(item, now)
-            ):
+            # Tidy up: Leases of PediaClusters that no longer exist and nobody holds, and heartbeats
+            # of workers dead for a while (a live one recreates its heartbeat on the next round).
+            stale_cluster = lease_name.startswith(CLUSTER_PREFIX) and (
+                lease_name[len(CLUSTER_PREFIX) :] not in self.clusters
+            )
+            dead_worker = lease_name.startswith(WORKER_PREFIX) and not is_alive(item, now - 5 * self.duration)
+            if (stale_cluster or dead_worker) and not is_alive(item, now):
                 with contextlib.suppress(*HOST_ERRORS):
                     await self.host.delete_lease(self.namespace, lease_name)
         metrics.OWNED.set(len(self.owned))

@@ -1,0 +1,84 @@
+import asyncio
+from collections.abc import Sequence
+
+from common.events import Event, ListDone, PurgeCluster
+from common.queue.base import QueueReset
+from synchro.publishing import EventFunnel
+
+
+class RecordingPublisher:
+    """The queue's protocol edge: records batches; can fail once with an error or a reset."""
+
+    def __init__(self, fail_with: list[BaseException] | None = None) -> None:
+        self.batches: list[list[Event]] = []
+        self.fail_with = list(fail_with or ())
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        if self.fail_with:
+            raise self.fail_with.pop(0)
+        if events:
+            self.batches.append(list(events))
+
+    async def close(self) -> None:
+        pass
+
+
+def done(i: int) -> ListDone:
+    return ListDone("c", "", "v1", "pods", i)
+
+
+async def _run(funnel: EventFunnel, body: object) -> None:
+    task = asyncio.create_task(funnel.run())
+    try:
+        await body  # type: ignore[misc]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def test_batches_keep_order_and_drained_waits() -> None:
+    pub = RecordingPublisher()
+    funnel = EventFunnel(pub, batch_max_events=3)
+
+    async def body() -> None:
+        for i in range(7):
+            await funnel.put(done(i))
+        await funnel.drained()
+        assert [e.epoch for b in pub.batches for e in b] == list(range(7))  # type: ignore[union-attr]
+        assert all(len(b) <= 3 for b in pub.batches)
+        await funnel.put(PurgeCluster("c"))
+        await funnel.drained()
+        assert pub.batches[-1] == [PurgeCluster("c")]
+
+    asyncio.run(_run(funnel, body()))
+
+
+def test_transient_errors_are_retried_and_reset_calls_back() -> None:
+    resets: list[bool] = []
+    pub = RecordingPublisher([ConnectionError("down"), QueueReset("lost")])
+    funnel = EventFunnel(pub, batch_max_events=10, on_reset=lambda: resets.append(True))
+
+    async def body() -> None:
+        await funnel.put(done(1))
+        await funnel.drained()  # ConnectionError retried, then QueueReset drops the batch
+        assert resets == [True] and pub.batches == []
+        await funnel.put(done(2))
+        await funnel.drained()
+        assert pub.batches == [[done(2)]]
+
+    asyncio.run(_run(funnel, body()))
+
+
+def test_idle_probe_reports_a_reset() -> None:
+    resets: list[bool] = []
+    pub = RecordingPublisher([QueueReset("lost")])
+    funnel = EventFunnel(pub, on_reset=lambda: resets.append(True), idle_probe_seconds=0.05)
+
+    async def body() -> None:
+        for _ in range(100):
+            if resets:
+                break
+            await asyncio.sleep(0.02)
+        assert resets == [True]
+
+    asyncio.run(_run(funnel, body()))
