@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from cli import flags, running
-from cli.showconfig import render_settings
+from cli.showconfig import reference_table, render_settings
 from common.observability import setup_logging
 from common.settings import Settings, load_settings
 
@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help=DESCRIPTIONS["config"], description=DESCRIPTIONS["config"])
     _common_args(p)
     p.add_argument("--show-secrets", action="store_true", help="print passwords in URLs unmasked")
+    p.add_argument(
+        "--reference", action="store_true", help="print the reference of every setting as a Markdown table"
+    )
     fields, prefixed = flags.fields_for(ALL_SECTIONS)
     flags.add_setting_flags(p, fields, prefixed=prefixed)
 
@@ -121,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings, overrides = settings_from(ns)
     except (argparse.ArgumentTypeError, msgspec.ValidationError, OSError, ValueError) as exc:
         parser.exit(2, f"clusterpedia {ns.command}: error: invalid configuration: {exc}\n")
+    if ns.command == "config" and ns.reference:
+        sys.stdout.write(reference_table())
+        return 0
     if ns.command == "config":
         sys.stdout.write(render_settings(settings, show_secrets=ns.show_secrets))
         return 0

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 import yaml
 
+from cli.flags import setting_fields
 from common.settings import Settings
 
 MASK = "***"
@@ -53,3 +54,19 @@ def render_settings(settings: Settings, *, show_secrets: bool = False) -> str:
     if not show_secrets:
         data = _mask(data)
     return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+
+
+def reference_table() -> str:
+    """Markdown table of every setting: key, flag, environment variable, default, meaning."""
+    rows = [
+        "| Setting (config file key) | Flag | Environment | Default | Meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for f in setting_fields():
+        flag = f"`--{f.name.replace('_', '-')}`" if f.scalar is not None else "`--set " + f.key + "=...`"
+        default = (
+            "`" + yaml.safe_dump(f.default, default_flow_style=True).strip().removesuffix("...").strip() + "`"
+        )
+        doc = f.doc.replace("|", "\\|")
+        rows.append(f"| `{f.key}` | {flag} | `{f.env}` | {default} | {doc} |")
+    return "\n".join(rows) + "\n"
