@@ -57,10 +57,16 @@ class ListRate:
         return self.objects / self.seconds if self.seconds else 0.0
 
 
-async def list_rate(member: Member, paths: tuple[str, ...] = LISTED_RESOURCES, repeat: int = 3) -> ListRate:
-    """Best of ``repeat`` full paged lists of ``paths`` (sequential, one connection)."""
+async def list_rate(
+    member: Member, paths: tuple[str, ...] = LISTED_RESOURCES, repeat: int = 3, *, gzip: bool = False
+) -> ListRate:
+    """Best of ``repeat`` full paged lists of ``paths`` (sequential, one connection).
+
+    ``gzip``: accept gzip (httpx's default); kube-apiserver then compresses every page above
+    128 KiB, and both ends pay for it even on loopback."""
     best: ListRate | None = None
     async with member.client(concurrency=1, timeout_seconds=120) as client:
+        client.headers["Accept-Encoding"] = "gzip" if gzip else "identity"
         for _ in range(repeat):
             objects = size = pages = 0
             start = time.perf_counter()

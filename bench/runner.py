@@ -195,18 +195,23 @@ class Run:
     def limits(self) -> None:
         assert self.member is not None
         with self.scenario("upstream limit"):
-            r = asyncio.run(limits.list_rate(self.member))
-            self.results.upstream = {
-                "objects": r.objects,
-                "seconds": r.seconds,
-                "rate": r.objects_per_second,
-                "bytes": r.bytes,
-                "pages": r.pages,
-            }
-            log(
-                f"upstream: {r.objects} objects listed at {r.objects_per_second:,.0f}/s "
-                f"({r.bytes / max(1, r.objects):,.0f} B each)"
-            )
+            for gzip in (False, True):
+                r = asyncio.run(limits.list_rate(self.member, gzip=gzip))
+                entry = {
+                    "objects": r.objects,
+                    "seconds": r.seconds,
+                    "rate": r.objects_per_second,
+                    "bytes": r.bytes,
+                    "pages": r.pages,
+                }
+                if gzip:
+                    self.results.upstream["gzip"] = entry
+                else:
+                    self.results.upstream.update(entry)
+                log(
+                    f"upstream{' (gzip)' if gzip else ''}: {r.objects} objects listed at "
+                    f"{r.objects_per_second:,.0f}/s ({r.bytes / max(1, r.objects):,.0f} B each)"
+                )
         rows = max(self.opts.size.objects, 5000)
         for kind in self.opts.stores:
             for statement in ("insert", "upsert"):
