@@ -14,6 +14,7 @@ import contextlib
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -31,7 +33,7 @@ from tests.harness.certs import CertificateAuthority
 from tests.harness.cluster import Cluster, free_port, start_clusters
 from tests.harness.paths import kubectl_binary
 from tests.harness.processes import Process
-from tests.harness.stores import _answers, mysql_database, postgres_database, redis_database, service_urls
+from tests.harness.stores import mysql_database, postgres_database, redis_database, service_urls
 
 # No deployment/replicaset/daemonset/statefulset controllers: there is no kubelet, so they would
 # report 0 ready replicas and overwrite the status the demo sets (see workloads.py). The token
@@ -58,6 +60,16 @@ class Stop(Exception):
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:
     raise Stop(signal.Signals(signum).name)
+
+
+def answers(url: str) -> bool:
+    """Does something listen at the URL's host and port?"""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def wait_until(progress: Progress, what: str, check: Callable[[], Any], timeout: float) -> Any:
@@ -228,7 +240,7 @@ class Supervisor:
         if self.storage_kind == "sqlite" and self.queue_kind == "memory":
             return f"sqlite:///{self.demo.root / 'clusterpedia.db'}", "memory://"
         urls = service_urls()
-        if not all(_answers(u) for u in urls.values()):
+        if not all(answers(u) for u in urls.values()):
             self.say("starting PostgreSQL, MariaDB and Redis (hack/services.sh start) ...")
             subprocess.run(["bash", str(REPO_ROOT / "hack" / "services.sh"), "start"], check=True)
             self.demo.update_state(services_started=True)
