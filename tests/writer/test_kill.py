@@ -74,9 +74,8 @@ def test_kill_9_mid_batch_loses_nothing(store_url, redis_url, store, objs, tmp_p
         # SIGKILL a writer while it holds a batch; the kill may land just after an ack (the test
         # process is not scheduled in lockstep with the writer), then kill another one.
         for attempt in range(5):
-            victim = writer_process(
-                f"victim-{attempt}", store_url, queue_url, tmp_path / f"victim-{attempt}.log"
-            )
+            name = f"victim-{attempt}"
+            victim = writer_process(name, store_url, queue_url, tmp_path / f"{name}.log")
             victims.append(victim)
             victim.start()
             deadline = time.monotonic() + 60
