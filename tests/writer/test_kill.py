@@ -19,8 +19,8 @@ from common.queue.redis_streams import GROUP, RedisPublisher, split_url
 from tests.harness.processes import Process
 
 ROOT = Path(__file__).resolve().parents[2]
-KEYS = 3000
-EVENTS = 15_000
+KEYS = 2000
+EVENTS = 9000
 
 
 def writer_process(name: str, store_url: str, queue_url: str, log: Path, **flags: object) -> Process:
