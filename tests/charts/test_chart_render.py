@@ -9,6 +9,7 @@ checks, and bundled databases exist exactly when no external one is configured.
 from __future__ import annotations
 
 import base64
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,16 @@ def test_readme_documents_every_value_file() -> None:
     assert documented == on_disk
     assert any(v.file is None for v in VALUE_SETS)  # the defaults are a documented set too
     assert len(VALUE_SETS) >= 5
+
+
+@pytest.mark.parametrize("vs", VALUE_SETS, ids=[v.name for v in VALUE_SETS])
+def test_helm_lint_passes(helm: Path, vs: ValueSet) -> None:
+    argv = [str(helm), "lint", str(CHART), "--strict", "--namespace", NAMESPACE]
+    if vs.file:
+        argv += ["-f", str(CHART / vs.file)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 chart(s) failed" in out.stdout
 
 
 def values_of(vs: ValueSet) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,8 @@ def run_cli(
         ("synchro", ["--kubeconfig", "--queue", "--worker-id", "--lease-duration-seconds", "--metrics-port"]),
         ("writer", ["--storage", "--queue", "--batch-max-events", "--consumer-name", "--log-format"]),
         ("all-in-one", ["--writers", "--port", "--batch-max-events", "--worker-id", "--kubeconfig"]),
-        ("config", ["--show-secrets", "--config", "--set"]),
+        ("config", ["--show-secrets", "--config", "--set", "--reference"]),
+        ("migrate", ["--storage", "--config"]),
     ],
 )
 def test_each_subcommand_has_help_with_its_flags(command: str, expected_flags: list[str]) -> None:
@@ -57,7 +59,7 @@ def test_console_script_lists_the_subcommands() -> None:
         [str(CONSOLE_SCRIPT), "--help"], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
-    for command in ("apiserver", "synchro", "writer", "all-in-one", "config", "version"):
+    for command in ("apiserver", "synchro", "writer", "all-in-one", "migrate", "config", "version"):
         assert command in result.stdout
 
 
@@ -205,3 +207,14 @@ def test_main_in_process_prints_config(
     assert main(["config", "--storage", "mysql://u:p@h/db"]) == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["storage"] == "mysql://u:***@h/db"
+
+
+def test_migrate_creates_the_store_tables(tmp_path: Path) -> None:
+    db = tmp_path / "store.db"
+    for _ in range(2):  # idempotent
+        result = run_cli("migrate", f"--storage=sqlite:///{db}", "--log-format=text")
+        assert result.returncode == 0, result.stderr
+        assert "store schema is up to date" in result.stderr
+    with sqlite3.connect(db) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"resources", "resource_types", "schema_version"} <= tables
