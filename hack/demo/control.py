@@ -143,6 +143,22 @@ def up(demo: DemoDir, ns: argparse.Namespace) -> int:
     log.close()
     demo.update_state(pid=child.pid, storage=ns.storage, queue=ns.queue, writers=ns.writers, phase="starting")
     progress.say(f"supervisor started (pid {child.pid}); following {demo.log}")
+
+    def interrupted(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # `make demo` killed or interrupted while it starts: stop the half-started demo too.
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+    try:
+        return _follow_until_ready(demo, child)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping what was started ...", file=sys.stderr)
+        down(demo, quiet=True)
+        return 130
+
+
+def _follow_until_ready(demo: DemoDir, child: subprocess.Popen[bytes]) -> int:
     offset = 0
     deadline = time.monotonic() + UP_TIMEOUT_SECONDS
     while True:
