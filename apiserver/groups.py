@@ -63,7 +63,8 @@ def _resource_list(group: str, version: str) -> dict[str, Any]:
                 "singularName": "resources",
                 "namespaced": False,
                 "kind": "Resources",
-                "verbs": [],
+                # kubectl api-resources hides resources without verbs; GETs below it are the API
+                "verbs": ["get"],
             },
         ],
     }
