@@ -11,9 +11,11 @@ Why each piece is there:
   XPENDING's first id and the group's last-delivered-id), so only processed entries go.
   Publishers apply back-pressure instead: they wait while the group's lag plus pending entries
   reach ``queue_max_len``.
-* Redis restarted without persistence: the consumer sees NOGROUP (or a new server ``run_id``),
-  recreates the group from id 0 and bumps ``generation`` so the writer drops barriers it held from
-  the lost stream; a publisher raises :class:`QueueReset` once, so the synchro relists everything.
+* Redis lost the stream (restarted without persistence, or flushed): detected by a new server
+  ``run_id``, or by the stream's incarnation key (a random token beside the stream, created by
+  whoever finds it missing) changing, or by NOGROUP. The consumer recreates the group from id 0
+  and bumps ``generation`` so the writer drops barriers it held from the lost stream; a publisher
+  raises :class:`QueueReset` once, so the synchro relists everything.
 * Barriers: ``all_acked_before`` is true when no entry older than the barrier is pending and the
   group has delivered past it (so no older entry is still undelivered).
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -73,6 +76,10 @@ def _is_nogroup(exc: ResponseError) -> bool:
     return msg.startswith("NOGROUP") or "no such key" in msg.lower()
 
 
+def incarnation_key(stream: str) -> str:
+    return f"{stream}:incarnation"
+
+
 def _ensure_group(client: redis.Redis, stream: str) -> None:
     try:
         client.xgroup_create(stream, GROUP, id="0", mkstream=True)
@@ -105,15 +112,22 @@ class RedisConsumer:
         self.generation = 0
         """Bumped whenever the queue lost its entries (Redis restarted empty): deliveries from an
         older generation are gone from the queue and their barriers must not be applied."""
-        self._run_id = self._server_run_id()
+        self._server = self._server_state()
         _ensure_group(self._r, self.stream)
         self._own_cursor: str | None = "0"
         self._next_reclaim = 0.0
         self._reclaim_cursor = "0-0"
 
     # -- helpers
-    def _server_run_id(self) -> str:
-        return str(self._r.info("server")["run_id"])
+    def _server_state(self) -> tuple[str, str]:
+        """(server run_id, the stream's incarnation token), creating the token when missing."""
+        key = incarnation_key(self.stream)
+        pipe = self._r.pipeline(transaction=False)
+        pipe.info("server")
+        pipe.set(key, uuid.uuid4().hex, nx=True)
+        pipe.get(key)
+        info, _, token = pipe.execute()
+        return str(info["run_id"]), token.decode() if isinstance(token, bytes) else str(token)
 
     def _lost(self, why: str) -> None:
         log.warning("queue lost its entries (%s); recreating consumer group %s", why, GROUP)
@@ -122,11 +136,19 @@ class RedisConsumer:
         self._reclaim_cursor = "0-0"
         _ensure_group(self._r, self.stream)
 
+    def _lost_group(self) -> None:
+        """NOGROUP: the stream went away under an unchanged token (e.g. its key was deleted).
+        A new token tells publishers, so the synchro relists what was in it."""
+        token = uuid.uuid4().hex
+        self._r.set(incarnation_key(self.stream), token)
+        self._server = (self._server[0], token)
+        self._lost("NOGROUP")
+
     def _check_server(self) -> None:
-        run_id = self._server_run_id()
-        if run_id != self._run_id:
-            self._run_id = run_id
-            self._lost(f"redis run_id changed to {run_id}")
+        state = self._server_state()
+        if state != self._server:
+            self._server = state
+            self._lost(f"redis run_id or stream incarnation changed: {state}")
 
     def _deliveries(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> list[Delivery]:
         out: list[Delivery] = []
@@ -171,7 +193,7 @@ class RedisConsumer:
         except ResponseError as exc:
             if not _is_nogroup(exc):
                 raise
-            self._lost("NOGROUP")
+            self._lost_group()
             return []
 
     def _reclaim(self, max_events: int) -> list[Delivery]:
@@ -231,7 +253,7 @@ class RedisConsumer:
             older_pending, groups = pipe.execute()
         except ResponseError as exc:
             if _is_nogroup(exc):
-                self._lost("NOGROUP")
+                self._lost_group()
                 return False
             raise
         group = _group_info(groups)
@@ -263,8 +285,7 @@ class RedisPublisher:
         base, self.stream = split_url(url)
         self.max_len = max_len
         self._r: aioredis.Redis = client or aioredis.Redis.from_url(base, health_check_interval=30)
-        self._run_id: str | None = None
-        self._group_ready = False
+        self._server: tuple[str, str] | None = None  # (run_id, incarnation token)
 
     async def _ensure_group(self) -> None:
         try:
@@ -272,7 +293,6 @@ class RedisPublisher:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        self._group_ready = True
 
     async def _unprocessed(self, groups: Any) -> int | None:
         """Lag plus pending of the writers' group; None when the group is missing."""
@@ -290,25 +310,27 @@ class RedisPublisher:
         return int(lag) + pending
 
     async def publish(self, events: Sequence[Event]) -> None:
-        # publish([]) appends nothing but still raises QueueReset after a Redis restart: the
-        # synchro calls it when idle so that lost entries are noticed without new events.
+        if not events:
+            return
+        key = incarnation_key(self.stream)
         delay = 0.01
         while True:
             pipe = self._r.pipeline(transaction=False)
             pipe.info("server")
+            pipe.set(key, uuid.uuid4().hex, nx=True)
+            pipe.get(key)
             pipe.xinfo_groups(self.stream)
-            info, groups = await pipe.execute(raise_on_error=False)
-            if isinstance(info, Exception):
-                raise info
-            run_id = str(info["run_id"])
-            if self._run_id is None:
-                self._run_id = run_id
-            elif run_id != self._run_id:
-                self._run_id = run_id
+            info, _, token, groups = await pipe.execute(raise_on_error=False)
+            for reply in (info, token):
+                if isinstance(reply, Exception):
+                    raise reply
+            state = (str(info["run_id"]), token.decode() if isinstance(token, bytes) else str(token))
+            if self._server is None:
+                self._server = state
+            elif state != self._server:
+                self._server = state
                 await self._ensure_group()
-                raise QueueReset(f"redis restarted (run_id {run_id}); queued events were lost")
-            if not events:
-                return
+                raise QueueReset(f"redis lost the queue (run_id, incarnation now {state}); relist")
             unprocessed = await self._unprocessed(groups)
             if unprocessed is None:
                 await self._ensure_group()

@@ -177,17 +177,27 @@ def test_trimming_never_removes_unacked_entries(url: str, raw: redis.Redis) -> N
     assert raw.xlen(stream) <= 1
 
 
-def test_lost_group_is_recreated(url: str, raw: redis.Redis) -> None:
+def test_lost_stream_is_recreated_and_publishers_told(url: str, raw: redis.Redis) -> None:
     stream = split_url(url)[1]
-    publish(url, [ev(1)])
     c = consumer(url, "w")
-    assert len(c.read(10, 0)) == 1
-    raw.delete(stream)  # the stream and its group are gone (as after a reset)
-    assert c.read(10, 0.05) == []
-    assert c.generation == 1
-    publish(url, [ev(2)])
+
+    async def scenario() -> None:
+        pub = RedisPublisher(url)
+        try:
+            await pub.publish([ev(1)])
+            assert len(c.read(10, 0)) == 1
+            raw.delete(stream)  # the stream and its group are gone
+            assert c.read(10, 0.05) == []  # NOGROUP: the group is recreated
+            assert c.generation == 1
+            with pytest.raises(QueueReset):
+                await pub.publish([ev(2)])
+            await pub.publish([ev(3)])
+        finally:
+            await pub.close()
+
+    asyncio.run(scenario())
     got = c.read(10, 0.5)
-    assert [d.event for d in got] == [ev(2)]
+    assert [d.event for d in got] == [ev(3)]
     c.ack(got)
 
 
@@ -263,17 +273,27 @@ def test_restart_without_persistence_resets_publisher_and_consumer(own_redis: Th
     c.close()
 
 
-def test_flushall_recovers_consumer_and_group(own_redis: ThrowawayRedis) -> None:
+def test_flushall_resets_consumer_and_publisher(own_redis: ThrowawayRedis) -> None:
     url = own_redis.url
-    publish(url, [ev(1)])
     c = consumer(url, "w")
-    assert len(c.read(10, 0)) == 1
     admin = redis.Redis(port=own_redis.port)
-    admin.flushall()
-    assert c.read(10, 0.05) == []  # NOGROUP: recreated
-    assert c.generation == 1
-    publish(url, [ev(2)])
-    assert [d.event for d in c.read(10, 0.5)] == [ev(2)]
+
+    async def scenario() -> None:
+        pub = RedisPublisher(url)
+        try:
+            await pub.publish([ev(1)])
+            assert len(c.read(10, 0)) == 1
+            admin.flushall()
+            assert c.read(10, 0.05) == []  # a new incarnation: the group is recreated
+            assert c.generation == 1
+            with pytest.raises(QueueReset):
+                await pub.publish([ev(2)])
+            await pub.publish([ev(3)])
+        finally:
+            await pub.close()
+
+    asyncio.run(scenario())
+    assert [d.event for d in c.read(10, 0.5)] == [ev(3)]
     assert admin.xinfo_groups(split_url(url)[1])[0]["name"] == GROUP.encode()
     admin.close()
     c.close()
