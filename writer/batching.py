@@ -7,7 +7,7 @@ A batch is cut into steps at the events that cannot share a transaction with the
   row twice in PostgreSQL, and the guards would discard the older ones anyway); a delete wins
   over an upsert of the same revision, and of two upserts of one revision the later epoch wins.
 * ``Barrier``: a ``ListDone``; everything before it in the batch is committed first.
-* ``Purge``: a ``PurgeCluster``, run in chunks of its own transactions.
+* ``Purge``: a ``PurgeCluster``, also a barrier, run in chunks of its own transactions.
 
 Deliveries are ordered by entry id first: an entry reclaimed from a dead writer may be older than
 entries read before it in the same batch, and committing it first lets a barrier behind it pass.

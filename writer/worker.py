@@ -5,8 +5,8 @@ Entry point: :func:`run_writer` (``settings``, a ``threading.Event`` to stop). S
 re-read by this consumer name or reclaimed by another writer, and re-applying is harmless because
 every statement is guarded by resourceVersion (see ``common.storage.upserts``).
 
-List barriers (``ListDone``) and why later entries may overtake them
---------------------------------------------------------------------
+Barriers (``ListDone``, ``PurgeCluster``) and why later entries may overtake them
+---------------------------------------------------------------------------------
 A ``ListDone(epoch E)`` tombstones rows of its resource whose epoch is older than ``E``. It is
 correct only once every entry queued before it is committed (some of those may be upserts that
 raise a row's epoch to ``E``), whichever writer holds them; ``consumer.all_acked_before`` says so.
@@ -21,10 +21,15 @@ is safe because nothing queued after the barrier can be undone or hidden by appl
 * A later barrier ``E2`` waits for this one (it is an unacked entry before it), so barriers of one
   queue apply in queue order. Purges and resource types do not interact with epochs.
 
+Purges (``PurgeCluster``) wait the same way, so that an upsert queued before the purge and
+reclaimed from a dead writer after it cannot re-create a row of the removed cluster; nothing
+should follow a purge for its cluster (its PediaCluster is gone).
+
 The same argument makes a barrier applied twice (redelivered after a crash, or reclaimed by
 another writer while this one waited) harmless. A barrier from before the queue lost its entries
 (Redis restarted empty: the consumer's ``generation`` moved) is dropped: entries before it may be
-lost, and the synchro relists everything with a new epoch after a reset anyway.
+lost, and the synchro relists everything with a new epoch after a reset anyway. A purge the queue
+lost is applied at once instead: no relist would ever remove that cluster's rows.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ log = logging.getLogger("clusterpedia.writer")
 
 T = TypeVar("T")
 
-_REJECTED = (sa_exc.DataError, sa_exc.IntegrityError)
+_REJECTED = (sa_exc.DataError, sa_exc.IntegrityError, UnicodeDecodeError)
 """The store refuses the data itself: retrying cannot help (the event is logged and dropped)."""
 
 _IDLE_BLOCK_SECONDS = 0.5
@@ -80,7 +85,9 @@ class Writer:
         self.consumer = consumer
         self.applier = Applier(engine, chunk_rows=self.cfg.purge_chunk_rows)
         self.stop = stop
-        self._barriers: dict[str, tuple[Barrier, int, float]] = {}  # entry id -> (barrier, gen, since)
+        self._barriers: dict[
+            str, tuple[Barrier | Purge, int, float]
+        ] = {}  # entry id -> (barrier, gen, since)
         self._next_gc = time.monotonic() + self.cfg.tombstone_gc_interval_seconds
         self._next_depth = 0.0
         self._component = "writer"  # the health component: the thread's name once running
@@ -141,12 +148,7 @@ class Writer:
         for step in plan(batch):
             if isinstance(step, Writes):
                 self._apply_writes(step)
-            elif isinstance(step, Purge):
-                n = self._retrying(partial(self.applier.purge, step.event))
-                metrics.ROWS_REMOVED.labels(cause="purge").inc(n)
-                log.info("purged cluster data", extra={"cluster": step.event.cluster, "rows": n})
-                self._ack([step.delivery], "PurgeCluster")
-            elif isinstance(step, Barrier):
+            else:  # ListDone or PurgeCluster: barriers
                 if step.delivery.entry_id not in self._barriers:
                     self._barriers[step.delivery.entry_id] = (
                         step,
@@ -191,30 +193,36 @@ class Writer:
         generation = _generation(self.consumer)
         for entry_id in sorted(self._barriers, key=entry_order):
             barrier, gen, since = self._barriers[entry_id]
-            if gen != generation:
-                log.warning(
-                    "dropping a list barrier from before the queue was reset", extra={"entry_id": entry_id}
-                )
+            lost = gen != generation
+            if lost and isinstance(barrier, Barrier):
+                log.warning("dropping a list barrier the queue lost", extra={"entry_id": entry_id})
                 del self._barriers[entry_id]
                 continue
-            if not self._retrying(partial(self.consumer.all_acked_before, barrier.delivery)):
+            # A purge the queue lost is applied at once: its cluster is gone, nothing relists it.
+            if not lost and not self._retrying(partial(self.consumer.all_acked_before, barrier.delivery)):
                 metrics.BARRIER_WAITS.inc()
                 waited = time.monotonic() - since
                 if waited > _BARRIER_WARN_SECONDS:
-                    log.warning(
-                        "list barrier waiting", extra={"entry_id": entry_id, "seconds": round(waited)}
-                    )
+                    log.warning("barrier waiting", extra={"entry_id": entry_id, "seconds": round(waited)})
                 break  # later barriers wait for this one anyway
+            self._apply_barrier(barrier)
+            del self._barriers[entry_id]
+        metrics.BARRIERS_HELD.set(len(self._barriers))
+
+    def _apply_barrier(self, barrier: Barrier | Purge) -> None:
+        if isinstance(barrier, Barrier):
             n = self._retrying(partial(self.applier.apply_list_done, barrier.event))
             metrics.ROWS_REMOVED.labels(cause="list_done").inc(n)
             if n:
                 log.info(
-                    "list done: tombstoned rows not in the list",
+                    "list done: unlisted rows tombstoned",
                     extra={"event": _describe(barrier.event), "rows": n},
                 )
-            self._ack([barrier.delivery], "ListDone")
-            del self._barriers[entry_id]
-        metrics.BARRIERS_HELD.set(len(self._barriers))
+        else:
+            n = self._retrying(partial(self.applier.purge, barrier.event))
+            metrics.ROWS_REMOVED.labels(cause="purge").inc(n)
+            log.info("purged cluster data", extra={"event": _describe(barrier.event), "rows": n})
+        self._ack([barrier.delivery], _event_type(barrier.event))
 
     def _housekeeping(self) -> None:
         now = time.monotonic()

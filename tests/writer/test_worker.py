@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from common.events import Event
+from common.events import Event, PurgeCluster
 from common.queue.memory import MemoryQueue
 from common.settings import Settings, WriterSettings
 from writer import metrics
@@ -74,6 +74,16 @@ def test_barrier_waits_for_earlier_entries_but_later_ones_go_on(store_url, store
         eventually(lambda: store.live(objs.cluster) == {"a": 1, "c": 7})
         eventually(lambda: q.depth() == (0, 0))
     assert store.rows(objs.cluster)["a"][2] == 5
+
+
+def test_purge_waits_for_earlier_entries_of_a_dead_writer(store_url, store, objs) -> None:
+    q = MemoryQueue(1000, reclaim_idle_seconds=1.0)
+    publish(q, objs.upsert("a", 1), objs.upsert("b", 2))
+    assert len(q.consumer("dead").read(1, 0)) == 1  # holds the upsert of "a", then dies
+    with writer_thread(settings_for(store_url, barrier_retry_seconds=0.05), q):
+        publish(q, PurgeCluster(objs.cluster))
+        eventually(lambda: q.depth() == (0, 0))
+    assert store.rows(objs.cluster) == {}  # "a" was applied before the purge, not after it
 
 
 def test_a_rejected_event_is_dropped_and_the_rest_applied(store_url, store, objs) -> None:
