@@ -6,6 +6,7 @@ Options (``make bench BENCH_ARGS='...'``; the size also from ``BENCH_SIZE``)::
     --store sqlite,postgresql,mysql   stores to run on (default: all three; repeatable)
     --queue memory|redis          queue for the sync scenarios (default: memory on SQLite, else Redis)
     --only limits,sync,...        scenarios (limits, sync, freshness, queries, writers, profile)
+    --objects N / --clusters 1,10  override the size's data set / PediaCluster counts
     --out DIR                     where bench-results/<size>.json and performance.md go (default docs)
     --no-doc                      keep the JSON only
 """
@@ -13,6 +14,7 @@ Options (``make bench BENCH_ARGS='...'``; the size also from ``BENCH_SIZE``)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from dataclasses import asdict
@@ -51,11 +53,20 @@ def parse(argv: list[str]) -> Options:
     parser.add_argument("--out", default=str(REPO / "docs"), metavar="DIR")
     parser.add_argument("--no-doc", action="store_true")
     parser.add_argument("--keep-scratch", action="store_true", help="keep logs and profiles of the tiers")
+    parser.add_argument("--objects", type=int, default=0, help="objects per member (overrides the size)")
+    parser.add_argument(
+        "--clusters", default="", metavar="N,M", help="PediaCluster counts (overrides the size)"
+    )
     ns = parser.parse_args(argv)
+    size = SIZES[ns.size]
+    if ns.objects:
+        size = dataclasses.replace(size, objects=ns.objects, writer_events=min(ns.objects, 100_000))
+    if ns.clusters:
+        size = dataclasses.replace(size, clusters=tuple(int(c) for c in ns.clusters.split(",")))
     stores = _csv(ns.store, STORES, "store") or list(STORES)
     only = tuple(_csv(ns.only, SCENARIOS, "scenario")) or SCENARIOS
     return Options(
-        size=SIZES[ns.size],
+        size=size,
         stores=stores,
         queue=ns.queue,
         only=only,

@@ -73,12 +73,25 @@ class Member:
 
 
 @contextmanager
-def start_member(name: str, scratch: Path, *, version: str = "current") -> Iterator[Member]:
+def start_member(
+    name: str, scratch: Path, *, version: str = "current", etcd_quota_bytes: int = 0
+) -> Iterator[Member]:
     """A member kube-apiserver from the test harness (no controller manager: the generator writes
-    what controllers would), stopped and removed on exit."""
+    what controllers would), stopped and removed on exit.
+
+    ``etcd_quota_bytes`` raises etcd's backend quota (the harness sets 1 GiB, which ~80k objects of
+    this generator fill, managedFields and history included)."""
     from tests.harness.cluster import Cluster
 
-    cluster = Cluster(name, version, workdir=scratch / name)
+    class BenchCluster(Cluster):
+        def _etcd_argv(self) -> list[str]:
+            argv = super()._etcd_argv()
+            if etcd_quota_bytes:
+                argv = [a for a in argv if not a.startswith("--quota-backend-bytes=")]
+                argv.append(f"--quota-backend-bytes={etcd_quota_bytes}")
+            return argv
+
+    cluster = BenchCluster(name, version, workdir=scratch / name)
     cluster.start()
     try:
         yield Member(

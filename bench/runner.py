@@ -154,7 +154,8 @@ class Run:
         stores = ", ".join(self.opts.stores)
         log(f"size {size.name}: {size.objects} objects, stores {stores}, scratch {self.scratch}")
         try:
-            with self.services, start_member("bench-member", self.scratch) as member:
+            quota = 8 * 2**30 if size.objects > 50_000 else 0
+            with self.services, start_member("bench-member", self.scratch, etcd_quota_bytes=quota) as member:
                 self.member = member
                 self.results.facts = machine.facts(self.services.versions(), member.version)
                 install_crd(member)
