@@ -61,6 +61,9 @@ T = TypeVar("T")
 _REJECTED = (sa_exc.DataError, sa_exc.IntegrityError, UnicodeDecodeError)
 """The store refuses the data itself: retrying cannot help (the event is logged and dropped)."""
 
+_TRANSIENT = (sa_exc.DBAPIError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+"""Errors of the store or the queue a retry may get past (deadlocks, lost connections, restarts)."""
+
 _IDLE_BLOCK_SECONDS = 0.5
 _DEPTH_INTERVAL_SECONDS = 1.0
 _BARRIER_WARN_SECONDS = 60.0
@@ -85,9 +88,8 @@ class Writer:
         self.consumer = consumer
         self.applier = Applier(engine, chunk_rows=self.cfg.purge_chunk_rows)
         self.stop = stop
-        self._barriers: dict[
-            str, tuple[Barrier | Purge, int, float]
-        ] = {}  # entry id -> (barrier, gen, since)
+        # entry id -> (barrier, queue generation when read, monotonic time when read)
+        self._barriers: dict[str, tuple[Barrier | Purge, int, float]] = {}
         self._next_gc = time.monotonic() + self.cfg.tombstone_gc_interval_seconds
         self._next_depth = 0.0
         self._component = "writer"  # the health component: the thread's name once running
@@ -261,11 +263,7 @@ class Writer:
                 return result
             except _REJECTED:
                 raise
-            except (
-                sa_exc.DBAPIError,
-                redis.exceptions.ConnectionError,
-                redis.exceptions.TimeoutError,
-            ) as exc:
+            except _TRANSIENT as exc:
                 metrics.RETRIES.labels(cause=type(exc).__name__).inc()
                 log.warning("store or queue error, retrying in %.2fs: %s", delay, exc)
                 if delay >= 1.0 and not self._failing:  # not a passing deadlock: report it
@@ -277,29 +275,36 @@ class Writer:
 
 
 def _describe(event: Event) -> str:
-    parts = [
-        type(event).__name__,
-        event.cluster,
-        getattr(event, "group", None) or "",
-        getattr(event, "resource", None) or "",
-    ]
-    for attr in ("namespace", "name", "resource_version", "epoch"):
+    parts = [type(event).__name__, event.cluster]
+    for attr in ("group", "resource", "namespace", "name", "resource_version", "epoch"):
         value = getattr(event, attr, None)
         if value not in (None, ""):
             parts.append(f"{attr}={value}")
     return " ".join(str(p) for p in parts)
 
 
-def ensure_schema(engine: Engine, attempts: int = 5) -> None:
-    """Create the tables; writers starting together may race on it, so retry a few times."""
-    for attempt in range(attempts):
+def _until_ready(what: str, fn: Callable[[], T], stop: threading.Event, max_delay: float) -> T | None:
+    """Call ``fn`` until it succeeds (the store or Redis may start after the writer); None on stop.
+
+    Writers starting together may also race on creating the schema: a retry sees the tables."""
+    component = threading.current_thread().name
+    delay = 0.2
+    while not stop.is_set():
         try:
-            create_schema(engine)
-            return
-        except sa_exc.DBAPIError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
+            result = fn()
+            HEALTH.set_ready(component, True)
+            return result
+        except _TRANSIENT as exc:
+            log.warning("%s failed, retrying in %.1fs: %s", what, delay, exc)
+            HEALTH.set_ready(component, False, f"{what}: {type(exc).__name__}")
+        stop.wait(delay)
+        delay = min(delay * 2, max_delay)
+    return None
+
+
+def _create_schema(engine: Engine) -> bool:
+    create_schema(engine)
+    return True
 
 
 def run_writer(
@@ -312,14 +317,20 @@ def run_writer(
     """Run one writer until ``stop_event`` is set (the current batch is finished first).
 
     ``consumer`` / ``engine`` default to ones opened from ``settings.queue`` / ``settings.storage``
-    (and closed on return); the all-in-one process passes its own."""
+    (and closed on return); tests and embedders may pass their own. The store and the queue may
+    come up after the writer: it waits for them (not ready meanwhile)."""
     own_engine = engine is None
     eng = engine if engine is not None else make_engine(settings.storage)
     cons: Consumer | None = consumer
+    max_delay = settings.writer.retry_max_seconds
     try:
-        ensure_schema(eng)
+        if _until_ready("creating the schema", partial(_create_schema, eng), stop_event, max_delay) is None:
+            return
         if cons is None:
-            cons = open_consumer(settings.queue, settings)
+            connect = partial(open_consumer, settings.queue, settings)
+            cons = _until_ready("connecting to the queue", connect, stop_event, max_delay)
+            if cons is None:
+                return
         Writer(settings, cons, eng, stop_event).run()
     finally:
         if consumer is None and cons is not None:

@@ -47,6 +47,14 @@ DEAD_CONSUMER_IDLE_SECONDS = 3600.0
 """Consumers with nothing pending and idle this long are removed from the group (each writer
 process registers under a new name, so the group would otherwise collect them forever)."""
 
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "health_check_interval": 30,
+    "socket_connect_timeout": 5,
+    # Longer than any XREADGROUP BLOCK the writer asks for; a hung server then fails a read
+    # instead of stalling the writer forever.
+    "socket_timeout": 30,
+}
+
 log = logging.getLogger("clusterpedia.queue")
 
 
@@ -108,7 +116,7 @@ class RedisConsumer:
         base, self.stream = split_url(url)
         self.name = name
         self.reclaim_idle_seconds = reclaim_idle_seconds
-        self._r: redis.Redis = client or redis.Redis.from_url(base, health_check_interval=30)
+        self._r: redis.Redis = client or redis.Redis.from_url(base, **_CLIENT_OPTIONS)
         self.generation = 0
         """Bumped whenever the queue lost its entries (Redis restarted empty): deliveries from an
         older generation are gone from the queue and their barriers must not be applied."""
@@ -284,7 +292,7 @@ class RedisPublisher:
     def __init__(self, url: str, *, max_len: int = 100_000, client: aioredis.Redis | None = None) -> None:
         base, self.stream = split_url(url)
         self.max_len = max_len
-        self._r: aioredis.Redis = client or aioredis.Redis.from_url(base, health_check_interval=30)
+        self._r: aioredis.Redis = client or aioredis.Redis.from_url(base, **_CLIENT_OPTIONS)
         self._server: tuple[str, str] | None = None  # (run_id, incarnation token)
 
     async def _ensure_group(self) -> None:

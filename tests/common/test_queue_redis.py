@@ -8,7 +8,6 @@ disturb other tests.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import threading
 import time
 import uuid
@@ -21,8 +20,7 @@ import redis
 from common.events import Event, ListDone, Upsert
 from common.queue import QueueReset
 from common.queue.redis_streams import GROUP, RedisConsumer, RedisPublisher, split_url
-from tests.harness.cluster import free_port
-from tests.harness.processes import Process
+from tests.common.redis_server import ThrowawayRedis
 
 
 def ev(i: int) -> Upsert:
@@ -199,34 +197,6 @@ def test_lost_stream_is_recreated_and_publishers_told(url: str, raw: redis.Redis
     got = c.read(10, 0.5)
     assert [d.event for d in got] == [ev(3)]
     c.ack(got)
-
-
-class ThrowawayRedis:
-    """A redis-server of this test alone, restartable on the same port, keeping nothing on disk."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        exe = shutil.which("redis-server") or "redis-server"
-        argv = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.proc = Process("redis-throwaway", [*argv, "--dir", str(workdir)], workdir / "redis.log")
-
-    def start(self) -> None:
-        self.proc.start()
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, self.proc.log_tail()
-                time.sleep(0.05)
-        client.close()
-
-    def restart(self) -> None:
-        self.proc.stop()
-        self.start()
 
 
 @pytest.fixture

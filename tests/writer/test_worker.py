@@ -8,10 +8,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from prometheus_client import REGISTRY
+
 from common.events import Event, PurgeCluster
 from common.queue.memory import MemoryQueue
+from common.queue.redis_streams import RedisPublisher
 from common.settings import Settings, WriterSettings
-from writer import metrics
+from tests.common.redis_server import ThrowawayRedis
 from writer.worker import run_writer
 
 
@@ -20,6 +23,10 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+def barrier_waits() -> float:
+    return REGISTRY.get_sample_value("clusterpedia_writer_barrier_waits_total") or 0.0
 
 
 def settings_for(store_url: str, **writer: object) -> Settings:
@@ -64,12 +71,12 @@ def test_barrier_waits_for_earlier_entries_but_later_ones_go_on(store_url, store
     # with it; the barrier behind it must not tombstone "a" meanwhile.
     publish(q, objs.upsert("a", 1, epoch=5))
     assert len(q.consumer("dead").read(1, 0)) == 1
-    waits_before = metrics.BARRIER_WAITS._value.get()
+    waits_before = barrier_waits()
     with writer_thread(settings, q):
         publish(q, objs.list_done(5), objs.upsert("c", 7, epoch=5))
         eventually(lambda: "c" in store.live(objs.cluster))  # later entries are not held up
         assert store.live(objs.cluster) == {"a": 1, "b": 2, "c": 7}
-        assert metrics.BARRIER_WAITS._value.get() > waits_before
+        assert barrier_waits() > waits_before
         # the dead writer's entry is reclaimed, then the barrier passes
         eventually(lambda: store.live(objs.cluster) == {"a": 1, "c": 7})
         eventually(lambda: q.depth() == (0, 0))
@@ -107,3 +114,28 @@ def test_stop_finishes_the_current_batch_and_leaves_the_rest_pending(store_url, 
     undelivered, pending = q.depth()
     assert pending == 0
     assert len(store.live(objs.cluster)) == 2000 - undelivered
+
+
+def test_writer_waits_for_a_queue_that_comes_up_later(store_url, store, objs, tmp_path) -> None:
+    server = ThrowawayRedis(tmp_path)  # not started yet: nothing listens on its port
+    settings = Settings(storage=store_url, queue=server.url)
+    stop = threading.Event()
+    t = threading.Thread(target=run_writer, args=(settings, stop))
+    t.start()
+    try:
+        time.sleep(1.0)
+        assert t.is_alive()  # waiting, not crashed
+        server.start()
+        publisher = RedisPublisher(server.url)
+
+        async def go() -> None:
+            await publisher.publish([objs.upsert("late", 3)])
+            await publisher.close()
+
+        asyncio.run(go())
+        eventually(lambda: store.live(objs.cluster) == {"late": 3}, timeout=30)
+    finally:
+        stop.set()
+        t.join(15)
+        server.proc.stop()
+    assert not t.is_alive()
