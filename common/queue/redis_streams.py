@@ -318,8 +318,8 @@ class RedisPublisher:
         return int(lag) + pending
 
     async def publish(self, events: Sequence[Event]) -> None:
-        if not events:
-            return
+        """Append ``events`` (see ``Publisher``). ``publish([])`` only checks for a reset: an idle
+        synchro probes with it so that a Redis restart is noticed without new events."""
         key = incarnation_key(self.stream)
         delay = 0.01
         while True:
@@ -339,6 +339,8 @@ class RedisPublisher:
                 self._server = state
                 await self._ensure_group()
                 raise QueueReset(f"redis lost the queue (run_id, incarnation now {state}); relist")
+            if not events:
+                return
             unprocessed = await self._unprocessed(groups)
             if unprocessed is None:
                 await self._ensure_group()
