@@ -15,6 +15,7 @@ path a 404 Status. Every error leaves as a ``kind: Status`` object.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
@@ -196,6 +197,8 @@ class Api:
             namespace=route.namespace,
             max_page_size=self.settings.apiserver.max_page_size,
         )
+        if search.page_size is None and self.settings.apiserver.default_page_size > 0:
+            search = dataclasses.replace(search, limit=self.settings.apiserver.default_page_size)
         page = await list_objects(self.engine, search)
         api_version = _gv(route.group, route.version)
         meta = _list_metadata(page)

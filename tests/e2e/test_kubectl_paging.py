@@ -1,0 +1,184 @@
+"""kubectl paging and bad input against the real API tier (no member clusters needed).
+
+``kubectl get --chunk-size=7`` over 130+ objects in two clusters returns every object that exists
+throughout exactly once while a writer keeps updating and adding objects; bad search conditions given
+through kubectl come back as 4xx Status errors that kubectl prints with their message.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from common.storage.engine import create_schema, make_engine
+from tests.apiserver.storefill import add_objects, add_type
+from tests.e2e.kubectl_support import ApiTier, kubectl_run
+from tests.harness.paths import KUBECTL_VERSIONS, kubectl_binary
+
+pytestmark = pytest.mark.e2e
+
+PER_CLUSTER = 70
+NAMESPACES = ("alpha", "beta", "gamma")
+
+
+def configmap(name: str, ns: str, rv: int) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "resourceVersion": str(rv),
+            "creationTimestamp": "2025-06-01T00:00:00Z",
+            "labels": {"batch": "initial"},
+        },
+        "data": {"rv": str(rv)},
+    }
+
+
+@dataclass
+class Store:
+    engine: Engine
+    api: ApiTier
+    kubeconfig: Path
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    workdir = tmp_path_factory.mktemp("paging")
+    url = f"sqlite:///{workdir / 'store.db'}"
+    engine = make_engine(url)
+    create_schema(engine)
+    for cluster in ("cluster-1", "cluster-2"):
+        add_type(engine, cluster, "", "v1", "configmaps", "ConfigMap", short_names=["cm"])
+        objs = [configmap(f"cm-{i:03d}", NAMESPACES[i % 3], 10 + i) for i in range(PER_CLUSTER)]
+        add_objects(engine, cluster, "", "v1", "configmaps", objs)
+    api = ApiTier(workdir, url).start()
+    try:
+        yield Store(engine, api, api.kubeconfig(workdir / "kubeconfig", ["cluster-1", "cluster-2"]))
+    finally:
+        api.stop()
+        engine.dispose()
+
+
+def _keep_writing(engine: Engine, stop: threading.Event, max_batches: int = 100) -> int:
+    """Update existing objects (new resourceVersions) and add new ones until told to stop."""
+    batches = 0
+    rv = 10_000
+    while not stop.is_set() and batches < max_batches:
+        rv += 1
+        i = batches % PER_CLUSTER
+        add_objects(
+            engine, "cluster-1", "", "v1", "configmaps", [configmap(f"cm-{i:03d}", NAMESPACES[i % 3], rv)]
+        )
+        add_objects(
+            engine, "cluster-2", "", "v1", "configmaps", [configmap(f"new-{batches:03d}", "alpha", rv)]
+        )
+        batches += 1
+        stop.wait(0.01)
+    return batches
+
+
+@pytest.mark.parametrize("version", KUBECTL_VERSIONS)
+def test_chunked_list_returns_each_object_once_while_writes_continue(store: Store, version: str) -> None:
+    stop = threading.Event()
+    result: list[int] = []
+    writer = threading.Thread(target=lambda: result.append(_keep_writing(store.engine, stop)))
+    writer.start()
+    try:
+        out = kubectl_run(
+            kubectl_binary(version),
+            store.kubeconfig,
+            "get",
+            "configmaps",
+            "-A",
+            "--chunk-size=7",
+            "-o",
+            "json",
+        ).stdout
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+    assert result and result[0] > 0, "the writer did not run during the list"
+    items = json.loads(out)["items"]
+    keys = Counter(
+        (
+            i["metadata"]["annotations"]["shadow.clusterpedia.io/cluster-name"],
+            i["metadata"]["namespace"],
+            i["metadata"]["name"],
+        )
+        for i in items
+    )
+    assert max(keys.values()) == 1, [k for k, n in keys.items() if n > 1]
+    for cluster in ("cluster-1", "cluster-2"):
+        for i in range(PER_CLUSTER):
+            assert (cluster, NAMESPACES[i % 3], f"cm-{i:03d}") in keys
+
+
+def test_chunked_table_with_search_conditions(store: Store) -> None:
+    out = kubectl_run(
+        kubectl_binary("1.32"),
+        store.kubeconfig,
+        "get",
+        "cm",
+        "-n",
+        "beta",
+        "--chunk-size=7",
+        "-l",
+        "search.clusterpedia.io/clusters=cluster-2,search.clusterpedia.io/orderby=name_desc",
+    ).stdout
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["CLUSTER", "NAME", "DATA"]
+    names = [line.split()[1] for line in lines[1:]]
+    expected = sorted(
+        (f"cm-{i:03d}" for i in range(PER_CLUSTER) if NAMESPACES[i % 3] == "beta"), reverse=True
+    )
+    assert names == expected
+    assert {line.split()[0] for line in lines[1:]} == {"cluster-2"}
+
+
+BAD = [
+    (["-l", "search.clusterpedia.io/orderby=uid"], "BadRequest", "orderby"),
+    (["-l", "search.clusterpedia.io/orderby=name;drop table resources"], "BadRequest", ""),
+    (["-l", "search.clusterpedia.io/size=-1"], "BadRequest", "size"),
+    (["-l", "search.clusterpedia.io/offset=99999999999999999999"], "BadRequest", "offset"),
+    (["-l", "search.clusterpedia.io/clusters in (cluster-9)"], "NotFound", "cluster-9"),
+    (["--field-selector", "metadata.name~=x"], "BadRequest", ""),
+]
+
+
+@pytest.mark.parametrize(("args", "reason", "words"), BAD)
+def test_bad_search_conditions_are_4xx_with_a_message(
+    store: Store, args: list[str], reason: str, words: str
+) -> None:
+    proc = kubectl_run(kubectl_binary("1.32"), store.kubeconfig, "get", "cm", "-A", *args, check=False)
+    assert proc.returncode != 0
+    assert f"Error from server ({reason})" in proc.stderr, proc.stderr
+    assert words in proc.stderr
+
+
+def test_unknown_cluster_and_unserved_verbs(store: Store) -> None:
+    kubectl = kubectl_binary("1.32")
+    kc = store.kubeconfig
+    proc = kubectl_run(
+        kubectl,
+        kc,
+        "get",
+        "--raw",
+        "/apis/clusterpedia.io/v1beta1/resources/clusters/nope/api/v1/configmaps",
+        check=False,
+    )
+    assert proc.returncode != 0 and 'cluster "nope" not found' in proc.stderr, proc.stderr
+    proc = kubectl_run(
+        kubectl, kc, "--cluster", "cluster-1", "delete", "cm", "cm-000", "-n", "alpha", check=False
+    )
+    assert proc.returncode != 0 and "MethodNotAllowed" in proc.stderr
+    proc = kubectl_run(kubectl, kc, "get", "cm", "-A", "--watch", "--request-timeout=10s", check=False)
+    assert proc.returncode != 0 and "watch is not supported" in proc.stderr
