@@ -4,7 +4,8 @@ The tiers are started first and left idle (no PediaCluster), so neither interpre
 imports count; their RSS then is the "0 objects" base. The clock starts when the PediaClusters are
 created in the host and stops when the store holds a live row for every object of every cluster
 (polled every 50-200 ms). The synchro's bytes per synced object is (peak RSS during the sync -
-RSS before it) / objects synced.
+RSS before it) / objects synced; the RSS a few seconds after the sync (``settled``) shows what
+the process keeps once its page buffers are released.
 """
 
 from __future__ import annotations
@@ -17,16 +18,25 @@ from bench.members import Member
 from bench.pediaclusters import cluster_names, create_pediaclusters
 from bench.system import System
 
+SETTLE_SECONDS = 3.0
+"""After the last row is stored, how long to wait before reading the RSS the tiers keep."""
+
 
 @dataclass
 class TierMemory:
     name: str
     base_bytes: int
     peak_bytes: int
+    settled_bytes: int = 0
+    """RSS ``SETTLE_SECONDS`` after the sync: what the process keeps (page buffers released)."""
 
     @property
     def growth_bytes(self) -> int:
         return max(0, self.peak_bytes - self.base_bytes)
+
+    @property
+    def retained_bytes(self) -> int:
+        return max(0, self.settled_bytes - self.base_bytes)
 
 
 @dataclass
@@ -76,6 +86,8 @@ def run_initial_sync(
     create_pediaclusters(host, assignment)
     done = system.wait_rows(names, expected, timeout_seconds)
     seconds = done - start
-    memory = [TierMemory(t.name, bases[t.name], t.rss.peak) for t in tiers]
+    peaks = {t.name: t.rss.peak for t in tiers}
+    time.sleep(SETTLE_SECONDS)
+    memory = [TierMemory(t.name, bases[t.name], max(peaks[t.name], t.rss.peak), t.rss.last) for t in tiers]
     queue = system.queue_url.split(":", 1)[0]
     return SyncResult(system.store.kind, queue, clusters, expected, seconds, memory), names

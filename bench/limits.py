@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import Insert, insert
+from sqlalchemy import Engine, Insert, insert
 
 from bench import generate as gen
 from bench.members import Member
@@ -152,10 +152,13 @@ def _writer_upsert() -> Callable[[str], Insert] | None:
 
 def insert_rate(store: Store, rows: int, *, statement: str = "insert") -> InsertRate:
     """Insert ``rows`` pod rows into an empty ``resources`` table; ``statement`` is ``insert`` (plain
-    multi-row INSERT) or ``upsert`` (the writer's guarded upsert statement from common.storage)."""
+    multi-row INSERT), ``upsert`` (the writer's guarded upsert statement from common.storage) or
+    ``copy`` (PostgreSQL's COPY FROM STDIN through psycopg, the bulk path the writer could take)."""
     store.reset()
     engine = store.engine(pool_size=1)
     try:
+        if statement == "copy" and engine.dialect.name != "postgresql":
+            raise ValueError("COPY is PostgreSQL only")
         if statement == "upsert":
             builder = _writer_upsert()
             if builder is None:
@@ -175,10 +178,28 @@ def insert_rate(store: Store, rows: int, *, statement: str = "insert") -> Insert
         if batch:
             batches.append(batch)
         start = time.perf_counter()
-        for b in batches:
-            with engine.begin() as conn:
-                conn.execute(stmt, b)
+        if statement == "copy":
+            _copy_batches(engine, batches)
+        else:
+            for b in batches:
+                with engine.begin() as conn:
+                    conn.execute(stmt, b)
         seconds = time.perf_counter() - start
     finally:
         engine.dispose()
     return InsertRate(store.kind, statement, rows, size, seconds)
+
+
+def _copy_batches(engine: Engine, batches: list[list[dict[str, Any]]]) -> None:
+    columns = list(batches[0][0]) if batches and batches[0] else []
+    sql = f"COPY resources ({', '.join(columns)}) FROM STDIN"
+    raw = engine.raw_connection()
+    try:
+        for b in batches:
+            cur = raw.cursor()
+            with cur.copy(sql) as copy:
+                for row in b:
+                    copy.write_row([row[c] for c in columns])
+            raw.commit()
+    finally:
+        raw.close()

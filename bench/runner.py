@@ -215,7 +215,7 @@ class Run:
                 )
         rows = max(self.opts.size.objects, 5000)
         for kind in self.opts.stores:
-            for statement in ("insert", "upsert"):
+            for statement in ("insert", "upsert", "copy") if kind == "postgresql" else ("insert", "upsert"):
                 with self.scenario(f"downstream limit ({statement})", kind):
                     ir = limits.insert_rate(self.store(kind), rows, statement=statement)
                     self.results.downstream.append(
