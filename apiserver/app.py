@@ -278,7 +278,10 @@ class Api:
 
     async def root_apis(self, request: Request) -> Response:
         _check_read(request)
-        return json_response(groups.APIS)
+        kind = negotiate_discovery(request.headers.get("accept", ""))
+        if kind == "legacy":
+            return json_response(groups.APIS)
+        return json_response(groups.aggregated_apis(kind), content_type=discovery_content_type(kind))
 
     async def group_doc(self, request: Request) -> Response:
         _check_read(request)

@@ -76,6 +76,34 @@ RESOURCE_LISTS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+def aggregated_apis(version: str) -> dict[str, Any]:
+    """``/apis`` as an ``APIGroupDiscoveryList`` (the aggregator asks for it first)."""
+    items = []
+    for (group, gv), doc in sorted(RESOURCE_LISTS.items()):
+        resources = [
+            {
+                "resource": r["name"],
+                "responseKind": {"group": group, "version": gv, "kind": r["kind"]},
+                "scope": "Cluster",
+                "singularResource": r["singularName"],
+                "verbs": r["verbs"],
+            }
+            for r in doc["resources"]
+        ]
+        items.append(
+            {
+                "metadata": {"name": group, "creationTimestamp": None},
+                "versions": [{"version": gv, "resources": resources, "freshness": "Current"}],
+            }
+        )
+    return {
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": f"apidiscovery.k8s.io/{version}",
+        "metadata": {},
+        "items": items,
+    }
+
+
 def version_info() -> dict[str, Any]:
     """``/version``, shaped like kube-apiserver's (kubectl version prints gitVersion)."""
     try:

@@ -313,6 +313,11 @@ def test_errors_are_status_objects(
 def test_group_documents_and_collections(app: Any) -> None:
     apis = call(app, "/apis").json()
     assert [g["name"] for g in apis["groups"]] == ["clusterpedia.io", "pedia.clusterpedia.io"]
+    agg = call(app, "/apis", AGG_V2)
+    assert agg.headers["content-type"].endswith(";as=APIGroupDiscoveryList")
+    assert [i["metadata"]["name"] for i in agg.json()["items"]] == [g["name"] for g in apis["groups"]]
+    kinds = {r["responseKind"]["kind"] for r in agg.json()["items"][1]["versions"][0]["resources"]}
+    assert kinds == {"CollectionResource", "Resources"}
     for group, version in (("clusterpedia.io", "v1beta1"), ("pedia.clusterpedia.io", "v1alpha1")):
         doc = call(app, f"/apis/{group}/{version}").json()
         assert {(r["name"], r["kind"]) for r in doc["resources"]} == {
