@@ -107,11 +107,17 @@ class Writer:
             try:
                 self.step()
                 delay = 0.05
+                if self._failing:
+                    self._failing = False
+                    HEALTH.set_ready(self._component, True)
             except _Stopped:
                 break
             except Exception as exc:
                 metrics.RETRIES.labels(cause=type(exc).__name__).inc()
                 log.warning("writer step failed, retrying in %.2fs: %s", delay, exc, exc_info=True)
+                if delay >= 1.0 and not self._failing:
+                    self._failing = True
+                    HEALTH.set_ready(self._component, False, f"{type(exc).__name__}: {exc}"[:200])
                 self.stop.wait(delay)
                 delay = min(delay * 2, self.cfg.retry_max_seconds)
         log.info("writer stopped", extra={"barriers_held": len(self._barriers)})

@@ -91,7 +91,10 @@ class MemoryQueue:
             return
         waiters, self._space_waiters = self._space_waiters, []
         for loop, fut in waiters:
-            loop.call_soon_threadsafe(_resolve, fut)
+            if fut.done():
+                continue  # that publisher stopped waiting (timeout, cancelled)
+            with contextlib.suppress(RuntimeError):  # its event loop is closed
+                loop.call_soon_threadsafe(_resolve, fut)
 
     def _own_pending(self, consumer: str, after: int, max_events: int) -> list[Delivery]:
         with self._cond:
