@@ -105,7 +105,14 @@ def serving_cert(settings: Settings, workdir: Path) -> ServingCert:
     a = settings.apiserver
     if a.tls_cert_file and a.tls_key_file:
         return ServingCert(a.tls_cert_file, a.tls_key_file, Path(a.tls_cert_file).read_bytes())
-    hosts = ["localhost", "127.0.0.1", "clusterpedia-apiserver", a.bind_host]
+    hosts = [
+        "localhost",
+        "127.0.0.1",
+        "clusterpedia-apiserver",
+        "clusterpedia-apiserver.clusterpedia-system.svc",
+        "clusterpedia-apiserver.clusterpedia-system.svc.cluster.local",
+        a.bind_host,
+    ]
     return self_signed_cert(workdir, [h for h in hosts if h not in ("0.0.0.0", "::", "")])
 
 
