@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -292,7 +292,3 @@ class AuthMiddleware:
             if user is not None:
                 return user
         raise Unauthorized("Unauthorized", details={})
-
-
-def groups_of(user: UserInfo) -> Sequence[str]:
-    return user.groups
