@@ -9,7 +9,8 @@ an entry stays pending on the consumer it was handed to until acked; a consumer 
 under the same name (a restarted writer thread) first gets its own pending entries back, and
 entries idle on another consumer longer than ``reclaim_idle_seconds`` are taken over;
 ``all_acked_before`` is exact. The bound counts undelivered plus pending entries, like the Redis
-publisher's back-pressure, and nothing is ever dropped.
+publisher's back-pressure, plus a bound on the object bytes held (this queue is memory);
+nothing is ever dropped.
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
-from common.events import Event
+from common.events import Event, Upsert
 from common.queue.base import Delivery, QueueReset
 
 __all__ = ["MemoryConsumer", "MemoryPublisher", "MemoryQueue", "QueueReset"]
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+"""Object bytes the in-process queue holds before publishers wait: with the entry bound alone, a
+big initial list outrunning a SQLite writer could hold ``queue_max_len`` whole objects in memory."""
 
 
 class _Pending:
@@ -40,10 +45,14 @@ class _Pending:
 class MemoryQueue:
     """The shared state; hand out :meth:`publisher` and :meth:`consumer` views of it."""
 
-    def __init__(self, max_len: int = 100_000, *, reclaim_idle_seconds: float = 5.0) -> None:
-        if max_len < 1:
-            raise ValueError("max_len must be positive")
+    def __init__(
+        self, max_len: int = 100_000, *, reclaim_idle_seconds: float = 5.0, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
+        if max_len < 1 or max_bytes < 1:
+            raise ValueError("max_len and max_bytes must be positive")
         self.max_len = max_len
+        self.max_bytes = max_bytes
+        self._bytes = 0  # object bytes of the unprocessed entries
         self.reclaim_idle_seconds = reclaim_idle_seconds
         self._cond = threading.Condition()
         self._next_id = 1
@@ -64,30 +73,32 @@ class MemoryQueue:
     def _unprocessed(self) -> int:
         return len(self._undelivered) + len(self._pending)
 
+    def _full(self) -> bool:
+        # Caller holds the lock. An empty queue always takes a batch, however large.
+        count = self._unprocessed()
+        return count > 0 and (count >= self.max_len or self._bytes >= self.max_bytes)
+
     def _append(self, events: Sequence[Event]) -> None:
         with self._cond:
             for event in events:
                 entry = self._next_id
                 self._next_id += 1
                 self._undelivered.append((entry, event))
+                self._bytes += _size(event)
                 heapq.heappush(self._unacked_heap, entry)
             self._cond.notify_all()
-
-    def _has_room(self) -> bool:
-        with self._cond:
-            return self._unprocessed() < self.max_len
 
     def _add_space_waiter(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> bool:
         """Register a publisher waiting for room; False when there is room already."""
         with self._cond:
-            if self._unprocessed() < self.max_len:
+            if not self._full():
                 return False
             self._space_waiters.append((loop, fut))
             return True
 
     def _wake_space_waiters(self) -> None:
         # Caller holds the lock.
-        if not self._space_waiters or self._unprocessed() >= self.max_len:
+        if not self._space_waiters or self._full():
             return
         waiters, self._space_waiters = self._space_waiters, []
         for loop, fut in waiters:
@@ -136,8 +147,10 @@ class MemoryQueue:
     def _ack(self, entries: Sequence[int]) -> None:
         with self._cond:
             for entry in entries:
-                if self._pending.pop(entry, None) is not None:
+                done = self._pending.pop(entry, None)
+                if done is not None:
                     self._acked_ids.add(entry)
+                    self._bytes -= _size(done.event)
             heap = self._unacked_heap
             while heap and heap[0] in self._acked_ids:
                 self._acked_ids.discard(heapq.heappop(heap))
@@ -152,6 +165,10 @@ class MemoryQueue:
     def depth(self) -> tuple[int, int]:
         with self._cond:
             return len(self._undelivered), len(self._pending)
+
+
+def _size(event: Event) -> int:
+    return len(event.object) if isinstance(event, Upsert) else 0
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -6,6 +6,8 @@ import asyncio
 import threading
 import time
 
+import pytest
+
 from common.events import ListDone, Upsert
 from common.queue import open_consumer, open_publisher
 from common.queue.memory import MemoryQueue
@@ -127,3 +129,23 @@ def test_factory_shares_one_queue_per_url_and_names_consumers_apart() -> None:
     c2 = open_consumer(settings)
     assert c1.name != c2.name  # type: ignore[attr-defined]
     assert [d.event for d in c1.read(1, 0) + c2.read(5, 0)] == [ev(1), ev(2)]
+
+
+def test_object_bytes_are_bounded_too() -> None:
+    q = MemoryQueue(1000, max_bytes=1000)
+    big = [
+        Upsert("c", "", "v1", "pods", "Pod", "ns", f"p{i}", "u", i, 1, "", "", b"x" * 300) for i in range(8)
+    ]
+    publish(q, big[:4])  # an empty queue takes a batch even over the bound
+
+    async def second_batch(seconds: float) -> None:
+        async with asyncio.timeout(seconds):
+            await q.publisher().publish(big[4:])
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(second_batch(0.3))  # waits for room
+    assert q.depth() == (4, 0)  # nothing of the second batch went in
+    c = q.consumer("w")
+    threading.Timer(0.2, lambda: c.ack(c.read(10, 0))).start()
+    asyncio.run(second_batch(5.0))
+    assert [d.event for d in c.read(10, 0)] == big[4:]
