@@ -171,6 +171,9 @@ def _cell(type_: str, value: Any, now: dt.datetime) -> Any:
     return None
 
 
+AGE_DESCRIPTION = "CreationTimestamp is the server time when this object was created."
+
+
 class _PrinterColumn(msgspec.Struct, rename="camel"):
     name: str
     type: str = "string"
@@ -182,11 +185,13 @@ class _PrinterColumn(msgspec.Struct, rename="camel"):
 
 def crd_printer(printer_columns_json: str | bytes) -> Printer:
     """The printer for a CRD version given its ``additionalPrinterColumns`` JSON (never raises:
-    unparseable columns are left out)."""
+    unparseable columns are left out; none at all means NAME and AGE, as apiextensions serves)."""
     try:
         specs = msgspec.json.decode(printer_columns_json, type=list[_PrinterColumn])
     except (msgspec.DecodeError, msgspec.ValidationError):
         specs = []
+    if not specs:  # apiextensions serves an Age column for a version without printer columns
+        specs = [_PrinterColumn("Age", "date", ".metadata.creationTimestamp", AGE_DESCRIPTION)]
     columns: list[Column] = [NAME]
     paths: list[tuple[str, tuple[_Step, ...]]] = []
     for spec in specs:

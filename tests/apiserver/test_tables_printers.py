@@ -507,8 +507,10 @@ def test_crd_without_columns_and_unknown_kinds() -> None:
         "Name",
         "Created At",
     ]
-    bad = crd_printer(b"not json")
-    assert [c.name for c in bad.columns] == ["Name"]
+    for columns in (b"[]", b"not json"):
+        printer = choose_printer("example.com", "widgets", columns.decode())
+        assert [c.name for c in printer.columns] == ["Name", "Age"]
+        assert printer.cells({"metadata": {"name": "w", "creationTimestamp": CREATED}}, NOW) == ["w", "60m"]
 
 
 def test_jsonpath_subset() -> None:

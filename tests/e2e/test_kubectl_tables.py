@@ -156,6 +156,26 @@ spec:
     - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
 """
 
+GADGETS = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.example.com}
+spec:
+  group: example.com
+  scope: Cluster
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: example.com/v1alpha1
+kind: Gadget
+metadata: {name: g1}
+"""
+
 WIDGETS = """
 apiVersion: example.com/v1
 kind: Widget
@@ -206,10 +226,14 @@ def world(
         cluster.apply(CRD)
         cluster.kubectl("wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=60s")
         cluster.apply(WIDGETS)
+        cluster.apply(GADGETS.split("---")[0])
+        cluster.kubectl("wait", "--for=condition=Established", "crd/gadgets.example.com", "--timeout=60s")
+        cluster.apply(GADGETS.split("---")[1])
         _wait_for_pods(cluster, 3)
     for cluster in two_member_clusters:
         fill_from_cluster(engine, cluster, BUILTIN)
         widget = fill_crd_from_cluster(engine, cluster, "widgets.example.com")
+        fill_crd_from_cluster(engine, cluster, "gadgets.example.com")  # no printer columns: NAME AGE
     engine.dispose()
     assert widget is not None
     api = ApiTier(workdir, store_url).start()
@@ -241,7 +265,16 @@ def _without_cluster(
     return headers[:i] + headers[i + 1 :], [r[:i] + r[i + 1 :] for r in rows if r[i] == cluster]
 
 
-GOLDEN_KINDS = ["pods", "deployments", "services", "configmaps", "namespaces", "widgets.example.com"]
+GOLDEN_KINDS = [
+    "pods",
+    "deployments",
+    "services",
+    "configmaps",
+    "namespaces",
+    "widgets.example.com",
+    "gadgets.example.com",
+]
+CLUSTER_SCOPED = ("namespaces", "gadgets.example.com")
 
 
 @pytest.mark.parametrize("version", KUBECTL_VERSIONS)
@@ -252,7 +285,7 @@ def test_all_clusters_rows_equal_each_members_rows(world: World, kind: str, vers
         headers, rows = _pedia_rows(world, version, "clusterpedia", args)
         assert "CLUSTER" in headers
         # kubectl puts NAMESPACE before the server's columns; CLUSTER is the server's first column
-        expected_first = ["NAMESPACE", "CLUSTER"] if kind != "namespaces" else ["CLUSTER"]
+        expected_first = ["CLUSTER"] if kind in CLUSTER_SCOPED else ["NAMESPACE", "CLUSTER"]
         assert headers[: len(expected_first)] == expected_first
         seen = 0
         for name, cluster in world.members.items():
