@@ -99,6 +99,7 @@ resources = Table(
     Index("ix_resources_epoch", "cluster", "api_group", "resource", "epoch"),
     Index("ix_resources_owner", "owner_uid"),
     Index("ix_resources_uid", "uid"),
+    Index("ix_resources_tombstones", "deleted", "synced_at"),  # tombstone GC without a table scan
 )
 
 resource_types = Table(
