@@ -9,6 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from apiserver.routing import parse_path
+from common.errors import NotFound
+
+RESOURCES_PREFIX = "/apis/clusterpedia.io/v1beta1/resources"
+
 REQUESTS = Counter(
     "clusterpedia_apiserver_requests_total",
     "HTTP requests served by the API tier.",
@@ -26,16 +31,12 @@ def request_kind(path: str) -> str:
     """A small fixed label set (never the raw path: unbounded cardinality)."""
     if path in ("/healthz", "/readyz", "/livez", "/metrics"):
         return "probe"
-    if "/resources/" in path:
-        tail = path.split("/resources/", 1)[1].split("/")
-        if tail[:1] == ["clusters"]:
-            tail = tail[2:]
-        depth = len(tail) - (1 if tail[:1] == ["api"] else 2)
-        if depth <= 1:
-            return "discovery"
-        if "namespaces" in tail[:-2] and depth >= 3:
-            depth -= 2
-        return "list" if depth == 2 else "get"
+    if path.startswith(RESOURCES_PREFIX + "/"):
+        try:
+            action = parse_path(path[len(RESOURCES_PREFIX) :]).action
+        except NotFound:
+            return "other"
+        return action if action in ("list", "get") else "discovery"
     if "/collectionresources" in path:
         return "collection"
     return "other"

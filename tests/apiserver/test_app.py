@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import Engine
 
 from apiserver.app import build_app
+from apiserver.metrics import request_kind
 from common.settings import Settings
 from common.storage.engine import create_schema, make_engine
 from tests.apiserver.storefill import add_objects, add_type, stored_bytes
@@ -360,3 +361,13 @@ def test_probes_version_metrics_openapi(app: Any) -> None:
     for path in ("/openapi/v2", "/openapi/v3", "/openapi/v3/apis/clusterpedia.io/v1beta1"):
         r = call(app, path)
         assert r.status_code == 404 and status_of(r)["reason"] == "NotFound"
+
+
+def test_metrics_label_requests_by_kind() -> None:
+    assert request_kind(P + "/apis/apps/v1") == "discovery"
+    assert request_kind(P + "/clusters/c/api/v1/namespaces") == "list"
+    assert request_kind(P + "/api/v1/namespaces/x") == "get"
+    assert request_kind(P + "/apis/apps/v1/namespaces/a/deployments") == "list"
+    assert request_kind(P + "/apis/apps/v1/namespaces/a/deployments/x/status") == "other"
+    assert request_kind("/apis/pedia.clusterpedia.io/v1alpha1/collectionresources/workloads") == "collection"
+    assert request_kind("/readyz") == "probe"
