@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from tests.apiserver.storefill import add_objects, add_type
 from tests.harness.certs import CertificateAuthority
 from tests.harness.cluster import Cluster, free_port
+from tests.harness.paths import kubectl_binary
 from tests.harness.processes import Process
 
 RESOURCES_PATH = "/apis/clusterpedia.io/v1beta1/resources"
@@ -225,3 +226,211 @@ def kubectl_run(
 
 def json_of(proc: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(proc.stdout)
+
+
+# ---- golden comparison: Clusterpedia's rows of one cluster == that member's own rows
+
+GOLDEN_KINDS = [
+    "pods",
+    "deployments",
+    "services",
+    "configmaps",
+    "namespaces",
+    "widgets.example.com",
+    "gadgets.example.com",
+]
+CLUSTER_SCOPED = ("namespaces", "gadgets.example.com")
+
+
+def member_rows(cluster: Cluster, version: str, args: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """``kubectl get <args>`` on the member itself, AGE dropped."""
+    out = cluster.kubectl("get", *args, version=version).stdout
+    return drop_columns(*parse_table(out), ["AGE"])
+
+
+def pedia_rows(
+    kubeconfig: Path, version: str, cluster_entry: str, args: Sequence[str]
+) -> tuple[list[str], list[list[str]]]:
+    """``kubectl --cluster <entry> get <args>`` through Clusterpedia, AGE dropped."""
+    out = kubectl_run(kubectl_binary(version), kubeconfig, "--cluster", cluster_entry, "get", *args).stdout
+    return drop_columns(*parse_table(out), ["AGE"])
+
+
+def without_cluster(
+    headers: list[str], rows: list[list[str]], cluster: str
+) -> tuple[list[str], list[list[str]]]:
+    """One cluster's rows with the CLUSTER column removed."""
+    i = headers.index("CLUSTER")
+    return headers[:i] + headers[i + 1 :], [r[:i] + r[i + 1 :] for r in rows if r[i] == cluster]
+
+
+def assert_golden(
+    kubeconfig: Path, members: Mapping[str, Cluster], kind: str, version: str, *, wide: bool = False
+) -> None:
+    """``kubectl --cluster clusterpedia get <kind> -A`` rows == the union of each member's rows."""
+    args = [kind, "-A"] + (["-o", "wide"] if wide else [])
+    headers, rows = pedia_rows(kubeconfig, version, "clusterpedia", args)
+    # kubectl puts NAMESPACE before the server's columns; CLUSTER is the server's first column
+    expected_first = ["CLUSTER"] if kind in CLUSTER_SCOPED else ["NAMESPACE", "CLUSTER"]
+    assert headers[: len(expected_first)] == expected_first, headers
+    seen = 0
+    for name, cluster in members.items():
+        want_headers, want_rows = member_rows(cluster, version, args)
+        got_headers, got_rows = without_cluster(headers, rows, name)
+        assert got_headers == want_headers, f"{kind} wide={wide}"
+        assert got_rows == want_rows, f"{kind} wide={wide} cluster={name}"
+        assert want_rows, f"{name} has no {kind}"
+        seen += len(got_rows)
+    assert seen == len(rows), f"{kind}: rows of unknown clusters"
+
+
+# ---- objects of the golden comparisons (applied to each member cluster)
+
+WORKLOADS = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: a}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: nginx, image: "nginx:1.25"}
+      - {name: sidecar, image: "busybox:1.36", command: [sleep, "3600"]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: default}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: api}
+    matchExpressions: [{key: tier, operator: In, values: [backend, api]}]
+  template:
+    metadata: {labels: {app: api, tier: api}}
+    spec:
+      containers: [{name: api, image: "example/api:2"}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}, {name: dns, port: 53, protocol: UDP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-np, namespace: shop}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-lb, namespace: shop}
+spec:
+  type: LoadBalancer
+  externalIPs: [192.0.2.10]
+  ports: [{port: 443}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: default}
+spec:
+  type: ExternalName
+  externalName: db.example.com
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless, namespace: default}
+spec:
+  clusterIP: None
+  selector: {app: api}
+  ports: [{port: 9000}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {a: "1", b: "2"}
+binaryData: {c: AAEC}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: empty, namespace: default}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds, namespace: shop}
+type: Opaque
+stringData: {user: u, password: p}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader, namespace: shop}
+rules: [{apiGroups: [""], resources: [pods], verbs: [get]}]
+"""
+
+CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wg]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Color, type: string, jsonPath: .spec.color}
+    - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+    - {name: Ratio, type: number, jsonPath: .spec.ratio, priority: 1}
+    - {name: Paused, type: boolean, jsonPath: .spec.paused}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+"""
+
+GADGETS = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.example.com}
+spec:
+  group: example.com
+  scope: Cluster
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: example.com/v1alpha1
+kind: Gadget
+metadata: {name: g1}
+"""
+
+WIDGETS = """
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: small, namespace: shop}
+spec: {size: 1, color: red, ratio: 0.25, paused: false}
+status: {conditions: [{type: Synced, status: "False"}, {type: Ready, status: "True"}]}
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: bare, namespace: default}
+spec: {}
+"""
