@@ -208,7 +208,7 @@ class Api:
             raw = self._objects(page.items, api_version) if options.include_object == "Object" else None
             body = build_table(page.items, printer, options, list_metadata=meta, raw_objects=raw)
             return json_response(body, content_type=table_content_type(rendering.meta_version))
-        if rendering.kind == "partial":
+        if rendering.kind == "partial" or (rendering.kind == "json" and search.only_metadata):
             return json_response(
                 {
                     "kind": "PartialObjectMetadataList",

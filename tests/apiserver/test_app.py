@@ -221,6 +221,14 @@ def test_search_conditions_reach_the_store(app: Any) -> None:
     assert len(rest["items"]) == 1 and "continue" not in rest["metadata"]
 
 
+def test_only_metadata(app: Any) -> None:
+    body = call(app, P + "/apis/apps/v1/namespaces/default/deployments?onlyMetadata=true").json()
+    assert body["kind"] == "PartialObjectMetadataList" and body["apiVersion"] == "meta.k8s.io/v1"
+    (item,) = body["items"]
+    assert item["kind"] == "PartialObjectMetadata" and item["metadata"]["name"] == "web"
+    assert "spec" not in item
+
+
 def test_get_one_object(app: Any) -> None:
     r = call(app, P + "/clusters/cluster-2/apis/apps/v1/namespaces/default/deployments/web")
     assert r.status_code == 200
