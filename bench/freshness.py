@@ -16,6 +16,7 @@ the store: the load on the pipeline is ``rate x clusters`` changes/s, timed on t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Sequence
@@ -52,6 +53,8 @@ class FreshnessResult:
     duration_seconds: float
     changes: int
     delays: list[float] = field(default_factory=list)
+    watch_delays: list[float] = field(default_factory=list)
+    """Reference: PATCH response -> the same change on a bare watch of the member's pods."""
     lost: int = 0
     """Changes not visible within the drain timeout after the load stopped."""
 
@@ -62,6 +65,14 @@ class FreshnessResult:
     @property
     def p99(self) -> float:
         return percentile(self.delays, 99)
+
+    @property
+    def watch_p50(self) -> float:
+        return percentile(self.watch_delays, 50)
+
+    @property
+    def watch_p99(self) -> float:
+        return percentile(self.watch_delays, 99)
 
     @property
     def max(self) -> float:
@@ -79,10 +90,12 @@ class _Tracker:
         """key -> (newest rv patched, time of its PATCH response); an older one is superseded."""
         self.delays: list[float] = []
         self.superseded = 0
+        self.patches: list[tuple[tuple[str, str], int, float]] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._poll, name="freshness-poll", daemon=True)
 
     def add(self, key: tuple[str, str], rv: int, at: float) -> None:
+        self.patches.append((key, rv, at))
         with self.lock:
             if key in self.outstanding:
                 # An object patched again before its previous change was seen: the earlier change
@@ -124,6 +137,77 @@ class _Tracker:
     def pending(self) -> int:
         with self.lock:
             return len(self.outstanding)
+
+
+class _WMeta(msgspec.Struct):
+    name: str = ""
+    namespace: str = ""
+    resourceVersion: str = ""
+
+
+class _WObject(msgspec.Struct):
+    metadata: _WMeta = msgspec.field(default_factory=_WMeta)
+
+
+class _WEvent(msgspec.Struct):
+    type: str
+    object: _WObject
+
+
+_wevent = msgspec.json.Decoder(_WEvent)
+
+
+class _ListRV(msgspec.Struct):
+    metadata: _WMeta
+
+
+async def _watch_reference(
+    member: Member, resource_version: str, seen: dict[tuple[str, str, int], float], seconds: float
+) -> None:
+    """A bare watch on the member's pods: when each change reaches any watcher (the reference)."""
+    params = {"watch": "1", "resourceVersion": resource_version, "timeoutSeconds": str(int(seconds))}
+    async with (
+        member.session(concurrency=1, timeout_seconds=seconds + 30) as session,
+        session.get("/api/v1/pods", params=params) as resp,
+    ):
+        async for line in resp.content:
+            now = time.perf_counter()
+            if not line.strip():
+                continue
+            ev = _wevent.decode(line)
+            if ev.type == "MODIFIED":
+                m = ev.object.metadata
+                seen[(m.namespace, m.name, int(m.resourceVersion))] = now
+
+
+async def _with_watch(
+    member: Member,
+    keys: Sequence[tuple[str, str]],
+    rate: float,
+    duration: float,
+    tracker: _Tracker,
+    seen: dict[tuple[str, str, int], float],
+) -> tuple[int, float]:
+    start_rv = ""
+    async with (
+        member.session(concurrency=1) as session,
+        session.get("/api/v1/pods", params={"limit": "1"}) as r,
+    ):
+        if r.status == 200:
+            start_rv = msgspec.json.decode(await r.read(), type=_ListRV).metadata.resourceVersion
+    watch = asyncio.create_task(_watch_reference(member, start_rv, seen, duration + 60))
+    try:
+        result = await _patch_load(member, keys, rate, duration, tracker)
+        # let the watch catch up with the last PATCHes (at most 10 s), checking a plain dict
+        for _ in range(100):
+            if len(seen) >= len(tracker.patches) or watch.done():
+                break
+            await asyncio.sleep(0.1)
+        return result
+    finally:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watch
 
 
 async def _patch_load(
@@ -183,14 +267,21 @@ def run_freshness(
     tracker = _Tracker(engine, cluster)
     tracker.thread.start()
     try:
-        changes, seconds = asyncio.run(_patch_load(member, pod_keys, rate, duration_seconds, tracker))
+        seen: dict[tuple[str, str, int], float] = {}
+        changes, seconds = asyncio.run(_with_watch(member, pod_keys, rate, duration_seconds, tracker, seen))
         deadline = time.perf_counter() + DRAIN_TIMEOUT_SECONDS
         while tracker.pending() and time.perf_counter() < deadline:
             time.sleep(0.1)
     finally:
         tracker.stop.set()
         tracker.thread.join(5)
+    watch_delays = [
+        max(0.0, seen[(key[0], key[1], rv)] - at)
+        for key, rv, at in tracker.patches
+        if (key[0], key[1], rv) in seen
+    ]
     return FreshnessResult(
+        watch_delays=watch_delays,
         target_rate=rate * clusters,
         achieved_rate=changes / seconds * clusters if seconds else 0.0,
         clusters=clusters,

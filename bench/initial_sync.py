@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from bench.members import Member
 from bench.pediaclusters import cluster_names, create_pediaclusters
+from bench.processes import cpu_seconds, server_pids
 from bench.system import System
 
 SETTLE_SECONDS = 3.0
@@ -29,6 +30,8 @@ class TierMemory:
     peak_bytes: int
     settled_bytes: int = 0
     """RSS ``SETTLE_SECONDS`` after the sync: what the process keeps (page buffers released)."""
+    cpu_seconds: float = 0.0
+    """CPU (user + system) the process used from PediaCluster creation to the last row stored."""
 
     @property
     def growth_bytes(self) -> int:
@@ -48,6 +51,8 @@ class SyncResult:
     """Rows expected and reached: objects per member x clusters."""
     seconds: float
     memory: list[TierMemory] = field(default_factory=list)
+    other_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    """CPU of the member (kube-apiserver, etcd) and of the database server over the same span."""
 
     @property
     def objects_per_second(self) -> float:
@@ -81,13 +86,23 @@ def run_initial_sync(
     tiers = system.process_tiers()
     time.sleep(1.0)  # let the idle tiers settle before their base RSS is taken
     bases = {t.name: t.rss.reset() for t in tiers}
+    others = {name: [pid] for m in members for name, pid in m.pids}
+    others["database"] = server_pids(system.store.kind)
+    cpu0 = {t.name: cpu_seconds(t.pid) for t in tiers}
+    other0 = {name: sum(cpu_seconds(p) for p in pids) for name, pids in others.items()}
     expected = objects_per_member * clusters
     start = time.perf_counter()
     create_pediaclusters(host, assignment)
     done = system.wait_rows(names, expected, timeout_seconds)
     seconds = done - start
+    cpu = {t.name: cpu_seconds(t.pid) - cpu0[t.name] for t in tiers}
+    other = {name: sum(cpu_seconds(p) for p in pids) - other0[name] for name, pids in others.items()}
     peaks = {t.name: t.rss.peak for t in tiers}
     time.sleep(SETTLE_SECONDS)
-    memory = [TierMemory(t.name, bases[t.name], max(peaks[t.name], t.rss.peak), t.rss.last) for t in tiers]
+    memory = [
+        TierMemory(t.name, bases[t.name], max(peaks[t.name], t.rss.peak), t.rss.last, cpu[t.name])
+        for t in tiers
+    ]
     queue = system.queue_url.split(":", 1)[0]
-    return SyncResult(system.store.kind, queue, clusters, expected, seconds, memory), names
+    result = SyncResult(system.store.kind, queue, clusters, expected, seconds, memory, other)
+    return result, names

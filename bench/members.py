@@ -33,6 +33,8 @@ class Member:
     kubeconfig: str = ""
     """Path of an admin kubeconfig file for this cluster ("" when none was written)."""
     version: str = ""
+    pids: tuple[tuple[str, int], ...] = ()
+    """(component, pid) of the member's own processes (kube-apiserver, etcd), for CPU accounting."""
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else False
@@ -101,6 +103,7 @@ def start_member(
             ca_file=str(cluster.ca_file),
             kubeconfig=str(cluster.kubeconfig),
             version=cluster.version,
+            pids=tuple((p.name.split("/")[-1], p.pid) for p in cluster.processes if p.pid is not None),
         )
     finally:
         cluster.stop()

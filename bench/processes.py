@@ -51,6 +51,33 @@ def hwm_bytes(pid: int) -> int:
     return _status_kib(pid, "VmHWM") * 1024
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def server_pids(kind: str) -> list[int]:
+    """PIDs of the database server processes (PostgreSQL backends, mariadbd) for CPU accounting."""
+    names = {"postgresql": "postgres", "mysql": "mariadbd"}.get(kind)
+    if names is None:
+        return []
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == names:
+                    out.append(int(entry.name))
+            except OSError:
+                continue
+    return out
+
+
 class RssSampler:
     """Samples the RSS of one process in a thread; ``peak`` since the last :meth:`reset`."""
 

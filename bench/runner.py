@@ -262,6 +262,7 @@ class Run:
                             "seconds": result.seconds,
                             "rate": result.objects_per_second,
                             "memory": [asdict(m) for m in result.memory],
+                            "other_cpu_seconds": result.other_cpu_seconds,
                             "synchro_bytes_per_object": result.synchro_bytes_per_object,
                         }
                     )
@@ -310,6 +311,9 @@ class Run:
                         "p50": r.p50,
                         "p99": r.p99,
                         "max": r.max,
+                        "watch_p50": r.watch_p50,
+                        "watch_p99": r.watch_p99,
+                        "watch_seen": len(r.watch_delays),
                     }
                 )
                 log(

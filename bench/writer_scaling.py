@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.limits import synthetic_rows
 from bench.members import Member
-from bench.processes import Tiers
+from bench.processes import Tiers, cpu_seconds, server_pids
 from bench.services import Services, Store
 from bench.system import System
 from common.events import Upsert
@@ -27,31 +26,6 @@ from common.settings import load_settings
 
 STREAM = "cpbench:writers"
 CLUSTER = "bench-writers"
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def server_pids(kind: str) -> list[int]:
-    """PIDs of the database server processes (PostgreSQL backends, mariadbd) for CPU accounting."""
-    names = {"postgresql": "postgres", "mysql": "mariadbd"}.get(kind)
-    if names is None:
-        return []
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == names:
-                    out.append(int(entry.name))
-            except OSError:
-                continue
-    return out
 
 
 @dataclass
