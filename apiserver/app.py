@@ -21,6 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio.to_thread
 import msgspec
 from sqlalchemy import Engine
 from starlette.applications import Starlette
@@ -136,6 +137,15 @@ class Api:
             return json_response({"paths": paths})
         if route.action == "version":
             return json_response(groups.version_info())
+        if route.action == "openapi-index":
+            prefix = request.url.path[: -len("/openapi/v3")]
+            return json_response(openapi.index_document(rows, prefix))
+        if route.action == "openapi-gv":
+            build = openapi.group_version_document
+            doc = await anyio.to_thread.run_sync(build, rows, route.group, route.version)
+            if doc is None:
+                raise not_found()
+            return json_response(doc)
         if route.action in ("api", "apis"):
             return self._discovery_root(rows, legacy=route.action == "api", accept=accept)
         if route.action == "group":

@@ -17,7 +17,8 @@ NOT_FOUND_MESSAGE = "the server could not find the requested resource"
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """``action``: root, version, api, apis, group, resources (APIResourceList), list, get."""
+    """``action``: root, version, api, apis, group, resources (APIResourceList), list, get,
+    openapi-index, openapi-gv."""
 
     action: str
     cluster: str = ""
@@ -48,6 +49,8 @@ def parse_path(rest: str) -> Route:
     head = segments[0]
     if head == "version" and len(segments) == 1:
         return Route("version", cluster)
+    if head == "openapi":
+        return _openapi(cluster, segments[1:])
     if head == "api":
         if len(segments) == 1:
             return Route("api", cluster)
@@ -58,6 +61,17 @@ def parse_path(rest: str) -> Route:
         if len(segments) == 2:
             return Route("group", cluster, group=segments[1])
         return _group_version(cluster, segments[1], segments[2], segments[3:])
+    raise not_found()
+
+
+def _openapi(cluster: str, tail: list[str]) -> Route:
+    """``openapi/v3`` (index) and ``openapi/v3/api/{v}``, ``openapi/v3/apis/{g}/{v}``; v2 is not served."""
+    if tail == ["v3"]:
+        return Route("openapi-index", cluster)
+    if tail[:2] == ["v3", "api"] and len(tail) == 3:
+        return Route("openapi-gv", cluster, "", tail[2])
+    if tail[:2] == ["v3", "apis"] and len(tail) == 4:
+        return Route("openapi-gv", cluster, tail[2], tail[3])
     raise not_found()
 
 

@@ -366,9 +366,17 @@ def test_probes_version_metrics_openapi(app: Any) -> None:
     assert call(app, P + "/version").json()["gitVersion"].startswith("v")
     metrics = call(app, "/metrics").text
     assert "clusterpedia_apiserver_requests_total" in metrics
-    for path in ("/openapi/v2", "/openapi/v3", "/openapi/v3/apis/clusterpedia.io/v1beta1"):
+    for path in ("/openapi/v2", "/openapi/v3", "/openapi/v3/apis/clusterpedia.io/v1beta1", P + "/openapi/v2"):
         r = call(app, path)
         assert r.status_code == 404 and status_of(r)["reason"] == "NotFound"
+    index = call(app, P + "/clusters/cluster-2/openapi/v3").json()["paths"]
+    assert set(index) == {"api/v1", "apis/apps/v1", "apis/example.com/v1"}
+    assert index["api/v1"]["serverRelativeURL"].startswith(P + "/clusters/cluster-2/openapi/v3/api/v1?hash=")
+    doc = call(app, P + "/openapi/v3/apis/example.com/v1beta1").json()
+    assert doc["paths"]["/apis/example.com/v1beta1/namespaces/{namespace}/widgets"]["get"][
+        "x-kubernetes-group-version-kind"
+    ] == {"group": "example.com", "version": "v1beta1", "kind": "Widget"}
+    assert call(app, P + "/openapi/v3/apis/apps/v9").status_code == 404
 
 
 def test_metrics_label_requests_by_kind() -> None:

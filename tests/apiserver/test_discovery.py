@@ -12,6 +12,7 @@ from apiserver.discovery import (
     find_resource,
     version_priority,
 )
+from apiserver.openapi import group_version_document, index_document
 
 
 def rt(
@@ -105,3 +106,40 @@ def test_find_resource_spans_versions() -> None:
     assert exact.cluster == "cluster-2"
     assert {r.cluster for r in same} == {"cluster-1", "cluster-2"}
     assert find_resource(ROWS, "example.com", "v2", "widgets") is None
+
+
+def test_openapi_v3_for_explain() -> None:
+    index = index_document(ROWS, "/apis/clusterpedia.io/v1beta1/resources")
+    assert set(index["paths"]) == {
+        "api/v1",
+        "apis/apps/v1",
+        "apis/example.com/v1",
+        "apis/example.com/v1beta1",
+    }
+    url = index["paths"]["apis/apps/v1"]["serverRelativeURL"]
+    assert url.startswith("/apis/clusterpedia.io/v1beta1/resources/openapi/v3/apis/apps/v1?hash=")
+    doc = group_version_document(ROWS, "apps", "v1")
+    assert doc is not None
+    gvk = {"group": "apps", "version": "v1", "kind": "Deployment"}
+    assert (
+        doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments"]["get"][
+            "x-kubernetes-group-version-kind"
+        ]
+        == gvk
+    )
+    schemas = doc["components"]["schemas"]
+    deployment = schemas["Deployment"]
+    assert deployment["x-kubernetes-group-version-kind"] == [gvk]
+    assert deployment["properties"]["spec"] == {"allOf": [{"$ref": "#/components/schemas/DeploymentSpec"}]}
+    replicas = schemas["DeploymentSpec"]["properties"]["replicas"]
+    assert replicas["type"] == "integer" and "Number of desired pods" in replicas["description"]
+    containers = schemas["PodSpec"]["properties"]["containers"]
+    assert containers["type"] == "array" and containers["items"] == {"$ref": "#/components/schemas/Container"}
+    assert schemas["ObjectMeta"]["properties"]["labels"]["additionalProperties"] == {"type": "string"}
+    widget = group_version_document(ROWS, "example.com", "v1")
+    assert widget is not None
+    custom = widget["components"]["schemas"]["example.com.v1.Widget"]
+    assert custom["x-kubernetes-preserve-unknown-fields"] is True
+    assert group_version_document(ROWS, "apps", "v2") is None
+    core = group_version_document(ROWS, "", "v1")
+    assert core is not None and "/api/v1/namespaces/{name}" in core["paths"]
