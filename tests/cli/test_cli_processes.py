@@ -39,7 +39,7 @@ def status_of(url: str) -> int:
         return 0
 
 
-def eventually_ok(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 60) -> None:
+def eventually_ok(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
@@ -75,10 +75,10 @@ def start(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[bytes
 def stop_gracefully(proc: subprocess.Popen[bytes], log: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
-        code = proc.wait(timeout=30)
+        code = proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
-        raise AssertionError(f"did not stop within 30s of SIGTERM:\n{log.read_text()[-3000:]}") from None
+        raise AssertionError(f"did not stop within 60s of SIGTERM:\n{log.read_text()[-3000:]}") from None
     assert code == 0, log.read_text()[-3000:]
 
 
