@@ -165,15 +165,14 @@ def test_api_resources_lists_what_was_synced(world: World) -> None:
 
 @pytest.mark.parametrize("version", ["1.29", "1.32"])
 def test_explain_through_clusterpedia(world: World, version: str) -> None:
-    kubectl = kubectl_binary(version)
-    out = kubectl_run(
-        kubectl, world.kubeconfig, "--cluster", "clusterpedia", "explain", "deployments.spec.replicas"
-    ).stdout
+    def explain(entry: str, what: str) -> str:
+        kubectl = kubectl_binary(version)
+        return kubectl_run(kubectl, world.kubeconfig, "--cluster", entry, "explain", what).stdout
+
+    out = explain("clusterpedia", "deployments.spec.replicas")
     assert "KIND:       Deployment" in out and "VERSION:    v1" in out
     assert "FIELD: replicas <integer>" in out and "Number of desired pods" in out
-    out = kubectl_run(
-        kubectl, world.kubeconfig, "--cluster", "cluster-1", "explain", "pods.spec.containers"
-    ).stdout
+    out = explain("cluster-1", "pods.spec.containers")
     assert "FIELD: containers <[]Container>" in out and "image\t<string>" in out
     out = explain("clusterpedia", "widgets")
     assert "KIND:       Widget" in out and "GROUP:      example.com" in out
