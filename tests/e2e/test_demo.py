@@ -6,6 +6,7 @@ A fresh demo directory (DEMO_DIR) keeps the test away from a developer's own `.d
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -16,12 +17,12 @@ from tests.harness.paths import REPO_ROOT, kubectl_binary
 pytestmark = pytest.mark.e2e
 
 
-def make(target: str, demo_dir: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+def make(target: str, demo_dir: Path, timeout: float, *variables: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DEMO_DIR": str(demo_dir)}
     for name in ("STORAGE", "QUEUE", "WRITERS", "KUBECONFIG"):
         env.pop(name, None)
     return subprocess.run(
-        ["make", "--no-print-directory", target],
+        ["make", "--no-print-directory", target, *variables],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -81,5 +82,39 @@ def test_make_demo_then_kubectl_then_demo_down(tmp_path: Path) -> None:
         assert "demo already running" in again.stdout and "reusing it" in again.stdout
     finally:
         down = make("demo-down", demo_dir, timeout=300)
+    assert down.returncode == 0, f"{down.stdout}\n{down.stderr}"
+    assert demo_processes(demo_dir) == ""
+
+
+@pytest.mark.timeout(1800)
+def test_make_demo_fleet_shape_runs_each_tier_as_its_own_process(tmp_path: Path) -> None:
+    """`make demo STORAGE=postgres QUEUE=redis`: apiserver, synchro and two writers on PostgreSQL+Redis."""
+    demo_dir = tmp_path / "fleet"
+    try:
+        up = make("demo", demo_dir, 1500, "STORAGE=postgres", "QUEUE=redis")
+        assert up.returncode == 0, f"{up.stdout}\n{up.stderr}"
+        assert "starting Clusterpedia: apiserver, synchro, writer-1, writer-2" in up.stdout
+        status = subprocess.run(
+            ["bash", str(REPO_ROOT / "hack" / "demo.sh"), "status"],
+            env={**os.environ, "DEMO_DIR": str(demo_dir)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "postgres + redis" in status.stdout
+        for tier in ("apiserver", "synchro", "writer-1", "writer-2"):
+            assert re.search(rf"^\s+{tier}\s+pid \d+\s+running", status.stdout, re.M), status.stdout
+        got = kubectl(demo_dir, "--cluster", "clusterpedia", "get", "deployments", "-A", "-o", "name")
+        assert got.returncode == 0, got.stderr
+        listed = kubectl(demo_dir, "--cluster", "clusterpedia", "get", "deployments", "-A")
+        assert {line.split()[1] for line in listed.stdout.splitlines()[1:]} == {
+            "cluster-1",
+            "cluster-2",
+            "cluster-3",
+        }
+    finally:
+        down = make("demo-down", demo_dir, 300)
     assert down.returncode == 0, f"{down.stdout}\n{down.stderr}"
     assert demo_processes(demo_dir) == ""
