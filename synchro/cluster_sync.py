@@ -49,6 +49,7 @@ Key = tuple[str, str]  # (group, resource)
 
 PROBE_TIMEOUT_SECONDS = 5.0
 REDISCOVER_EVERY_PROBES = 6
+SECRET_RETRY_SECONDS = 5.0
 
 
 class HostAPI(Protocol):
@@ -115,14 +116,20 @@ class ClusterSync:
         self._wake.set()
 
     async def _run(self) -> None:
-        try:
-            creds = await self._credentials()
-            self.client = KubeClient(creds)
-        except InvalidConfig as exc:
-            self.status.set_ready(False, INVALID_CONFIG, str(exc))
-            log.warning("invalid configuration: %s", exc, extra={"cluster": self.name})
-            await asyncio.Event().wait()  # until the spec changes (the manager replaces us)
-            return
+        while True:
+            try:
+                creds = await self._credentials()
+                self.client = KubeClient(creds)
+                break
+            except InvalidConfig as exc:
+                self.status.set_ready(False, INVALID_CONFIG, str(exc))
+                log.warning("invalid configuration: %s", exc, extra={"cluster": self.name})
+                if not self.spec.get("secretRef"):
+                    await asyncio.Event().wait()  # until the spec changes (the manager replaces us)
+            except (ApiError, *TRANSPORT_ERRORS) as exc:
+                self.status.set_ready(False, UNHEALTHY, f"reading spec.secretRef failed: {exc}")
+            # The referenced Secret may be created or fixed later: look again.
+            await asyncio.sleep(SECRET_RETRY_SECONDS)
         client = self.client
         probes = 0
         while True:
@@ -200,7 +207,10 @@ class ClusterSync:
 
     async def _reconcile(self, client: KubeClient) -> None:
         """Discover; start new targets, restart changed ones, stop and purge removed ones."""
-        self.status.version = str((await client.get_json("/version")).get("gitVersion", ""))
+        try:
+            self.status.version = str((await client.get_json("/version")).get("gitVersion", ""))
+        except ApiError as exc:
+            log.info("cannot read /version: %s", exc, extra={"cluster": self.name})
         spec_resources = list(self.spec.get("resources") or ())
         sync_all = self.spec.get("syncAllCustomResources") is True
         groups = None if sync_all else {g for g, _, _ in spec_wants(spec_resources)}

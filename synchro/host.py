@@ -105,11 +105,14 @@ class Host:
 
     async def ensure_namespace(self, namespace: str) -> None:
         try:
-            await self.client.request(
-                "POST",
-                "/api/v1/namespaces",
-                body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-            )
+            await self.client.request("GET", f"/api/v1/namespaces/{namespace}")
+            return
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+        try:
+            await self.client.request("POST", "/api/v1/namespaces", body=body)
         except ApiError as exc:
             if exc.code != 409:
                 raise

@@ -81,7 +81,6 @@ class SynchroManager:
     # -- entry -----------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self._retry(lambda: self.host.ensure_namespace(self.namespace), "creating the lease namespace")
         tasks = [
             asyncio.create_task(self.funnel.run(), name="funnel"),
             asyncio.create_task(self._informer(), name="informer"),
@@ -168,6 +167,7 @@ class SynchroManager:
     # -- leases ----------------------------------------------------------------------------------
 
     async def _lease_loop(self, stop: asyncio.Event) -> None:
+        await self._retry(lambda: self.host.ensure_namespace(self.namespace), "creating the lease namespace")
         await self._synced.wait()
         interval = self.duration / 3
         while not stop.is_set():

@@ -13,6 +13,7 @@ import logging
 import random
 
 import httpx
+import msgspec
 
 from common.events import ListDone
 from common.settings import SynchroSettings
@@ -71,6 +72,9 @@ class ResourceSync:
                 self._error(exc.reason or "ApiError", f"listing {self.path}: {exc}")
             except TRANSPORT_ERRORS as exc:
                 self._error("ConnectionError", f"listing {self.path}: {exc!r}")
+            except (msgspec.DecodeError, ValueError) as exc:
+                # A response we cannot parse: report it, then start over with a fresh list.
+                self._error("DecodeError", f"reading {self.path}: {exc}")
             await asyncio.sleep(backoff * (1 + random.random() / 2))
             backoff = min(backoff * 2, 30.0)
 

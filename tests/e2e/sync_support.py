@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from common.settings import Settings, SynchroSettings, WriterSettings
 from common.storage.engine import make_engine
@@ -43,7 +44,7 @@ def wait_crd_established(cluster: Cluster, name: str) -> None:
     path = '{.status.conditions[?(@.type=="Established")].status}'
 
     def established() -> bool:
-        return cluster.kubectl("get", "crd", name, "-o", f"jsonpath={path}").stdout == "True"
+        return cluster.kubectl("get", "crd", name, "-o", f"jsonpath={path}", check=False).stdout == "True"
 
     wait_for(established, f"CRD {name} established", timeout=60)
 
@@ -202,7 +203,10 @@ def wait_store_matches(
     have: dict[Key, int] = {}
     while time.monotonic() - start < timeout:
         want = expected()
-        have = store_rows(store_url, names)
+        try:
+            have = store_rows(store_url, names)
+        except DBAPIError:  # the writer thread has not created the schema yet
+            have = {}
         if want == have:
             return time.monotonic() - start
         time.sleep(0.2)
