@@ -7,7 +7,8 @@ Requests reach us either straight from kubectl or proxied by the host's kube-agg
   group documents an aggregated apiserver serves (the aggregator's availability check reads them);
 - ``/apis/clusterpedia.io/v1beta1/resources[/clusters/{name}]/...``: a Kubernetes-shaped API over
   everything synced (see :mod:`apiserver.routing`), and ``.../collectionresources[/{name}]``;
-- ``/healthz``, ``/readyz``, ``/livez``, ``/version``, ``/metrics``, ``/openapi/v2``, ``/openapi/v3``.
+- ``/healthz``, ``/readyz``, ``/livez``, ``/version``, ``/metrics``; OpenAPI v3 for ``kubectl explain``
+  below the resources prefix (the root ``/openapi/*`` answer 404, see :mod:`apiserver.openapi`).
 
 Only GET (and HEAD) are served: anything else is a 405 Status, a watch a 405 Status, an unknown
 path a 404 Status. Every error leaves as a ``kind: Status`` object.
@@ -18,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
@@ -26,6 +26,7 @@ import msgspec
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -60,8 +61,6 @@ READ_METHODS = ("GET", "HEAD")
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _gv(group: str, version: str) -> str:
@@ -368,8 +367,6 @@ def build_app(
         Route("/apis/{group}", api.group_doc, methods=ALL_METHODS),
         Route("/apis/{group}/{version}", api.group_version_doc, methods=ALL_METHODS),
     ]
-    from starlette.middleware import Middleware
-
     stack = [Middleware(MetricsMiddleware), *(middleware or [])]
     return Starlette(
         routes=routes,
