@@ -58,6 +58,19 @@ REPLICASETS = Kind("apps", "v1", "replicasets", "ReplicaSet", short_names=("rs",
 SECRETS = Kind("", "v1", "secrets", "Secret")
 SERVICEACCOUNTS = Kind("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",))
 ROLES = Kind("rbac.authorization.k8s.io", "v1", "roles", "Role")
+ROLEBINDINGS = Kind("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
+CLUSTERROLES = Kind("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False)
+DAEMONSETS = Kind("apps", "v1", "daemonsets", "DaemonSet", short_names=("ds",))
+STATEFULSETS = Kind("apps", "v1", "statefulsets", "StatefulSet", short_names=("sts",))
+JOBS = Kind("batch", "v1", "jobs", "Job")
+CRONJOBS = Kind("batch", "v1", "cronjobs", "CronJob", short_names=("cj",))
+LEASES = Kind("coordination.k8s.io", "v1", "leases", "Lease")
+INGRESSES = Kind("networking.k8s.io", "v1", "ingresses", "Ingress", short_names=("ing",))
+NETWORKPOLICIES = Kind("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short_names=("netpol",))
+PDBS = Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short_names=("pdb",))
+PVCS = Kind("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", short_names=("pvc",))
+EVENTS = Kind("", "v1", "events", "Event", short_names=("ev",))
+ENDPOINTS = Kind("", "v1", "endpoints", "Endpoints", short_names=("ep",))
 
 
 class ApiTier:
@@ -375,6 +388,109 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {name: reader, namespace: shop}
 rules: [{apiGroups: [""], resources: [pods], verbs: [get]}]
+"""
+
+MORE_KINDS_YAML = """
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: shop}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      nodeSelector: {kubernetes.io/os: linux}
+      containers: [{name: agent, image: "agent:1"}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: shop}
+spec:
+  serviceName: db
+  replicas: 1
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: pg, image: "postgres:16"}]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate, namespace: shop}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: migrate, image: "migrate:1"}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly, namespace: shop}
+spec:
+  schedule: "0 3 * * *"
+  timeZone: Etc/UTC
+  suspend: true
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: backup, image: "backup:1"}]
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: leader, namespace: shop}
+spec: {holderIdentity: pod-a, leaseDurationSeconds: 30}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: shop}
+spec:
+  ingressClassName: nginx
+  tls: [{hosts: [shop.example.com]}]
+  rules:
+  - host: shop.example.com
+    http:
+      paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]
+  - host: api.example.com
+    http:
+      paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: shop}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: web}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: shop}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: external, namespace: shop}
+subsets:
+- addresses: [{ip: 192.0.2.1}, {ip: 192.0.2.2}, {ip: "2001:db8::1"}]
+  ports: [{name: pg, port: 5432}, {name: metrics, port: 9187}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: readers, namespace: shop}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects:
+- {kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}
+- {kind: Group, name: devs, apiGroup: rbac.authorization.k8s.io}
+- {kind: ServiceAccount, name: default, namespace: shop}
 """
 
 CRD = """
