@@ -448,15 +448,23 @@ def run_synchro(settings: Settings, stop_event: threading.Event) -> None:
     """Blocking entry point for the CLI: run a worker on its own event loop until ``stop_event``
     (set from a signal handler in another thread) is set."""
 
+    finished = threading.Event()
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
 
         def relay() -> None:
-            stop_event.wait()
-            loop.call_soon_threadsafe(stop.set)
+            while not finished.is_set():
+                if stop_event.wait(0.2):
+                    with contextlib.suppress(RuntimeError):  # the loop already closed
+                        loop.call_soon_threadsafe(stop.set)
+                    return
 
         threading.Thread(target=relay, name="synchro-stop-relay", daemon=True).start()
         await serve_synchro(settings, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        finished.set()
