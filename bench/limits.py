@@ -24,6 +24,7 @@ from sqlalchemy import Engine, Insert, insert
 
 from bench import generate as gen
 from bench.members import Member
+from bench.processes import cpu_seconds, server_pids
 from bench.services import Store
 from common.storage.schema import resources
 
@@ -51,6 +52,9 @@ class ListRate:
     bytes: int
     seconds: float
     pages: int
+    client_cpu_seconds: float = 0.0
+    server_cpu_seconds: float = 0.0
+    """kube-apiserver + etcd of the member."""
 
     @property
     def objects_per_second(self) -> float:
@@ -69,6 +73,8 @@ async def list_rate(
         client.headers["Accept-Encoding"] = "gzip" if gzip else "identity"
         for _ in range(repeat):
             objects = size = pages = 0
+            server0 = sum(cpu_seconds(pid) for _, pid in member.pids)
+            client0 = time.process_time()
             start = time.perf_counter()
             for path in paths:
                 cont = ""
@@ -85,7 +91,14 @@ async def list_rate(
                     cont = body.metadata.cont
                     if not cont:
                         break
-            run = ListRate(objects, size, time.perf_counter() - start, pages)
+            run = ListRate(
+                objects,
+                size,
+                time.perf_counter() - start,
+                pages,
+                time.process_time() - client0,
+                sum(cpu_seconds(pid) for _, pid in member.pids) - server0,
+            )
             if best is None or run.objects_per_second > best.objects_per_second:
                 best = run
     assert best is not None
@@ -136,6 +149,10 @@ class InsertRate:
     rows: int
     bytes: int
     seconds: float
+    client_cpu_seconds: float = 0.0
+    """This process (SQLite does all its work here)."""
+    server_cpu_seconds: float = 0.0
+    """The database server's processes (PostgreSQL backends, mariadbd)."""
 
     @property
     def rows_per_second(self) -> float:
@@ -177,6 +194,9 @@ def insert_rate(store: Store, rows: int, *, statement: str = "insert") -> Insert
                 batch = []
         if batch:
             batches.append(batch)
+        pids = server_pids(store.kind)
+        server0 = sum(cpu_seconds(p) for p in pids)
+        client0 = time.process_time()
         start = time.perf_counter()
         if statement == "copy":
             _copy_batches(engine, batches)
@@ -185,9 +205,11 @@ def insert_rate(store: Store, rows: int, *, statement: str = "insert") -> Insert
                 with engine.begin() as conn:
                     conn.execute(stmt, b)
         seconds = time.perf_counter() - start
+        client_cpu = time.process_time() - client0
+        server_cpu = sum(cpu_seconds(p) for p in server_pids(store.kind)) - server0
     finally:
         engine.dispose()
-    return InsertRate(store.kind, statement, rows, size, seconds)
+    return InsertRate(store.kind, statement, rows, size, seconds, client_cpu, max(0.0, server_cpu))
 
 
 def _copy_batches(engine: Engine, batches: list[list[dict[str, Any]]]) -> None:

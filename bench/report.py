@@ -72,6 +72,13 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}"
 
 
+def _per_object_us(cpu: Any, count: int) -> str:
+    value = _f(cpu)
+    if math.isnan(value) or not count:
+        return "n/a"
+    return f"{value / count * 1e6:,.0f}"
+
+
 def section_limits(res: dict[str, Any]) -> str:
     out = ["### Limits (the physical references)", ""]
     up = res.get("upstream") or {}
@@ -89,26 +96,44 @@ def section_limits(res: dict[str, Any]) -> str:
                         f"{entry['seconds']:.2f}",
                         fmt_rate(entry["rate"]),
                         f"{entry['bytes'] / entry['seconds'] / 2**20:.1f}",
+                        _per_object_us(entry.get("server_cpu_seconds"), entry["objects"]),
+                        _per_object_us(entry.get("client_cpu_seconds"), entry["objects"]),
                     ]
                 )
-        out.append(table(["reference", "objects", "seconds", "objects/s", "MiB/s (JSON)"], rows))
+        headers = [
+            "reference",
+            "objects",
+            "seconds",
+            "objects/s",
+            "MiB/s",
+            "member CPU µs/obj",
+            "client µs/obj",
+        ]
+        out.append(table(headers, rows))
         out.append("")
     rows = [
         [
             d["store"],
-            {
-                "insert": "multi-row INSERT",
-                "upsert": "writer's guarded upsert",
-                "copy": "COPY FROM STDIN",
-            }.get(d["statement"], d["statement"]),
+            STATEMENTS.get(d["statement"], d["statement"]),
             str(d["rows"]),
             f"{d['seconds']:.2f}",
             fmt_rate(d["rate"]),
+            _per_object_us(d.get("server_cpu_seconds"), d["rows"]) if d["store"] != "sqlite" else "-",
+            _per_object_us(d.get("client_cpu_seconds"), d["rows"]),
         ]
         for d in res.get("downstream", [])
     ]
     if rows:
-        out.append(table(["store", "statement (1,000 rows/txn)", "rows", "seconds", "rows/s"], rows))
+        headers = [
+            "store",
+            "statement (1,000 rows/txn)",
+            "rows",
+            "seconds",
+            "rows/s",
+            "server µs/row",
+            "client µs/row",
+        ]
+        out.append(table(headers, rows))
         out.append("")
     out.append(f"Command: {_cmd(res, 'limits')}")
     return "\n".join(out)

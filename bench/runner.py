@@ -204,6 +204,8 @@ class Run:
                     "rate": r.objects_per_second,
                     "bytes": r.bytes,
                     "pages": r.pages,
+                    "client_cpu_seconds": r.client_cpu_seconds,
+                    "server_cpu_seconds": r.server_cpu_seconds,
                 }
                 if gzip:
                     self.results.upstream["gzip"] = entry
@@ -226,6 +228,8 @@ class Run:
                             "bytes": ir.bytes,
                             "seconds": ir.seconds,
                             "rate": ir.rows_per_second,
+                            "client_cpu_seconds": ir.client_cpu_seconds,
+                            "server_cpu_seconds": ir.server_cpu_seconds,
                         }
                     )
                     log(f"downstream {kind} {statement}: {ir.rows_per_second:,.0f} rows/s")
