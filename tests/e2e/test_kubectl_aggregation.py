@@ -176,6 +176,21 @@ spec:
 """
 
 
+def gen_clusterconfigs(kubeconfig: Path) -> subprocess.CompletedProcess[str]:
+    """``hack/gen-clusterconfigs.sh`` on ``kubeconfig`` (kubectl's cache under a scratch $HOME)."""
+    home = kubeconfig.parent / "home"
+    home.mkdir(exist_ok=True)
+    env = {"KUBECONFIG": str(kubeconfig), "KUBECTL": str(kubectl_binary("1.32")), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        ["bash", str(REPO / "hack/gen-clusterconfigs.sh")],
+        env={**env, "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
 @dataclass
 class Setup:
     host: Cluster
@@ -248,18 +263,7 @@ def setup(
         _wait_available(host_cluster)
         kubeconfig = workdir / "kubeconfig"
         shutil.copy(host_cluster.kubeconfig, kubeconfig)
-        gen = subprocess.run(
-            ["bash", str(REPO / "hack/gen-clusterconfigs.sh")],
-            env={
-                "KUBECONFIG": str(kubeconfig),
-                "KUBECTL": str(kubectl_binary("1.32")),
-                "PATH": "/usr/bin:/bin",
-            },
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
+        gen = gen_clusterconfigs(kubeconfig)
         yield Setup(host_cluster, members, api, kubeconfig, gen.stdout)
     finally:
         api.stop()
@@ -438,13 +442,7 @@ def _with_clusters(s: Setup, user_kubeconfig: Path, user: str) -> Path:
     """The user's kubeconfig plus the clusterpedia cluster entry (as gen-clusterconfigs writes it)."""
     out = user_kubeconfig.with_name(f"{user_kubeconfig.name}-pedia")
     shutil.copy(user_kubeconfig, out)
-    subprocess.run(
-        ["bash", str(REPO / "hack/gen-clusterconfigs.sh")],
-        env={"KUBECONFIG": str(out), "KUBECTL": str(kubectl_binary("1.32")), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
+    gen_clusterconfigs(out)
     return out
 
 
