@@ -24,6 +24,7 @@ from typing import Any
 import anyio.to_thread
 import msgspec
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -51,7 +52,7 @@ from apiserver.routing import not_found, parse_path
 from apiserver.search import parse_search
 from apiserver.tables import build_table, choose_printer, table_options
 from apiserver.types import ListPage, StoredObject
-from common.errors import MethodNotAllowed, NotFound, StatusError
+from common.errors import MethodNotAllowed, NotFound, ServiceUnavailable, StatusError
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -331,6 +332,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return status_response(err)
 
 
+async def _store_error(request: Request, exc: Exception) -> Response:
+    log.warning("store error serving %s: %s", request.url.path, exc)
+    return status_response(ServiceUnavailable("the store is unavailable, retry later"))
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error serving %s", request.url.path, exc_info=exc)
     return status_response(StatusError("internal error while serving the request"))
@@ -374,6 +380,7 @@ def build_app(
         exception_handlers={
             StatusError: _status_error,
             HTTPException: _http_error,
+            DBAPIError: _store_error,
             Exception: _unexpected,
         },
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -387,3 +388,10 @@ def test_metrics_label_requests_by_kind() -> None:
     assert request_kind(P + "/apis/apps/v1/namespaces/a/deployments/x/status") == "other"
     assert request_kind("/apis/pedia.clusterpedia.io/v1alpha1/collectionresources/workloads") == "collection"
     assert request_kind("/readyz") == "probe"
+
+
+def test_store_down_is_a_503_status(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'missing' / 'store.db'}")  # its directory does not exist
+    app = build_app(Settings(storage=str(engine.url)), engine)
+    r = call(app, P + "/api")
+    assert r.status_code == 503 and status_of(r)["reason"] == "ServiceUnavailable"
