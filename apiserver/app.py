@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio.to_thread
 import msgspec
-from sqlalchemy import Engine
+from sqlalchemy import Engine, literal, select
 from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -314,6 +314,20 @@ class Api:
     async def health(self, request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    async def ready(self, request: Request) -> Response:
+        """Ready when the store answers (a replica without its store should leave the Service)."""
+
+        def ping() -> None:
+            with self.engine.connect() as conn:
+                conn.execute(select(literal(1))).scalar_one()
+
+        try:
+            await anyio.to_thread.run_sync(ping)
+        except DBAPIError as e:
+            log.warning("not ready: the store does not answer: %s", e)
+            return PlainTextResponse("store unavailable", status_code=503)
+        return PlainTextResponse("ok")
+
 
 async def _status_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StatusError)
@@ -358,7 +372,7 @@ def build_app(
     cp = "/apis/{group}/{version}/collectionresources"
     routes = [
         Route("/healthz", api.health, methods=ALL_METHODS),
-        Route("/readyz", api.health, methods=ALL_METHODS),
+        Route("/readyz", api.ready, methods=ALL_METHODS),
         Route("/livez", api.health, methods=ALL_METHODS),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/version", api.version, methods=ALL_METHODS),

@@ -395,3 +395,5 @@ def test_store_down_is_a_503_status(tmp_path: Path) -> None:
     app = build_app(Settings(storage=str(engine.url)), engine)
     r = call(app, P + "/api")
     assert r.status_code == 503 and status_of(r)["reason"] == "ServiceUnavailable"
+    assert call(app, "/readyz").status_code == 503
+    assert call(app, "/livez").status_code == 200
