@@ -156,7 +156,10 @@ class ResourceSync:
                     await funnel.put(upsert)
                     if kind == "ADDED":
                         st.objects += 1
-                self.rv = resource_version_of(raw) or self.rv
+                if upsert is not None and upsert.resource_version:
+                    self.rv = str(upsert.resource_version)
+                else:
+                    self.rv = resource_version_of(raw) or self.rv
         finally:
             metrics.WATCHES.labels(cluster).dec()
             metrics.set_objects(cluster, label, st.objects)
