@@ -156,8 +156,10 @@ class SynchroManager:
                     self._touch(name)
             except HOST_ERRORS as exc:
                 log.warning("watching PediaClusters failed: %s; retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
+            except Exception:  # a bug or an odd object must not end the worker
+                log.exception("watching PediaClusters failed; retrying")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
 
     def _touch(self, name: str) -> None:
         if name in self.owned:
@@ -175,6 +177,8 @@ class SynchroManager:
                 await self._lease_tick()
             except HOST_ERRORS as exc:
                 log.warning("lease round failed: %s", exc)
+            except Exception:
+                log.exception("lease round failed")
             self._check_renew_deadlines()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval * random.uniform(0.8, 1.1))
@@ -349,6 +353,9 @@ class SynchroManager:
                         await self._reconcile(name, own)
                 except HOST_ERRORS as exc:
                     log.warning("reconciling %s failed: %s; retrying", name, exc)
+                    self._retry_later(name)
+                except Exception:
+                    log.exception("reconciling %s failed; retrying", name)
                     self._retry_later(name)
 
     def _retry_later(self, name: str) -> None:

@@ -9,6 +9,7 @@ import json
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -92,13 +93,14 @@ class Tier:
         self.name = name
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
+        self.traceback = ""
 
         def run() -> None:
             try:
                 target(settings, self.stop_event)
-            except BaseException as exc:
+            except BaseException as exc:  # reported by stop(), with its traceback
                 self.error = exc
-                raise
+                self.traceback = traceback.format_exc()
 
         self.thread = threading.Thread(target=run, name=name, daemon=True)
         self.thread.start()
@@ -107,7 +109,7 @@ class Tier:
         self.stop_event.set()
         self.thread.join(timeout)
         assert not self.thread.is_alive(), f"{self.name} did not stop within {timeout}s"
-        assert self.error is None, f"{self.name} failed: {self.error!r}"
+        assert self.error is None, f"{self.name} failed: {self.error!r}\n{self.traceback}"
 
 
 def start_synchro(settings: Settings, worker_id: str = "") -> Tier:
