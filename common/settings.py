@@ -57,6 +57,9 @@ class SynchroSettings(msgspec.Struct, kw_only=True):
     of a PediaCluster's ``spec.secretRef``."""
     list_page_size: int = 500
     """``limit`` for paged initial lists."""
+    max_concurrent_lists: int = 16
+    """Lists (each holding one page in memory) running at once in one worker, across clusters:
+    bounds memory when hundreds of resources start syncing together."""
     watch_timeout_seconds: int = 300
     """Server-side timeout of each watch request; it is then resumed from the last resourceVersion."""
     health_probe_interval_seconds: float = 5.0

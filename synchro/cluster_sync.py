@@ -72,7 +72,9 @@ class ClusterSync:
         default_namespace: str,
         previous: dict[Key, Target] | None = None,
         status: ClusterStatus | None = None,
+        list_slots: asyncio.Semaphore | None = None,
     ) -> None:
+        self.list_slots = list_slots or asyncio.Semaphore(settings.max_concurrent_lists)
         self.name = name
         self.spec = spec
         self.settings = settings
@@ -274,6 +276,7 @@ class ClusterSync:
             funnel=self.funnel,
             status=rs,
             settings=self.settings,
+            list_slots=self.list_slots,
         )
         self.known[key] = target
         self.tasks[key] = asyncio.create_task(sync.run(), name=f"sync:{self.name}:{target.gvr}")

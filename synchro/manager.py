@@ -76,6 +76,7 @@ class SynchroManager:
         self._pending_event = asyncio.Event()
         self._heartbeat: dict[str, Any] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self.list_slots = asyncio.Semaphore(max(1, self.conf.max_concurrent_lists))
         self.duration = self.conf.lease_duration_seconds
 
     # -- entry -----------------------------------------------------------------------------------
@@ -411,6 +412,7 @@ class SynchroManager:
             default_namespace=self.namespace,
             previous=previous.known if previous is not None else None,
             status=previous.status if previous is not None else None,
+            list_slots=self.list_slots,
         )
         own.sync, own.generation = sync, generation
         own.task = asyncio.create_task(sync.run(), name=f"cluster:{name}")

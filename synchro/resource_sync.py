@@ -40,8 +40,10 @@ class ResourceSync:
         funnel: EventFunnel,
         status: ResourceStatus,
         settings: SynchroSettings,
+        list_slots: asyncio.Semaphore | None = None,
     ) -> None:
         self.cluster = cluster
+        self.list_slots = list_slots or asyncio.Semaphore(1)
         self.client = client
         self.target = target
         self.transformer = transformer
@@ -61,7 +63,8 @@ class ResourceSync:
                 if self.lists:
                     metrics.RELISTS.labels(self.cluster, self.label).inc()
                 self.lists += 1
-                rv = await self._list()
+                async with self.list_slots:
+                    rv = await self._list()
                 backoff = 0.5
                 while True:
                     rv = await self._watch_with_retries(rv)
