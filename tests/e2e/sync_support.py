@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
@@ -176,6 +177,13 @@ def store_rows(store_url: str, clusters: Iterable[str] | None = None) -> dict[Ke
             query = query.where(resources.c.cluster.in_(list(clusters)))
         with engine.connect() as conn:
             return {(r[0], r[1], r[2], r[3], r[4]): int(r[5]) for r in conn.execute(query)}
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError) as exc:
+        # The writer creates the tables when it starts; until then the store is simply empty.
+        if "resources" in str(exc) and (
+            "no such table" in str(exc) or "does not exist" in str(exc) or "doesn't exist" in str(exc)
+        ):
+            return {}
+        raise
     finally:
         engine.dispose()
 
