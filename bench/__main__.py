@@ -9,6 +9,7 @@ Options (``make bench BENCH_ARGS='...'``; the size also from ``BENCH_SIZE``)::
     --objects N / --clusters 1,10  override the size's data set / PediaCluster counts
     --out DIR                     where bench-results/<size>.json and performance.md go (default docs)
     --no-doc                      keep the JSON only
+    --render-only [--out DIR]     rebuild performance.md from the saved JSON, run nothing
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import msgspec
 
-from bench.report import render_stdout, save_and_render
+from bench.report import render_saved, render_stdout, save_and_render
 from bench.runner import SCENARIOS, SIZES, Options, Results, command_line, run
 from bench.services import REPO, STORES
 from common.settings import env_value
@@ -114,7 +115,13 @@ def render(results: Results, opts: Options) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts = parse(list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--render-only" in args:
+        # rebuild performance.md from the saved results (after editing bench/notes.md or report.py)
+        out = Path(args[args.index("--out") + 1]) if "--out" in args else REPO / "docs"
+        print(f"wrote {render_saved(out)}")
+        return 0
+    opts = parse(args)
     return run(opts, render)
 
 

@@ -512,7 +512,13 @@ def targets(results: Sequence[dict[str, Any]]) -> str:
         if x["target"] == "api" and x["query"].startswith("selective") and x["accept"] == "json"
     ]
     if lats:
-        r, x = max(lats, key=lambda rx: max((s["objects"] for s in rx[0].get("sync", [])), default=0))
+        r, x = max(
+            lats,
+            key=lambda rx: (
+                max((s["objects"] for s in rx[0].get("sync", [])), default=0),
+                rx[1]["store"] == "postgresql",
+            ),
+        )
         ok = _f(x["p99"]) <= TARGETS["p99_selective_seconds"]
         objects = max((s["objects"] for s in r.get("sync", []) if s["store"] == x["store"]), default=0)
         rows.append(
@@ -639,7 +645,14 @@ def save_and_render(results: dict[str, Any], out_dir: Path, write_doc: bool) -> 
     )
     if not write_doc:
         return None
-    all_results = [msgspec.json.decode(p.read_bytes()) for p in sorted(data_dir.glob("*.json"))]
+    return render_saved(out_dir)
+
+
+def render_saved(out_dir: Path) -> Path:
+    """Rebuild ``performance.md`` from every ``bench-results/*.json`` under ``out_dir``."""
+    all_results = [
+        msgspec.json.decode(p.read_bytes()) for p in sorted((out_dir / "bench-results").glob("*.json"))
+    ]
     doc = out_dir / "performance.md"
     doc.write_text(render_markdown(all_results))
     return doc
