@@ -91,6 +91,7 @@ class ClusterSync:
         self.tasks: dict[Key, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._restart = False
+        self._secret_data: dict[str, str] | None = None
         ns = spec.get("namespaces") or {}
         self.namespaces = NamespaceFilter(ns.get("include"), ns.get("exclude"))
         self.healthy = False
@@ -119,10 +120,21 @@ class ClusterSync:
 
     async def _run(self) -> None:
         while True:
+            client = await self._connect()
+            try:
+                await self._sync(client)  # returns when the referenced Secret changed
+            finally:
+                await self._stop_resources()
+                await client.close()
+                self.client = None
+            log.info("credentials Secret changed: reconnecting", extra={"cluster": self.name})
+
+    async def _connect(self) -> KubeClient:
+        while True:
             try:
                 creds = await self._credentials()
                 self.client = KubeClient(creds)
-                break
+                return self.client
             except InvalidConfig as exc:
                 self.status.set_ready(False, INVALID_CONFIG, str(exc))
                 log.warning("invalid configuration: %s", exc, extra={"cluster": self.name})
@@ -132,9 +144,12 @@ class ClusterSync:
                 self.status.set_ready(False, UNHEALTHY, f"reading spec.secretRef failed: {exc}")
             # The referenced Secret may be created or fixed later: look again.
             await asyncio.sleep(SECRET_RETRY_SECONDS)
-        client = self.client
+
+    async def _sync(self, client: KubeClient) -> None:
         probes = 0
         while True:
+            if probes and probes % REDISCOVER_EVERY_PROBES == 0 and await self._secret_changed():
+                return
             ok = await self._probe(client)
             if ok:
                 try:
@@ -151,18 +166,30 @@ class ClusterSync:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.health_probe_interval_seconds)
 
-    async def _credentials(self) -> ClusterCredentials:
+    async def _secret_changed(self) -> bool:
+        """True when the Secret of ``spec.secretRef`` no longer holds what we connected with."""
+        if self._secret_data is None:
+            return False
+        try:
+            return await self._secret() != self._secret_data
+        except (ApiError, *TRANSPORT_ERRORS, InvalidConfig):
+            return False  # keep the working connection; a missing Secret is not a rotation
+
+    async def _secret(self) -> dict[str, str]:
         ref = self.spec.get("secretRef")
-        data: dict[str, str] | None = None
-        if ref:
-            if not isinstance(ref, dict) or not ref.get("name"):
-                raise InvalidConfig("spec.secretRef needs a name")
-            namespace = ref.get("namespace") or self.default_namespace
-            try:
-                data = await self.host.get_secret_data(namespace, ref["name"])
-            except ApiError as exc:
-                raise InvalidConfig(f"spec.secretRef {namespace}/{ref['name']}: {exc.message}") from exc
-        return credentials_from_spec(self.spec, data)
+        if not isinstance(ref, dict) or not ref.get("name"):
+            raise InvalidConfig("spec.secretRef needs a name")
+        namespace = ref.get("namespace") or self.default_namespace
+        try:
+            return await self.host.get_secret_data(namespace, ref["name"])
+        except ApiError as exc:
+            raise InvalidConfig(f"spec.secretRef {namespace}/{ref['name']}: {exc.message}") from exc
+
+    async def _credentials(self) -> ClusterCredentials:
+        data = await self._secret() if self.spec.get("secretRef") else None
+        creds = credentials_from_spec(self.spec, data)
+        self._secret_data = data
+        return creds
 
     # -- health ----------------------------------------------------------------------------------
 

@@ -16,11 +16,14 @@ from tests.e2e.sync_support import (
     cluster_rows,
     install_crd,
     make_settings,
+    pediacluster_status,
+    ready_condition,
     start_synchro,
     start_writer,
     store_rows,
     unique,
     wait_crd_established,
+    wait_for,
     wait_store_matches,
 )
 from tests.harness.cluster import Cluster
@@ -39,6 +42,10 @@ def pc(name: str, spec: dict[str, Any]) -> str:
             "spec": spec,
         }
     )
+
+
+def ready_of(host: Cluster, name: str) -> dict[str, Any]:
+    return ready_condition(pediacluster_status(host, name))
 
 
 def gadget_crd(group: str) -> str:
@@ -113,6 +120,23 @@ def test_spec_options(host_cluster: Cluster, member_cluster: Any, sqlite_url: st
             {"apiserverURL": member.server, "secretRef": {"name": "member-creds"}, "resources": [configmaps]},
         )
     )
+    # A Secret whose token is wrong at first, then replaced (a rotation).
+    host_cluster.kubectl(
+        "-n",
+        "clusterpedia-system",
+        "create",
+        "secret",
+        "generic",
+        "rotating",
+        "--from-literal=token=wrong",
+        f"--from-file=ca.crt={member.ca_file}",
+    )
+    host_cluster.apply(
+        pc(
+            "by-rotated-secret",
+            {"apiserverURL": member.server, "secretRef": {"name": "rotating"}, "resources": [configmaps]},
+        )
+    )
     # Namespaces, a whole group, every custom resource.
     host_cluster.apply(
         pc(
@@ -140,6 +164,21 @@ def test_spec_options(host_cluster: Cluster, member_cluster: Any, sqlite_url: st
     try:
         for name in ("by-kubeconfig", "by-cert", "by-secret"):
             wait_store_matches(sqlite_url, lambda n=name: cluster_rows(n, member, CM), [name])
+
+        wait_for(
+            lambda: ready_of(host_cluster, "by-rotated-secret").get("reason") == "Unauthorized", "401 first"
+        )
+        patch = json.dumps({"stringData": {"token": member.token}})
+        host_cluster.kubectl(
+            "-n", "clusterpedia-system", "patch", "secret", "rotating", "--type=merge", "-p", patch
+        )
+        took = wait_store_matches(
+            sqlite_url,
+            lambda: cluster_rows("by-rotated-secret", member, CM),
+            ["by-rotated-secret"],
+            timeout=60,
+        )
+        print(f"rotated Secret picked up, store matched {took:.1f}s after the patch")
 
         def filtered() -> dict[Key, int]:
             return {
