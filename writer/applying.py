@@ -30,7 +30,7 @@ class Applier:
 
     def apply_writes(self, writes: Writes) -> None:
         now = sql.utc_now()
-        upserts = [sql.upsert_row(e, now) for e in writes.upserts()]
+        upserts = [sql.upsert_row(e, now, self.dialect) for e in writes.upserts()]
         deletes = [sql.tombstone_row(e, now) for e in writes.deletes()]
         types = [sql.resource_type_row(e, now) for e in writes.resource_types.values()]
         with self.engine.begin() as conn:

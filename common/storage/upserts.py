@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -146,7 +147,12 @@ def tombstone_resources(dialect: str) -> Insert:
 
 def tombstone_older_epochs(cluster: str, group: str, resource: str, epoch: int, now: dt.datetime) -> Update:
     """ListDone: rows of one resource of one cluster not seen by the list of ``epoch`` become
-    tombstones (their rv is kept)."""
+    tombstones.
+
+    ``epoch`` is the list's resourceVersion L. Only rows at or below L are judged: a row with a
+    newer rv came from a watch event after L (e.g. from the previous owner during a lease handover)
+    and the list cannot speak for it. A judged row was absent at L, so its tombstone takes rv = L:
+    any later event at or below L is stale and must not revive it."""
     cur = resources.c
     return (
         update(resources)
@@ -155,9 +161,10 @@ def tombstone_older_epochs(cluster: str, group: str, resource: str, epoch: int, 
             cur.api_group == group,
             cur.resource == resource,
             cur.epoch < epoch,
+            cur.resource_version <= epoch,
             cur.deleted == false(),
         )
-        .values(deleted=True, synced_at=now)
+        .values(deleted=True, resource_version=epoch, synced_at=now)
     )
 
 
@@ -232,7 +239,21 @@ def parse_timestamp(value: str) -> dt.datetime | None:
     return parsed
 
 
-def upsert_row(event: Upsert, now: dt.datetime) -> dict[str, Any]:
+_JSON_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def strip_json_nul(obj: bytes) -> bytes:
+    """Drop ``\\u0000`` escapes from a JSON text (keeping escaped backslashes before them).
+
+    Kubernetes accepts NUL characters in strings; PostgreSQL's JSONB cannot hold them and would
+    reject the whole object. Dropping the character is the least surprising loss."""
+    if b"\\u0000" not in obj:
+        return obj
+    return _JSON_NUL.sub(rb"\1", obj)
+
+
+def upsert_row(event: Upsert, now: dt.datetime, dialect: str = "") -> dict[str, Any]:
+    obj = strip_json_nul(event.object) if dialect == "postgresql" else event.object
     return {
         "cluster": event.cluster,
         "api_group": event.group,
@@ -248,7 +269,7 @@ def upsert_row(event: Upsert, now: dt.datetime) -> dict[str, Any]:
         "created_at": parse_timestamp(event.created_at),
         "synced_at": now,
         "deleted": False,
-        "object": event.object.decode(),
+        "object": obj.decode(),
     }
 
 

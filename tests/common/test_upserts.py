@@ -100,7 +100,8 @@ def test_list_done_tombstones_only_live_rows_of_older_epochs() -> None:
     text = compiled(sql.tombstone_older_epochs("c", "apps", "deployments", 7, NOW), "postgresql")
     assert text.startswith("UPDATE resources SET")
     assert "resources.epoch < " in text and "resources.deleted = false" in text
-    assert "resource_version" not in text.split(" WHERE ")[0]  # the rv is kept
+    assert "resource_version" in text.split(" WHERE ")[0]  # the tombstone takes the list's rv
+    assert "resources.resource_version <= " in text.split(" WHERE ")[1]  # newer rows are not judged
 
 
 def test_rows_from_events() -> None:

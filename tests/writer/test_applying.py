@@ -131,13 +131,46 @@ def test_list_done_tombstones_only_older_epochs_of_its_resource(engine, store, o
     )
     apply(applier, objs.list_done(20))
     rows = store.rows(objs.cluster)
-    assert rows["gone"][:2] == (4, True)  # tombstoned, its revision kept
+    assert rows["gone"][:2] == (20, True)  # tombstoned at the list's revision
     assert rows["kept"][:2] == (5, False)
     assert rows["deleted"][:2] == (7, True)
     assert rows["pod"][:2] == (3, False)  # another resource of the cluster
     assert store.live(foreign.cluster) == {"x": 3}
     apply(applier, objs.upsert("gone", 4, epoch=10))  # a late duplicate does not bring it back
     assert store.live(objs.cluster) == {"kept": 5, "pod": 3}
+
+
+def test_list_done_tombstone_stops_a_late_older_update(engine, store, objs) -> None:
+    """Absent at the list's revision L: an update from before L (e.g. a previous owner's queue)
+    must not revive it."""
+    applier = Applier(engine)
+    apply(applier, objs.upsert("a", 5, epoch=1))
+    apply(applier, objs.list_done(20))
+    apply(applier, objs.upsert("a", 12, epoch=1))
+    assert store.live(objs.cluster) == {}
+    assert store.rows(objs.cluster)["a"][:2] == (20, True)
+    apply(applier, objs.upsert("a", 25, epoch=20))  # re-created after the list
+    assert store.live(objs.cluster) == {"a": 25}
+
+
+def test_list_done_leaves_rows_newer_than_the_list(engine, store, objs) -> None:
+    """A row written after the list's revision (a watch event of a previous owner) is not judged
+    by that list; the new owner's own watch event for it must still apply."""
+    applier = Applier(engine)
+    apply(applier, objs.upsert("late", 30, epoch=1))
+    apply(applier, objs.list_done(20))
+    assert store.live(objs.cluster) == {"late": 30}
+    apply(applier, objs.upsert("late", 30, epoch=20))
+    assert store.rows(objs.cluster)["late"][:3] == (30, False, 20)
+
+
+def test_object_with_nul_characters_is_stored(engine, store, objs) -> None:
+    """Kubernetes accepts NUL in strings; PostgreSQL's JSONB cannot hold it (it is dropped there)."""
+    applier = Applier(engine)
+    apply(applier, objs.upsert("a", 5, body='{"data":{"k":"x\\u0000y","e":"\\\\u0000"}}'))
+    assert store.live(objs.cluster) == {"a": 5}
+    obj = store.rows(objs.cluster)["a"][3]
+    assert "\\\\u0000" in obj  # an escaped backslash followed by text is kept everywhere
 
 
 def test_purge_cluster_in_chunks(engine, store, objs) -> None:
