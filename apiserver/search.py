@@ -240,6 +240,26 @@ def _parse_bool(name: str, raw: str) -> bool:
     raise BadRequest(f'invalid value "{raw}" for {name}: expected true or false')
 
 
+MAX_REQUIREMENTS = 100
+"""Most label plus field requirements in one request (a longer selector is a 400, not a store error)."""
+MAX_SET_VALUES = 1000
+"""Most values of all ``in``/``notin`` sets and name lists of one request together."""
+_MAX_INT64 = 2**63 - 1
+
+
+def _check_sizes(b: _Builder) -> None:
+    if len(b.labels) + len(b.fields) > MAX_REQUIREMENTS:
+        raise BadRequest(
+            f"too many selector requirements ({len(b.labels) + len(b.fields)}): at most {MAX_REQUIREMENTS}"
+        )
+    values = sum(len(r.values) for r in b.labels) + sum(len(r.values) for r in b.fields)
+    values += sum(len(f.include or ()) + len(f.exclude) for f in b.lists.values())
+    if values > MAX_SET_VALUES:
+        raise BadRequest(
+            f"too many values in selector sets and name lists ({values}): at most {MAX_SET_VALUES}"
+        )
+
+
 def _parse_count(name: str, raw: str, maximum: int | None) -> int:
     v = raw.strip()
     if not v.isdigit() or not v.isascii() or len(v) > 18:
@@ -294,7 +314,8 @@ def _freeze(
 ) -> Search:
     s: dict[str, str] = {k: v for k, (v, _) in b.scalars.items()}
     size = _parse_count("size", s["size"], max_page_size) if "size" in s else None
-    limit = _parse_count("limit", s["limit"], max_page_size) if "limit" in s else None
+    # kube-apiserver never rejects a large limit (kubectl --chunk-size): clamp it, continue covers the rest
+    limit = min(_parse_count("limit", s["limit"], None), max_page_size) if "limit" in s else None
     offset = _parse_count("offset", s["offset"], None) if "offset" in s else None
     since = parse_time("since", s["since"]) if "since" in s else None
     before = parse_time("before", s["before"]) if "before" in s else None
@@ -317,6 +338,14 @@ def _freeze(
     clusters = b.lists["clusters"]
     if cluster and not _NAME.fullmatch(cluster):
         raise BadRequest(f'invalid cluster name "{cluster}"')
+    if cluster and (
+        (clusters.include is not None and cluster not in clusters.include) or cluster in clusters.exclude
+    ):
+        raise BadRequest(
+            "the clusters search condition contradicts the cluster path: "
+            f'this path already selects cluster "{cluster}"'
+        )
+    _check_sizes(b)
     if namespace and not _NAME.fullmatch(namespace):
         raise BadRequest(f'invalid namespace "{namespace}"')
     if owner_name and not cluster and (clusters.include is None or len(clusters.include) != 1):
@@ -391,7 +420,7 @@ def decode_continue(text: str) -> Continue:
         raise BadRequest("invalid continue token: bad resourceVersion")
     if "off" in body:
         off = body["off"]
-        if type(off) is not int or off < 0 or set(body) - {"v", "off", "rv"}:
+        if type(off) is not int or not 0 <= off <= _MAX_INT64 or set(body) - {"v", "off", "rv"}:
             raise BadRequest("invalid continue token: bad offset")
         return Continue(offset=off, resource_version=rv)
     order, key = body.get("o"), body.get("k")
@@ -408,7 +437,7 @@ def decode_continue(text: str) -> Continue:
             raise BadRequest("invalid continue token: bad key")
         want_int = name.lstrip("-") == "resource_version"
         ok = (
-            type(value) is int
+            type(value) is int and -_MAX_INT64 <= value <= _MAX_INT64
             if want_int
             else isinstance(value, str) and len(value) <= 512 and value.isascii() and value.isprintable()
         )

@@ -261,6 +261,15 @@ BAD_INPUTS: list[tuple[list[tuple[str, str]], str]] = [
     ([("continue", _forged('{"v":1,"off":-3}'))], "invalid continue token: bad offset"),
     ([("continue", _forged('{"v":1,"off":3,"rv":"x"}'))], "invalid continue token: bad resourceVersion"),
     ([("continue", _forged("[1,2]"))], "invalid continue token"),
+    ([("continue", _forged('{"v":1,"off":100000000000000000000}'))], "invalid continue token: bad offset"),
+    (
+        [("continue", _forged('{"v":1,"o":["resource_version"],"k":[99999999999999999999999]}'))],
+        "invalid continue token: bad key",
+    ),
+    # sizes of selectors (a store's expression limit must never surface as a 5xx)
+    ([("labelSelector", ",".join(f"k{i}=v" for i in range(101)))], "too many selector requirements"),
+    ([("names", ",".join(f"n{i}" for i in range(1001)))], "too many values"),
+    ([("labelSelector", "k in (" + ",".join(f"v{i}" for i in range(1001)) + ")")], "too many values"),
 ]
 
 
@@ -280,6 +289,19 @@ def test_bad_path_segments_are_400(cluster: str, namespace: str) -> None:
 
 
 def test_huge_page_size_bound_is_configurable() -> None:
-    assert parse(("limit", "50"), max_page_size=50).limit == 50
+    assert parse(("size", "50"), max_page_size=50).size == 50
     with pytest.raises(BadRequest, match="must be at most 50"):
-        parse(("limit", "51"), max_page_size=50)
+        parse(("size", "51"), max_page_size=50)
+
+
+def test_a_huge_limit_is_clamped_like_kubectl_expects() -> None:
+    """kube-apiserver never rejects a large limit (kubectl --chunk-size=20000); continue covers the rest."""
+    assert parse(("limit", "51"), max_page_size=50).limit == 50
+    assert parse(("limit", "20000")).limit == 10000
+
+
+def test_cluster_path_and_clusters_condition() -> None:
+    assert parse(("clusters", "c1"), cluster="c1").single_cluster == "c1"
+    for query in (("clusters", "c2"), ("labelSelector", f"{P}clusters notin (c1)")):
+        with pytest.raises(BadRequest, match="contradicts the cluster path"):
+            parse(query, cluster="c1")
