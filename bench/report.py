@@ -572,6 +572,20 @@ def render_markdown(results: Sequence[dict[str, Any]]) -> str:
         "reproduces it. Sizes: `BENCH_SIZE=small` (3,500 objects per member, run by the test suite), "
         "`medium` (14,000), `large` (100,000).",
         "",
+        "```",
+        "make bench BENCH_SIZE=medium                      # every scenario on SQLite, PostgreSQL, MariaDB",
+        "make bench BENCH_ARGS='--size small --store postgresql --only sync,freshness'",
+        "make bench BENCH_ARGS='--render-only'             # rebuild this file from docs/bench-results/",
+        "```",
+        "",
+        "A run starts one member kube-apiserver (tests/harness), fills it with the generator "
+        "(bench/generate.py), measures the limits, then per store starts the tiers as their own "
+        "processes (`clusterpedia all-in-one` on SQLite with the in-process queue; `clusterpedia "
+        "synchro`, `writer` and `apiserver` on Redis for PostgreSQL and MariaDB), creates 1 then N "
+        "PediaClusters pointing at the member and measures; it stops everything it started. "
+        "Databases are fresh per run (harness store helpers), loopback only, every load loop bounded "
+        "in time and count.",
+        "",
         "## Machine",
         "",
         table(["fact", "value"], [[k, str(v)] for k, v in facts.items()]),
