@@ -97,7 +97,8 @@ def test_writer_scales_and_apiserver_port_is_published() -> None:
     api = services["apiserver"]
     flags = overrides_from(build_parser().parse_args([str(p) for p in api["command"]]))
     port = flags["apiserver"]["port"]
-    assert f"{port}:{port}" in api["ports"]
+    # published on the host's loopback only: the compose API tier runs without authentication
+    assert f"127.0.0.1:{port}:{port}" in api["ports"]
     assert flags["apiserver"]["bind_host"] == "0.0.0.0"
 
 

@@ -57,7 +57,7 @@ cluster-3 runs the older Kubernetes), every member registered as a PediaCluster.
   kubectl get collectionresources workloads
 
 A member cluster directly: kubectl --kubeconfig {demo.members}/cluster-1.kubeconfig get deployments -A
-Logs: {demo.logs}/   Stop everything: make demo-down
+Logs: {demo.logs}/   Stop everything: make demo-down (with the same DEMO_DIR, if you set one)
 """  # noqa: E501
 
 
