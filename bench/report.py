@@ -434,6 +434,8 @@ def section_writers(res: dict[str, Any]) -> str:
             fmt_rate(x["rate"]),
             f"{x['writer_cpu_seconds']:.1f}",
             f"{x['db_cpu_seconds']:.1f}",
+            _per_object_us(x["writer_cpu_seconds"], x["events"]),
+            _per_object_us(x["db_cpu_seconds"], x["events"]),
             f"{x['total_seconds']:.1f}",
         ]
         for x in w
@@ -445,7 +447,20 @@ def section_writers(res: dict[str, Any]) -> str:
             "Rate between 5 % and 95 % of the rows stored; CPU seconds of all writers and of the "
             "database server processes over the whole drain.",
             "",
-            table(["store", "writers", "events", "rows/s", "writer CPU s", "DB CPU s", "wall s"], rows),
+            table(
+                [
+                    "store",
+                    "writers",
+                    "events",
+                    "rows/s",
+                    "writer CPU s",
+                    "DB CPU s",
+                    "writer µs/row",
+                    "DB µs/row",
+                    "wall s",
+                ],
+                rows,
+            ),
             "",
             f"Command: {_cmd(res, 'writers', '<store>')}",
         ]
