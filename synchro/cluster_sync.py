@@ -26,12 +26,14 @@ from synchro.discovery import (
     fetch_discovery,
     is_builtin_group,
     printer_columns,
+    removals,
     resolve,
     spec_wants,
 )
 from synchro.publishing import EventFunnel
 from synchro.resource_sync import TRANSPORT_ERRORS, ResourceSync
 from synchro.status import (
+    DISCOVERY_FAILED,
     HEALTHY,
     INVALID_CONFIG,
     RESOURCE_NOT_FOUND,
@@ -89,6 +91,11 @@ class ClusterSync:
         """Targets synced now or before (by this sync or the one it replaced): a key that
         discovery no longer yields is purged from the store."""
         self.tasks: dict[Key, asyncio.Task[None]] = {}
+        self._missing_once: set[Key] = set()
+        """Synced resources the last successful discovery did not find (purged if the next one
+        does not find them either)."""
+        self._verdict: tuple[bool, str, str] = (True, HEALTHY, "")
+        """The Ready condition the last reconcile arrived at."""
         self._wake = asyncio.Event()
         self._restart = False
         self._secret_data: dict[str, str] | None = None
@@ -158,7 +165,7 @@ class ClusterSync:
                         await self._stop_resources()
                     if not self.tasks or probes % REDISCOVER_EVERY_PROBES == 0 or self._has_missing():
                         await self._reconcile(client)
-                    self.status.set_ready(True, HEALTHY, "")
+                    self.status.set_ready(*self._verdict)
                 except (ApiError, *TRANSPORT_ERRORS) as exc:
                     self.status.set_ready(False, UNHEALTHY, f"discovery failed: {exc}")
             probes += 1
@@ -232,7 +239,9 @@ class ClusterSync:
     # -- resources -------------------------------------------------------------------------------
 
     def _has_missing(self) -> bool:
-        return any(rs.reason == RESOURCE_NOT_FOUND for rs in self.status.resources.values())
+        return bool(self._missing_once) or any(
+            rs.reason in (RESOURCE_NOT_FOUND, DISCOVERY_FAILED) for rs in self.status.resources.values()
+        )
 
     async def _reconcile(self, client: KubeClient) -> None:
         """Discover; start new targets, restart changed ones, stop and purge removed ones."""
@@ -247,19 +256,44 @@ class ClusterSync:
         custom = await crd_groups(client) if sync_all else frozenset()
         targets, missing = resolve(disc, spec_resources, custom_groups=custom)
         wanted = {(t.gvr.group, t.gvr.resource): t for t in targets}
-
-        for key in [k for k in self.known if k not in wanted]:
+        failed = disc.failed_groups()
+        plan = removals(
+            list(self.known),
+            set(wanted),
+            disc,
+            spec_resources,
+            sync_all=sync_all,
+            missing_before=self._missing_once,
+        )
+        self._missing_once = plan.missing_once
+        for key in plan.purge:
             await self._stop(key)
             await self.funnel.drained()
             await self.funnel.put(PurgeCluster(self.name, key[0], key[1]))
             log.info("purging %s no longer synced", key, extra={"cluster": self.name})
             del self.known[key]
             metrics.forget(self.name, GVR(key[0], "", key[1]).group_resource)
-        self.status.retain(set(wanted) | {(m.group, m.resource) for m in missing})
+        for key, why in plan.keep.items():
+            log.warning("%s not discovered (%s): left as it is", key, why, extra={"cluster": self.name})
+        self.status.retain(set(wanted) | set(plan.keep) | {(m.group, m.resource) for m in missing})
+        not_found: list[str] = []
         for m in missing:
-            rs = self.status.resource(m.group, m.resource)
+            key = (m.group, m.resource)
+            rs = self.status.resource(*key)
+            reason = DISCOVERY_FAILED if m.group in failed else RESOURCE_NOT_FOUND
+            message = failed.get(m.group, m.message)
+            if key in plan.keep:
+                rs.set(rs.status, reason, plan.keep[key])  # its copy stays and keeps syncing
+                continue
             rs.listing = False
-            rs.set(SYNC_ERROR, RESOURCE_NOT_FOUND, m.message)
+            rs.set(SYNC_ERROR, reason, message)
+            if reason == RESOURCE_NOT_FOUND:
+                shown = f"{m.resource}.{m.group}" if m.group else m.resource
+                not_found.append(f"{shown}: {m.message}")
+        if not_found:
+            self._verdict = (False, RESOURCE_NOT_FOUND, "; ".join(not_found))
+        else:
+            self._verdict = (True, HEALTHY, "")
         for key, target in wanted.items():
             running = key in self.tasks and not self.tasks[key].done()
             if running and self.known.get(key) == target:

@@ -46,6 +46,16 @@ class Discovery:
     versions: dict[str, list[str]] = field(default_factory=dict)
     resources: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     """(group, version) -> APIResourceList.resources"""
+    failed: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(group, version) -> error of a discovery document that could not be read: what that
+    group serves is unknown (not "nothing"), so its resources must not be purged."""
+
+    def failed_groups(self) -> dict[str, str]:
+        """group -> the first discovery error of one of its versions."""
+        out: dict[str, str] = {}
+        for (group, version), error in sorted(self.failed.items()):
+            out.setdefault(group, f"discovery of {gv_path(group, version)} failed: {error}")
+        return out
 
 
 def spec_wants(spec_resources: list[dict[str, Any]]) -> list[tuple[str, list[str], list[str]]]:
@@ -146,8 +156,10 @@ async def fetch_discovery(client: KubeClient, groups: set[str] | None) -> Discov
     async def one(group: str, version: str) -> None:
         try:
             body = await client.get_json(gv_path(group, version))
-        except ApiError:
-            return  # an unavailable aggregated API: its resources read as missing
+        except ApiError as exc:
+            # An unavailable aggregated API (503) or a transient error: unknown, not missing.
+            disc.failed[(group, version)] = str(exc)
+            return
         disc.resources[(group, version)] = list(body.get("resources") or ())
 
     await asyncio.gather(*(one(g, v) for g, v in wanted))
@@ -177,3 +189,58 @@ async def printer_columns(client: KubeClient, target: Target) -> bytes | None:
         if version.get("name") == target.gvr.version:
             return msgspec.json.encode(version.get("additionalPrinterColumns") or [])
     return b"[]"
+
+
+def requested(spec_resources: list[dict[str, Any]], key: tuple[str, str], *, sync_all: bool) -> bool:
+    """Whether the spec still asks for ``key`` (group, resource), by name or by ``*``."""
+    group, resource = key
+    for g, names, _ in spec_wants(spec_resources):
+        if g == group and (resource in names or "*" in names):
+            return True
+    return sync_all and not is_builtin_group(group)
+
+
+@dataclass(frozen=True, slots=True)
+class Removals:
+    purge: list[tuple[str, str]]
+    """Resources to stop and purge: no longer requested, or seen unserved twice in a row."""
+    keep: dict[tuple[str, str], str]
+    """Resources not yielded by this discovery but left as they are, with the reason why."""
+    missing_once: set[tuple[str, str]]
+    """Requested resources this (successful) discovery did not find: purged if the next one
+    does not find them either."""
+
+
+def removals(
+    known: list[tuple[str, str]],
+    wanted: set[tuple[str, str]],
+    disc: Discovery,
+    spec_resources: list[dict[str, Any]],
+    *,
+    sync_all: bool,
+    missing_before: set[tuple[str, str]],
+) -> Removals:
+    """Decide what to do with synced resources that discovery did not yield this time.
+
+    A purge deletes data, so it needs certainty: a group whose discovery document failed is
+    unknown (kept syncing as it is), and a resource still in the spec must be seen missing by two
+    successful discoveries in a row (a CRD being re-created, an API server restarting)."""
+    failed = disc.failed_groups()
+    purge: list[tuple[str, str]] = []
+    keep: dict[tuple[str, str], str] = {}
+    missing_once: set[tuple[str, str]] = set()
+    for key in known:
+        if key in wanted:
+            continue
+        if not requested(spec_resources, key, sync_all=sync_all):
+            purge.append(key)
+        elif key[0] in failed:
+            keep[key] = failed[key[0]]
+            if key in missing_before:
+                missing_once.add(key)  # still unconfirmed: the next good discovery decides
+        elif key in missing_before:
+            purge.append(key)
+        else:
+            keep[key] = "not served by the member in the last discovery; purged if still missing next time"
+            missing_once.add(key)
+    return Removals(purge, keep, missing_once)

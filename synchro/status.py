@@ -27,6 +27,8 @@ SYNC_STOP = "Stop"
 SYNC_ERROR = "Error"
 
 RESOURCE_NOT_FOUND = "ResourceNotFound"
+DISCOVERY_FAILED = "DiscoveryFailed"
+"""A group's discovery document could not be read: its resources are left as they are."""
 
 
 def now_rfc3339() -> str:
@@ -156,7 +158,7 @@ class ClusterStatus:
         return [
             f"{rs.resource}{'.' + rs.group if rs.group else ''}: {rs.message or rs.reason}"
             for rs in self.resources.values()
-            if rs.status == SYNC_ERROR
+            if rs.status == SYNC_ERROR or rs.reason == DISCOVERY_FAILED
         ]
 
     def summary(self) -> str:

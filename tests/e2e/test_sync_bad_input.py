@@ -137,7 +137,7 @@ def test_bad_pediaclusters(host_cluster: Cluster, member_cluster: Any, sqlite_ur
             status = pediacluster_status(host_cluster, "unknown-resource")
             return (
                 status
-                if ready_condition(status).get("reason") == "Healthy" and status.get("resources")
+                if ready_condition(status).get("reason") == "ResourceNotFound" and status.get("resources")
                 else {}
             )
 
@@ -152,6 +152,7 @@ def test_bad_pediaclusters(host_cluster: Cluster, member_cluster: Any, sqlite_ur
         assert by_resource[("nothing.example.com", "widgets")]["status"] == "Error"
         assert "not served" in by_resource[("nothing.example.com", "widgets")]["message"]
         assert by_resource[("", "configmaps")]["status"] == "Syncing"
+        assert ready_condition(status)["status"] == "False"
         message = ready_condition(status)["message"]
         assert "gizmos" in message and "widgets" in message
         # Its good resource syncs.

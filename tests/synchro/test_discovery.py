@@ -1,7 +1,9 @@
+import asyncio
 from typing import Any
 
 from common.types import GVR
-from synchro.discovery import Discovery, resolve, spec_wants
+from synchro.client import ApiError
+from synchro.discovery import Discovery, fetch_discovery, removals, resolve, spec_wants
 
 
 def res(
@@ -78,3 +80,77 @@ def test_spec_wants_merges_groups() -> None:
     assert spec_wants(
         [{"group": "", "resources": ["pods"]}, {"group": "", "resources": ["pods", "nodes"]}]
     ) == [("", ["pods", "nodes"], [])]
+
+
+class FakeDiscoveryClient:
+    """The member's discovery endpoints (protocol edge); one group version answers 503."""
+
+    def __init__(self, broken: str) -> None:
+        self.broken = broken
+
+    async def get_json(self, path: str) -> dict[str, Any]:
+        if path == self.broken:
+            raise ApiError(503, "ServiceUnavailable", "the server is currently unable to handle the request")
+        if path == "/api":
+            return {"versions": ["v1"]}
+        if path == "/apis":
+            return {
+                "groups": [
+                    {"name": "apps", "versions": [{"version": "v1"}], "preferredVersion": {"version": "v1"}},
+                    {"name": "metrics.example.com", "versions": [{"version": "v1"}]},
+                ]
+            }
+        group_version = {
+            "/api/v1": [res("configmaps", "ConfigMap")],
+            "/apis/apps/v1": [res("deployments", "Deployment")],
+            "/apis/metrics.example.com/v1": [res("samples", "Sample")],
+        }
+        return {"resources": group_version[path]}
+
+
+SPEC = [
+    {"group": "", "resources": ["configmaps"]},
+    {"group": "metrics.example.com", "resources": ["samples"]},
+]
+KNOWN = [("", "configmaps"), ("metrics.example.com", "samples")]
+
+
+def test_failed_group_discovery_is_unknown_not_missing() -> None:
+    """A 503 from /apis/<group>/<version> must not purge that group's synced data."""
+    client = FakeDiscoveryClient("/apis/metrics.example.com/v1")
+    d = asyncio.run(fetch_discovery(client, None))  # type: ignore[arg-type]
+    assert set(d.failed) == {("metrics.example.com", "v1")}
+    assert "503" in d.failed_groups()["metrics.example.com"]
+    targets, _ = resolve(d, SPEC)
+    wanted = {(t.gvr.group, t.gvr.resource) for t in targets}
+    plan = removals(KNOWN, wanted, d, SPEC, sync_all=False, missing_before=set())
+    assert plan.purge == []
+    assert "503" in plan.keep[("metrics.example.com", "samples")]
+    # Failing again, even after it was once seen missing, still purges nothing.
+    plan = removals(
+        KNOWN, wanted, d, SPEC, sync_all=False, missing_before={("metrics.example.com", "samples")}
+    )
+    assert plan.purge == [] and plan.missing_once == {("metrics.example.com", "samples")}
+
+
+def test_purge_needs_two_successful_discoveries_or_a_spec_change() -> None:
+    client = FakeDiscoveryClient("")
+    d = asyncio.run(fetch_discovery(client, None))  # type: ignore[arg-type]
+    d.resources[("metrics.example.com", "v1")] = []  # served group, resource gone (e.g. CRD deleted)
+    targets, _ = resolve(d, SPEC)
+    wanted = {(t.gvr.group, t.gvr.resource) for t in targets}
+    first = removals(KNOWN, wanted, d, SPEC, sync_all=False, missing_before=set())
+    assert first.purge == [] and first.missing_once == {("metrics.example.com", "samples")}
+    second = removals(KNOWN, wanted, d, SPEC, sync_all=False, missing_before=first.missing_once)
+    assert second.purge == [("metrics.example.com", "samples")]
+    # Removed from the spec: purged at once, served or not.
+    targets, _ = resolve(d, SPEC[:1])
+    dropped = removals(
+        KNOWN,
+        {(t.gvr.group, t.gvr.resource) for t in targets},
+        d,
+        SPEC[:1],
+        sync_all=False,
+        missing_before=set(),
+    )
+    assert dropped.purge == [("metrics.example.com", "samples")]
