@@ -4,16 +4,20 @@ Sync tasks ``put`` events into a bounded asyncio queue (back-pressure: a fast li
 queue instead of buffering a cluster in memory); one task drains it in batches of up to
 ``publish_batch_max_events`` and appends them to the queue, keeping their order. When the queue
 reports :class:`QueueReset` (it lost accepted entries), ``on_reset`` is called: every cluster then
-relists under a new epoch, which repairs whatever was lost.
+relists under a new epoch, which repairs whatever was lost -- except a purge: a relist cannot bring
+back the PurgeCluster of a deleted PediaCluster (its finalizer is already gone) or of a resource
+dropped from the spec. So the funnel remembers the purges it handed over recently and publishes
+them again, with the ones of the dropped batch, right after every reset (a purge is idempotent).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
-from common.events import Event
+from common.events import Event, PurgeCluster
 from common.queue.base import Publisher, QueueReset
 
 log = logging.getLogger(__name__)
@@ -27,6 +31,8 @@ class EventFunnel:
         batch_max_events: int = 500,
         on_reset: Callable[[], None] | None = None,
         idle_probe_seconds: float = 5.0,
+        purge_memory_seconds: float = 600.0,
+        purge_memory_max: int = 1024,
     ) -> None:
         self._publisher = publisher
         self._batch_max = max(1, batch_max_events)
@@ -34,6 +40,10 @@ class EventFunnel:
         self._on_reset = on_reset
         self._idle_probe_seconds = idle_probe_seconds
         self.published = 0
+        self._purge_memory_seconds = purge_memory_seconds
+        self._purge_memory_max = max(1, purge_memory_max)
+        self._recent_purges: dict[PurgeCluster, float] = {}
+        """Purges handed to the queue lately -> when (monotonic); insertion ordered."""
 
     async def put(self, event: Event) -> None:
         await self._queue.put(event)
@@ -78,15 +88,44 @@ class EventFunnel:
             try:
                 await self._publisher.publish(batch)
                 self.published += len(batch)
+                self._remember_purges(batch)
                 return
             except QueueReset:
                 log.warning("queue lost entries: every cluster relists")
                 if self._on_reset is not None:
                     self._on_reset()
-                return
+                batch = self._purges_to_resend(batch)
+                if not batch:
+                    return
+                log.warning("re-publishing %d purge(s) the reset may have lost", len(batch))
+                delay = 0.2
+                continue
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("publishing %d events failed; retrying", len(batch))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _remember_purges(self, batch: list[Event]) -> None:
+        now = time.monotonic()
+        recent = self._recent_purges
+        for event in batch:
+            if isinstance(event, PurgeCluster):
+                recent.pop(event, None)
+                recent[event] = now
+        horizon = now - self._purge_memory_seconds
+        for event, at in list(recent.items()):
+            if at >= horizon and len(recent) <= self._purge_memory_max:
+                break
+            del recent[event]
+
+    def _purges_to_resend(self, dropped: list[Event]) -> list[Event]:
+        """Recent purges (the queue may have lost them) plus those of the dropped batch, in order."""
+        horizon = time.monotonic() - self._purge_memory_seconds
+        out: dict[PurgeCluster, None] = {e: None for e, at in self._recent_purges.items() if at >= horizon}
+        for event in dropped:
+            if isinstance(event, PurgeCluster):
+                out.pop(event, None)
+                out[event] = None
+        return list(out)

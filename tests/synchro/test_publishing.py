@@ -82,3 +82,43 @@ def test_idle_probe_reports_a_reset() -> None:
         assert resets == [True]
 
     asyncio.run(_run(funnel, body()))
+
+
+def test_purges_are_republished_after_a_reset() -> None:
+    """A reset may lose an accepted PurgeCluster (a deleted PediaCluster's finalizer is already
+    gone, so nothing would ever send it again): the funnel re-sends recent and dropped purges."""
+    resets: list[bool] = []
+    pub = RecordingPublisher()
+    funnel = EventFunnel(pub, batch_max_events=10, on_reset=lambda: resets.append(True))
+
+    async def body() -> None:
+        await funnel.put(PurgeCluster("deleted"))
+        await funnel.put(PurgeCluster("c", "apps", "deployments"))
+        await funnel.drained()
+        pub.batches.clear()  # the queue lost what it had accepted...
+        pub.fail_with.append(QueueReset("lost"))  # ...and says so on the next publish
+        await funnel.put(done(1))
+        await funnel.put(PurgeCluster("other"))
+        await funnel.drained()
+        assert resets == [True]
+        assert pub.batches == [
+            [PurgeCluster("deleted"), PurgeCluster("c", "apps", "deployments"), PurgeCluster("other")]
+        ]
+
+    asyncio.run(_run(funnel, body()))
+
+
+def test_purge_memory_is_bounded() -> None:
+    pub = RecordingPublisher()
+    funnel = EventFunnel(pub, batch_max_events=10, purge_memory_max=3)
+
+    async def body() -> None:
+        for i in range(10):
+            await funnel.put(PurgeCluster(f"c{i}"))
+        await funnel.drained()
+        pub.fail_with.append(QueueReset("lost"))
+        await funnel.put(done(1))
+        await funnel.drained()
+        assert pub.batches[-1] == [PurgeCluster(f"c{i}") for i in (7, 8, 9)]
+
+    asyncio.run(_run(funnel, body()))
