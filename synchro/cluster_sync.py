@@ -27,6 +27,7 @@ from synchro.discovery import (
     is_builtin_group,
     printer_columns,
     removals,
+    requested,
     resolve,
     spec_wants,
 )
@@ -75,6 +76,7 @@ class ClusterSync:
         previous: dict[Key, Target] | None = None,
         status: ClusterStatus | None = None,
         list_slots: asyncio.Semaphore | None = None,
+        recorded: list[Key] | None = None,
     ) -> None:
         self.list_slots = list_slots or asyncio.Semaphore(settings.max_concurrent_lists)
         self.name = name
@@ -90,6 +92,9 @@ class ClusterSync:
         self.known: dict[Key, Target] = dict(previous or {})
         """Targets synced now or before (by this sync or the one it replaced): a key that
         discovery no longer yields is purged from the store."""
+        self.recorded = [k for k in recorded or () if k not in self.known]
+        """Resources the host's PediaCluster status lists as synced (by an earlier worker or
+        run): the durable record of what the store may hold for this cluster."""
         self.tasks: dict[Key, asyncio.Task[None]] = {}
         self._missing_once: set[Key] = set()
         """Synced resources the last successful discovery did not find (purged if the next one
@@ -109,6 +114,7 @@ class ClusterSync:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        await self._purge_unrequested()  # before the status writer replaces the durable record
         writer = asyncio.create_task(self._status_writer(), name=f"status:{self.name}")
         try:
             await self._run()
@@ -119,6 +125,22 @@ class ClusterSync:
             if self.client is not None:
                 await self.client.close()
             metrics.forget(self.name)
+
+    async def _purge_unrequested(self) -> None:
+        """Purge what the status says was synced but the spec no longer asks for (dropped while
+        no worker ran this cluster); the rest of the record joins ``known``, so a resource the
+        member stopped serving meanwhile is purged by the usual two-discoveries rule."""
+        spec_resources = list(self.spec.get("resources") or ())
+        sync_all = self.spec.get("syncAllCustomResources") is True
+        for key in self.recorded:
+            if requested(spec_resources, key, sync_all=sync_all):
+                self.known.setdefault(key, Target(GVR(key[0], "", key[1]), "", False))
+            else:
+                log.info(
+                    "purging %s: in the status, no longer in the spec", key, extra={"cluster": self.name}
+                )
+                await self.funnel.put(PurgeCluster(self.name, key[0], key[1]))
+        self.recorded = []
 
     def restart(self) -> None:
         """Relist every resource (the queue lost entries)."""

@@ -413,6 +413,7 @@ class SynchroManager:
             previous=previous.known if previous is not None else None,
             status=previous.status if previous is not None else None,
             list_slots=self.list_slots,
+            recorded=recorded_resources(obj) if previous is None else None,
         )
         own.sync, own.generation = sync, generation
         own.task = asyncio.create_task(sync.run(), name=f"cluster:{name}")
@@ -430,6 +431,18 @@ class SynchroManager:
         await self.funnel.drained()
         await self.funnel.put(PurgeCluster(name))
         await self.funnel.drained()
+
+
+def recorded_resources(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """(group, resource) pairs the PediaCluster's status lists: what an earlier sync wrote."""
+    out: list[tuple[str, str]] = []
+    for group in (obj.get("status") or {}).get("resources") or ():
+        if not isinstance(group, dict):
+            continue
+        for entry in group.get("resources") or ():
+            if isinstance(entry, dict) and entry.get("resource") not in (None, "", "*"):
+                out.append((str(group.get("group") or ""), str(entry["resource"])))
+    return out
 
 
 async def serve_synchro(
