@@ -125,6 +125,23 @@ def credentials_from_configuration(cfg: Any, where: str) -> ClusterCredentials:
     )
 
 
+CREDENTIALS_LABEL = "clusterpedia.io/credentials"
+"""A Secret named by ``spec.secretRef`` must carry this label set to ``"true"``: whoever may create
+a PediaCluster must not be able to send any Secret of the synchro's namespace to a URL they
+choose, only the Secrets an administrator marked as member credentials."""
+
+
+def secret_data_if_labelled(secret: dict[str, Any], where: str) -> dict[str, str]:
+    """The Secret's ``data``, or :class:`InvalidConfig` when it lacks the credentials label."""
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    if labels.get(CREDENTIALS_LABEL) != "true":
+        raise InvalidConfig(
+            f'spec.secretRef {where}: the Secret is not labelled {CREDENTIALS_LABEL}="true" '
+            "(only Secrets marked as member credentials may be referenced)"
+        )
+    return dict(secret.get("data") or {})
+
+
 SECRET_KEYS = {"ca.crt": "caData", "token": "tokenData", "tls.crt": "certData", "tls.key": "keyData"}
 
 

@@ -15,7 +15,11 @@ import msgspec
 
 from common.settings import Settings
 from synchro.client import ApiError, Gone, KubeClient
-from synchro.credentials import ClusterCredentials, credentials_from_configuration
+from synchro.credentials import (
+    ClusterCredentials,
+    credentials_from_configuration,
+    secret_data_if_labelled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +102,9 @@ class Host:
         )
 
     async def get_secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        """The data of a Secret labelled as member credentials (InvalidConfig otherwise)."""
         secret = await self.client.get_json(f"/api/v1/namespaces/{namespace}/secrets/{name}")
-        return dict(secret.get("data") or {})
+        return secret_data_if_labelled(secret, f"{namespace}/{name}")
 
     # -- namespace and leases ------------------------------------------------------------------------
 

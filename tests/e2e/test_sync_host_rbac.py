@@ -82,6 +82,7 @@ def test_synchro_with_least_privilege(host_cluster: Cluster, member_cluster: Any
         f"--from-literal=token={member.token}",
         f"--from-file=ca.crt={member.ca_file}",
     )
+    host_cluster.kubectl("-n", "pedia-rbac", "label", "secret", "member", "clusterpedia.io/credentials=true")
     name = unique("least")
     host_cluster.apply(
         "apiVersion: clusters.clusterpedia.io/v1alpha1\nkind: PediaCluster\n"

@@ -114,6 +114,29 @@ def test_spec_options(host_cluster: Cluster, member_cluster: Any, sqlite_url: st
         f"--from-literal=token={member.token}",
         f"--from-file=ca.crt={member.ca_file}",
     )
+    label = ("-n", "clusterpedia-system", "label", "secret")
+    host_cluster.kubectl(*label, "member-creds", "clusterpedia.io/credentials=true")
+    # Any other Secret of the namespace (here the same one, unlabelled) is refused.
+    host_cluster.kubectl(
+        "-n",
+        "clusterpedia-system",
+        "create",
+        "secret",
+        "generic",
+        "not-for-pedia",
+        f"--from-literal=token={member.token}",
+        f"--from-file=ca.crt={member.ca_file}",
+    )
+    host_cluster.apply(
+        pc(
+            "by-unlabelled-secret",
+            {
+                "apiserverURL": member.server,
+                "secretRef": {"name": "not-for-pedia"},
+                "resources": [configmaps],
+            },
+        )
+    )
     host_cluster.apply(
         pc(
             "by-secret",
@@ -131,6 +154,7 @@ def test_spec_options(host_cluster: Cluster, member_cluster: Any, sqlite_url: st
         "--from-literal=token=wrong",
         f"--from-file=ca.crt={member.ca_file}",
     )
+    host_cluster.kubectl(*label, "rotating", "clusterpedia.io/credentials=true")
     host_cluster.apply(
         pc(
             "by-rotated-secret",
@@ -168,6 +192,15 @@ def test_spec_options(host_cluster: Cluster, member_cluster: Any, sqlite_url: st
         wait_for(
             lambda: ready_of(host_cluster, "by-rotated-secret").get("reason") == "Unauthorized", "401 first"
         )
+        cond = wait_for(
+            lambda: (
+                (c := ready_of(host_cluster, "by-unlabelled-secret")).get("reason") == "InvalidConfig" and c
+            ),
+            "unlabelled Secret refused",
+        )
+        assert (cond["status"], cond["reason"]) == ("False", "InvalidConfig"), cond
+        assert 'not labelled clusterpedia.io/credentials="true"' in cond["message"]
+        assert not store_rows(sqlite_url, ["by-unlabelled-secret"])
         patch = json.dumps({"stringData": {"token": member.token}})
         host_cluster.kubectl(
             "-n", "clusterpedia-system", "patch", "secret", "rotating", "--type=merge", "-p", patch

@@ -1,5 +1,6 @@
 import base64
 import datetime
+from typing import Any
 
 import pytest
 import yaml
@@ -8,7 +9,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from synchro.credentials import InvalidConfig, credentials_from_spec
+from synchro.credentials import (
+    CREDENTIALS_LABEL,
+    InvalidConfig,
+    credentials_from_spec,
+    secret_data_if_labelled,
+)
 
 
 def b64(data: bytes | str) -> str:
@@ -95,3 +101,14 @@ def test_kubeconfig_and_secret(pem_pair: tuple[bytes, bytes]) -> None:
     assert (creds.token, creds.ca_pem, creds.insecure_skip_tls_verify) == ("secret-token", cert, True)
     creds = credentials_from_spec({"apiserverURL": "https://h:1", "tokenData": b64("spec")}, secret)
     assert creds.token == "spec"
+
+
+def test_secret_ref_needs_the_credentials_label() -> None:
+    secret: dict[str, Any] = {"metadata": {"name": "s"}, "data": {"token": "dA=="}}
+    with pytest.raises(InvalidConfig, match=r'clusterpedia\.io/credentials="true"'):
+        secret_data_if_labelled(secret, "ns/s")
+    secret["metadata"]["labels"] = {CREDENTIALS_LABEL: "yes"}
+    with pytest.raises(InvalidConfig, match="ns/s"):
+        secret_data_if_labelled(secret, "ns/s")
+    secret["metadata"]["labels"] = {CREDENTIALS_LABEL: "true"}
+    assert secret_data_if_labelled(secret, "ns/s") == {"token": "dA=="}
