@@ -77,6 +77,7 @@ class ClusterSync:
         status: ClusterStatus | None = None,
         list_slots: asyncio.Semaphore | None = None,
         recorded: list[Key] | None = None,
+        previous_epochs: dict[str, int] | None = None,
     ) -> None:
         self.list_slots = list_slots or asyncio.Semaphore(settings.max_concurrent_lists)
         self.name = name
@@ -96,6 +97,9 @@ class ClusterSync:
         """Resources the host's PediaCluster status lists as synced (by an earlier worker or
         run): the durable record of what the store may hold for this cluster."""
         self.tasks: dict[Key, asyncio.Task[None]] = {}
+        self.epochs: dict[str, int] = dict(previous_epochs or {})
+        """group/resource -> highest list epoch used: a lower one means the member went back in
+        time (see ResourceSync._check_rewind)."""
         self._missing_once: set[Key] = set()
         """Synced resources the last successful discovery did not find (purged if the next one
         does not find them either)."""
@@ -360,6 +364,7 @@ class ClusterSync:
             status=rs,
             settings=self.settings,
             list_slots=self.list_slots,
+            epochs=self.epochs,
         )
         self.known[key] = target
         self.tasks[key] = asyncio.create_task(sync.run(), name=f"sync:{self.name}:{target.gvr}")

@@ -414,6 +414,7 @@ class SynchroManager:
             status=previous.status if previous is not None else None,
             list_slots=self.list_slots,
             recorded=recorded_resources(obj) if previous is None else None,
+            previous_epochs=previous.epochs if previous is not None else None,
         )
         own.sync, own.generation = sync, generation
         own.task = asyncio.create_task(sync.run(), name=f"cluster:{name}")

@@ -15,7 +15,7 @@ import random
 import httpx
 import msgspec
 
-from common.events import ListDone
+from common.events import ListDone, PurgeCluster
 from common.settings import SynchroSettings
 from synchro import metrics
 from synchro.client import ApiError, Gone, KubeClient
@@ -41,8 +41,11 @@ class ResourceSync:
         status: ResourceStatus,
         settings: SynchroSettings,
         list_slots: asyncio.Semaphore | None = None,
+        epochs: dict[str, int] | None = None,
     ) -> None:
         self.cluster = cluster
+        self.epochs = epochs if epochs is not None else {}
+        """group/resource -> the highest list epoch used so far (shared by the cluster's syncs)."""
         self.list_slots = list_slots or asyncio.Semaphore(1)
         self.client = client
         self.target = target
@@ -96,6 +99,7 @@ class ResourceSync:
             if not epoch:
                 epoch = parse_resource_version(page.metadata.resourceVersion)
                 list_rv = page.metadata.resourceVersion
+                await self._check_rewind(epoch)
             for raw in page.items or ():
                 upsert = self.transformer.upsert(bytes(raw), epoch)
                 if upsert is not None:
@@ -110,6 +114,24 @@ class ResourceSync:
         metrics.set_objects(self.cluster, self.label, st.objects)
         metrics.touch(self.cluster, self.label)
         return list_rv
+
+    async def _check_rewind(self, epoch: int) -> None:
+        """A list older than one already used (etcd restored from a backup, or the cluster rebuilt
+        behind the same PediaCluster) would never win the store's resourceVersion guard and its
+        ListDone would not clear the newer rows: purge the resource first, then the list refills
+        it."""
+        highest = self.epochs.get(self.label, 0)
+        if epoch and epoch < highest:
+            log.warning(
+                "resourceVersion went backwards (%d < %d): purging the resource before relisting",
+                epoch,
+                highest,
+                extra={"cluster": self.cluster, "resource": self.label},
+            )
+            gvr = self.target.gvr
+            await self.funnel.put(PurgeCluster(self.cluster, gvr.group, gvr.resource))
+        if epoch:
+            self.epochs[self.label] = epoch
 
     async def _watch_with_retries(self, rv: str) -> str:
         """Watch until the server ends the request; on a broken connection resume from the last
