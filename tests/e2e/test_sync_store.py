@@ -157,6 +157,11 @@ def test_store_equals_clusters(
             mutate(member, ns)
         took = wait_store_matches(store_url, expected, members, timeout=60)
         print(f"[{store}/{queue}] after updates/deletes: store matched {took:.2f}s after the last kubectl")
+        # Issue 3's acceptance: the store matches the clusters within 2 s of the last change; that
+        # is what this measures on an unloaded machine (it includes the member's controllers
+        # scaling and garbage-collecting, and the polling of both sides). 10 s leaves room for a
+        # loaded 2-core CI machine while still failing on a stuck or batch-delayed pipeline.
+        assert took <= 10.0, f"store matched {took:.1f}s after the last change (bound 10 s)"
 
         # Deleting a PediaCluster removes its rows (finalizer: purge, then the object goes).
         gone, kept = list(members)
