@@ -23,6 +23,7 @@ from typing import Any
 from common.events import PurgeCluster
 from common.queue.base import Publisher
 from common.settings import Settings
+from common.types import GVR
 from synchro import metrics
 from synchro.client import ApiError, KubeClient
 from synchro.cluster_sync import ClusterSync
@@ -41,6 +42,7 @@ from synchro.leases import (
 )
 from synchro.publishing import EventFunnel
 from synchro.resource_sync import TRANSPORT_ERRORS
+from synchro.transform import parse_resource_version
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +416,7 @@ class SynchroManager:
             status=previous.status if previous is not None else None,
             list_slots=self.list_slots,
             recorded=recorded_resources(obj) if previous is None else None,
-            previous_epochs=previous.epochs if previous is not None else None,
+            previous_epochs=previous.epochs if previous is not None else recorded_epochs(obj),
         )
         own.sync, own.generation = sync, generation
         own.task = asyncio.create_task(sync.run(), name=f"cluster:{name}")
@@ -443,6 +445,24 @@ def recorded_resources(obj: dict[str, Any]) -> list[tuple[str, str]]:
         for entry in group.get("resources") or ():
             if isinstance(entry, dict) and entry.get("resource") not in (None, "", "*"):
                 out.append((str(group.get("group") or ""), str(entry["resource"])))
+    return out
+
+
+def recorded_epochs(obj: dict[str, Any]) -> dict[str, int]:
+    """group/resource -> resourceVersion of the last list the status records (durable across
+    restarts and lease handovers, so a member that went back in time meanwhile is detected)."""
+    out: dict[str, int] = {}
+    for group in (obj.get("status") or {}).get("resources") or ():
+        if not isinstance(group, dict):
+            continue
+        for entry in group.get("resources") or ():
+            if not isinstance(entry, dict) or not entry.get("resource"):
+                continue
+            for cond in entry.get("syncConditions") or ():
+                epoch = parse_resource_version(str((cond or {}).get("listResourceVersion") or ""))
+                if epoch:
+                    label = GVR(str(group.get("group") or ""), "", str(entry["resource"])).group_resource
+                    out[label] = max(out.get(label, 0), epoch)
     return out
 
 

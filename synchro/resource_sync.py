@@ -110,7 +110,7 @@ class ResourceSync:
         gvr = self.target.gvr
         await self.funnel.put(ListDone(self.cluster, gvr.group, gvr.version, gvr.resource, epoch))
         self.epoch = epoch
-        st.objects, st.listing = st.listed, False
+        st.objects, st.listing, st.list_rv = st.listed, False, list_rv
         metrics.set_objects(self.cluster, self.label, st.objects)
         metrics.touch(self.cluster, self.label)
         return list_rv

@@ -42,6 +42,7 @@ class ResourceStatus:
         "group",
         "kind",
         "last_transition",
+        "list_rv",
         "listed",
         "listing",
         "message",
@@ -72,6 +73,7 @@ class ResourceStatus:
         self.listed = 0
         self.remaining: int | None = None
         self.listing = False
+        self.list_rv = ""
 
     def set(self, status: str, reason: str = "", message: str = "") -> bool:
         """Change the sync status; True when anything changed."""
@@ -104,6 +106,8 @@ class ResourceStatus:
         progress = self.progress()
         if progress:
             cond["initialListProgress"] = progress
+        if self.list_rv:
+            cond["listResourceVersion"] = self.list_rv
         entry: dict[str, Any] = {"resource": self.resource, "syncConditions": [cond]}
         if self.kind:
             entry["kind"] = self.kind

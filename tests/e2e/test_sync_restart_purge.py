@@ -43,9 +43,13 @@ def test_resource_dropped_while_synchro_down_is_purged(
 
         def status_lists_configmaps() -> bool:
             groups = pediacluster_status(host_cluster, name).get("resources") or []
-            return any(r["resource"] == "configmaps" for g in groups for r in g["resources"])
+            return any(
+                r["resource"] == "configmaps" and r["syncConditions"][0].get("listResourceVersion")
+                for g in groups
+                for r in g["resources"]
+            )
 
-        wait_for(status_lists_configmaps, "configmaps recorded in the status")
+        wait_for(status_lists_configmaps, "configmaps and its list resourceVersion in the status")
         synchro.stop()
         host_cluster.apply(pediacluster(name, member, {"": ["serviceaccounts"]}))
         assert any(k[2] == "configmaps" for k in store_rows(sqlite_url, [name]))  # still there

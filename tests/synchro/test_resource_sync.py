@@ -13,9 +13,10 @@ from common.settings import SynchroSettings
 from common.types import GVR
 from synchro.client import ListMeta, ListPage
 from synchro.discovery import Target
+from synchro.manager import recorded_epochs
 from synchro.publishing import EventFunnel
 from synchro.resource_sync import ResourceSync
-from synchro.status import ResourceStatus
+from synchro.status import ClusterStatus, ResourceStatus
 from synchro.transform import ObjectTransformer
 from tests.synchro.test_publishing import RecordingPublisher
 
@@ -79,3 +80,16 @@ def test_backwards_resource_version_purges_before_the_list() -> None:
     assert isinstance(events[1], Upsert) and events[1].epoch == 40
     assert isinstance(events[2], ListDone) and events[2].epoch == 40
     assert epochs == {GVR_CM.group_resource: 40}
+    assert GVR_CM.group_resource == "configmaps"
+
+
+def test_last_list_resource_version_survives_in_the_status() -> None:
+    """The status records each resource's last list resourceVersion; a worker taking the cluster
+    over (restart, lease handover) starts from it, so a rewind meanwhile is still detected."""
+    status = ClusterStatus()
+    status.resource("", "configmaps").list_rv = "1200"
+    status.resource("apps", "deployments").list_rv = "900"
+    status.resource("", "pods")  # never listed
+    obj = {"status": status.render()}
+    assert recorded_epochs(obj) == {"configmaps": 1200, "deployments.apps": 900}
+    assert recorded_epochs({}) == {}
