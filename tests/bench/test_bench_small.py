@@ -60,7 +60,8 @@ def test_small_benchmark_measures_every_scenario(
 
     assert {(d["store"], d["statement"]) for d in res["downstream"]} == {
         (s, st) for s in ("sqlite", "postgresql", "mysql") for st in ("insert", "upsert")
-    }
+    } | {("postgresql", "copy")}
+    assert all(d["rate"] > 0 for d in res["downstream"])
     synced = {(s["store"], s["clusters"]): s for s in res["sync"]}
     assert set(synced) == {(s, c) for s in ("sqlite", "postgresql", "mysql") for c in (1, 4)}
     for (_, clusters), s in synced.items():
