@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from common.storage.query import FieldRequirement, LabelRequirement, Operator, OrderBy, Search, full_order
-from common.storage.schema import resource_types, resources
+from common.storage.schema import PG_LABELS, resource_types, resources
 
 _r = resources.c
 
@@ -134,10 +134,12 @@ def label_condition(req: LabelRequirement, dialect: str) -> ColumnElement[bool]:
         Operator.IN,
         Operator.NOT_IN,
     ):
-        obj = type_coerce(_r.object, JSONB)
-        # @> with a bound JSONB document: served by a GIN index on the object.
-        contains = or_(*(obj.contains({"metadata": {"labels": {req.key: v}}}) for v in req.values))
-        return contains if req.operator in (Operator.EQUALS, Operator.IN) else ~contains
+        labels = type_coerce(PG_LABELS, JSONB)
+        # @> with a bound JSONB document: served by the GIN index on the labels (schema.py).
+        contains = or_(*(labels.contains({req.key: v}) for v in req.values))
+        if req.operator in (Operator.EQUALS, Operator.IN):
+            return contains
+        return or_(labels.is_(None), ~contains)  # an object without any labels matches != / notin
     value = json_text(path, dialect, strings_only=True)
     if req.operator == Operator.EXISTS:
         return value.is_not(None)
