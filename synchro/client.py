@@ -76,14 +76,20 @@ def error_from_status(code: int, body: bytes) -> ApiError:
 class KubeClient:
     """A kube-apiserver reached with one set of credentials."""
 
-    def __init__(self, creds: ClusterCredentials, *, request_timeout_seconds: float = 30.0) -> None:
+    def __init__(
+        self, creds: ClusterCredentials, *, request_timeout_seconds: float = 30.0, accept_gzip: bool = False
+    ) -> None:
         self.url = creds.url
         ctx: ssl.SSLContext = creds.ssl_context()
         self.request_timeout_seconds = request_timeout_seconds
         self._http = httpx.AsyncClient(
             base_url=creds.url,
             verify=ctx,
-            headers={**creds.headers(), "Accept": "application/json"},
+            headers={
+                **creds.headers(),
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip" if accept_gzip else "identity",
+            },
             timeout=httpx.Timeout(request_timeout_seconds, connect=10.0),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
         )

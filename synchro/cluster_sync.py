@@ -166,7 +166,7 @@ class ClusterSync:
         while True:
             try:
                 creds = await self._credentials()
-                self.client = KubeClient(creds)
+                self.client = KubeClient(creds, accept_gzip=self.settings.member_accept_gzip)
                 return self.client
             except InvalidConfig as exc:
                 self.status.set_ready(False, INVALID_CONFIG, str(exc))
