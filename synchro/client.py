@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from common.http import cancel_safe_transport
 from synchro.credentials import ClusterCredentials
 
 
@@ -82,16 +83,16 @@ class KubeClient:
         self.url = creds.url
         ctx: ssl.SSLContext = creds.ssl_context()
         self.request_timeout_seconds = request_timeout_seconds
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
         self._http = httpx.AsyncClient(
             base_url=creds.url,
-            verify=ctx,
+            transport=cancel_safe_transport(ctx, limits),
             headers={
                 **creds.headers(),
                 "Accept": "application/json",
                 "Accept-Encoding": "gzip" if accept_gzip else "identity",
             },
             timeout=httpx.Timeout(request_timeout_seconds, connect=10.0),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
         )
 
     async def close(self) -> None:
