@@ -68,6 +68,10 @@ SIZES = {
     "small": Size("small", 3_500, 5, (1, 4), (100, 500), 10, 20, 3, 3, 10, 3_500, 300),
     "medium": Size("medium", 14_000, 10, (1, 10), (100, 500), 25, 100, 8, 8, 50, 20_000, 900),
     "large": Size("large", 100_000, 20, (1, 3), (100, 500), 30, 100, 10, 10, 200, 50_000, 3600),
+    # One million rows: the large data set behind ten PediaClusters (issue 6 allows several
+    # PediaClusters on one kube-apiserver). 50 and 200 PATCH/s x 10 clusters = 500 and 2,000
+    # changes/s entering the pipeline.
+    "xl": Size("xl", 100_000, 20, (10,), (50, 200), 30, 100, 10, 10, 200, 50_000, 3600),
 }
 
 
