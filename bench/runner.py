@@ -71,7 +71,7 @@ SIZES = {
     # One million rows: the large data set behind ten PediaClusters (issue 6 allows several
     # PediaClusters on one kube-apiserver). 50 and 200 PATCH/s x 10 clusters = 500 and 2,000
     # changes/s entering the pipeline.
-    "xl": Size("xl", 100_000, 20, (10,), (50, 200), 30, 100, 10, 10, 200, 50_000, 3600),
+    "xl": Size("xl", 100_000, 20, (1, 10), (50, 200), 30, 100, 10, 10, 200, 50_000, 3600),
 }
 
 
