@@ -6,12 +6,17 @@ Accepted URLs: ``sqlite:///path.db`` (the embedded default), ``postgresql://user
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, insert, select
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
-from common.storage.schema import SCHEMA_VERSION, metadata, schema_version
+from common.storage.schema import PG_TRGM, SCHEMA_VERSION, has_pg_trgm, metadata, schema_version
+
+log = logging.getLogger(__name__)
 
 
 def normalise_url(url: str) -> str:
@@ -49,13 +54,65 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create the tables (idempotent) and record the schema version."""
+    """Create the tables (idempotent), or upgrade an older store, and record the schema version.
+
+    Upgrades are additive: every version so far only added indexes, so an older store is brought up
+    to date by creating the indexes of ``metadata`` it lacks (those of its dialect). The version row
+    is read ``FOR UPDATE`` so that two processes upgrading at once take turns (PostgreSQL; MySQL
+    commits each DDL statement itself, hence the per-index existence check)."""
+    if engine.dialect.name == "postgresql":
+        _try_pg_trgm(engine)
     metadata.create_all(engine, checkfirst=True)
     with engine.begin() as conn:
-        row = conn.execute(select(schema_version.c.version)).first()
+        row = conn.execute(select(schema_version.c.version).with_for_update()).first()
         if row is None:
             conn.execute(insert(schema_version).values(id=1, version=SCHEMA_VERSION))
         elif row[0] > SCHEMA_VERSION:
             raise RuntimeError(
                 f"store schema version {row[0]} is newer than this release understands ({SCHEMA_VERSION})"
+            )
+        elif row[0] < SCHEMA_VERSION:
+            _add_missing_indexes(conn, row[0])
+            conn.execute(update(schema_version).values(version=SCHEMA_VERSION))
+
+
+def _try_pg_trgm(engine: Engine) -> None:
+    """Create the ``pg_trgm`` extension if it is missing and we may (a trusted extension: the
+    database owner may); without it fuzzy-name search still works, by scanning."""
+    with engine.connect() as conn:
+        if has_pg_trgm(conn):
+            return
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE EXTENSION IF NOT EXISTS {PG_TRGM}"))
+    except DBAPIError as e:
+        log.warning(
+            "cannot create the PostgreSQL extension %s (%s): fuzzy-name search will scan every row"
+            " of the resource; a superuser can run CREATE EXTENSION %s in this database, then"
+            " clusterpedia migrate",
+            PG_TRGM,
+            str(e.orig).strip().splitlines()[0] if e.orig is not None else e,
+            PG_TRGM,
+        )
+
+
+def _add_missing_indexes(conn: Connection, from_version: int) -> None:
+    """Create every index of ``metadata`` the store lacks; on a large table this takes a while (the
+    table is readable meanwhile, writes wait), so each one is logged with its duration."""
+    for table in metadata.sorted_tables:
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            if conn.dialect.has_index(conn, table.name, str(index.name)):
+                continue
+            start = time.monotonic()
+            index.create(
+                conn, checkfirst=False
+            )  # honours ddl_if: a PostgreSQL-only index elsewhere is skipped
+            if not conn.dialect.has_index(conn, table.name, str(index.name)):
+                continue
+            log.info(
+                "schema upgrade %d -> %d: index %s ready in %.1f s",
+                from_version,
+                SCHEMA_VERSION,
+                index.name,
+                time.monotonic() - start,
             )

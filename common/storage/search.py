@@ -17,6 +17,7 @@ inserted and updated between pages.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
@@ -34,11 +35,21 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
     type_coerce,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from common.storage.query import FieldRequirement, LabelRequirement, Operator, OrderBy, Search, full_order
+from common.storage.query import (
+    FieldRequirement,
+    GroupResource,
+    LabelRequirement,
+    Operator,
+    OrderBy,
+    Search,
+    full_order,
+)
 from common.storage.schema import PG_LABELS, resource_types, resources
 
 _r = resources.c
@@ -46,15 +57,6 @@ _r = resources.c
 NULL_CREATED_AT = dt.datetime(1970, 1, 1)
 """Objects without a creation time sort (and page) as if created at the epoch."""
 
-_ORDER_COLUMNS: dict[str, ColumnElement[Any]] = {
-    "cluster": _r.cluster,
-    "namespace": _r.namespace,
-    "name": _r.name,
-    "created_at": func.coalesce(_r.created_at, literal(NULL_CREATED_AT)),
-    "resource_version": _r.resource_version,
-    "api_group": _r.api_group,
-    "resource": _r.resource,
-}
 
 LIST_COLUMNS = (
     _r.cluster,
@@ -217,8 +219,19 @@ def order_names(order: Sequence[OrderBy]) -> tuple[str, ...]:
     return tuple(("-" if o.desc else "") + o.field for o in order)
 
 
-def order_clauses(order: Sequence[OrderBy]) -> list[ColumnElement[Any]]:
-    return [_ORDER_COLUMNS[o.field].desc() if o.desc else _ORDER_COLUMNS[o.field].asc() for o in order]
+def _order_column(field: str, columns: Any = _r) -> ColumnElement[Any]:
+    """The column (of ``resources`` or of a subquery with the same column names) a field orders by."""
+    if field == "created_at":
+        return func.coalesce(columns.created_at, literal(NULL_CREATED_AT))
+    column: ColumnElement[Any] = getattr(columns, field)
+    return column
+
+
+def order_clauses(order: Sequence[OrderBy], columns: Any = _r) -> list[ColumnElement[Any]]:
+    return [
+        _order_column(o.field, columns).desc() if o.desc else _order_column(o.field, columns).asc()
+        for o in order
+    ]
 
 
 def key_value(field: str, value: str | int) -> Any:
@@ -230,22 +243,64 @@ def key_value(field: str, value: str | int) -> Any:
     return str(value)
 
 
-def after_key(order: Sequence[OrderBy], key: Sequence[str | int]) -> ColumnElement[bool]:
+def after_key(
+    order: Sequence[OrderBy],
+    key: Sequence[str | int],
+    dialect: str = "",
+    *,
+    group_resource: GroupResource | None = None,
+) -> ColumnElement[bool]:
     """Rows strictly after ``key`` in ``order``: the keyset-paging predicate.
 
-    (a, b, c) after (x, y, z) = a > x OR (a = x AND (b > y OR (b = y AND c > z))) with > flipped for
-    descending fields; the leading ``a >= x`` lets an index on the first field bound the scan."""
+    PostgreSQL and SQLite, one direction throughout: a row-value comparison ``(a, b, c) > (x, y, z)``,
+    which a B-tree whose columns follow the order serves as a range (the scan starts at the key
+    instead of filtering every row before it). ``group_resource``: the one (api_group, resource) the
+    search is confined to; prefixing it, ``(api_group, resource, cluster, namespace, name) > (g, r, x,
+    y, z)`` (same rows, the prefix being constant) lines the comparison up with the store's indexes
+    (``uq_resources_key`` starts with cluster, but the others with api_group, resource).
+
+    Otherwise (mixed directions, MySQL/MariaDB) the expansion (a, b, c) after (x, y, z) = a > x OR (a
+    = x AND (b > y OR (b = y AND c > z))) with > flipped for descending fields; the leading ``a >= x``
+    lets an index on the first field bound the scan."""
     if len(order) != len(key):
         raise ValueError("key does not match the order")
     values = [key_value(o.field, v) for o, v in zip(order, key, strict=True)]
+    if dialect in ("postgresql", "sqlite") and len({o.desc for o in order}) == 1:
+        columns = [_order_column(o.field) for o in order]
+        if group_resource is not None and {o.field for o in order}.isdisjoint(("api_group", "resource")):
+            # after the leading cluster (uq_resources_key) or first (the api_group, resource indexes)
+            at = 1 if order[0].field == "cluster" else 0
+            columns[at:at] = [_r.api_group, _r.resource]
+            values[at:at] = [group_resource.group, group_resource.resource]
+        bound = [literal(v, c.type) for v, c in zip(values, columns, strict=True)]
+        row, key_row = tuple_(*columns), tuple_(*bound)
+        return row < key_row if order[0].desc else row > key_row
     cond: ColumnElement[bool] | None = None
     for o, v in reversed(list(zip(order, values, strict=True))):
-        col = _ORDER_COLUMNS[o.field]
+        col = _order_column(o.field)
         beyond = col < v if o.desc else col > v
         cond = beyond if cond is None else or_(beyond, and_(col == v, cond))
     assert cond is not None
-    first, v0 = _ORDER_COLUMNS[order[0].field], values[0]
+    first, v0 = _order_column(order[0].field), values[0]
     return and_(first <= v0 if order[0].desc else first >= v0, cond)
+
+
+def _group_resource(search: Search) -> GroupResource | None:
+    """The one group/resource a search is confined to (None for a collection of several)."""
+    if search.group_resources:
+        return search.group_resources[0] if len(search.group_resources) == 1 else None
+    return GroupResource(search.group, search.resource)
+
+
+def _one_list(
+    search: Search, dialect: str, after: Sequence[str | int] | None, limit: int | None
+) -> Select[Any]:
+    order = full_order(search)
+    stmt = select(*LIST_COLUMNS).where(where_clause(search, dialect))
+    if after is not None:
+        stmt = stmt.where(after_key(order, after, dialect, group_resource=_group_resource(search)))
+    stmt = stmt.order_by(*order_clauses(order))
+    return stmt.limit(limit) if limit is not None else stmt
 
 
 def list_statement(
@@ -257,24 +312,38 @@ def list_statement(
     offset: int | None = None,
 ) -> Select[Any]:
     """Rows of ``LIST_COLUMNS`` matching ``search`` in its total order, optionally after a keyset key
-    and with LIMIT/OFFSET (the executor asks for one row more than a page to see if there is more)."""
-    order = full_order(search)
-    stmt = select(*LIST_COLUMNS).where(where_clause(search, dialect))
-    if after is not None:
-        stmt = stmt.where(after_key(order, after))
-    stmt = stmt.order_by(*order_clauses(order))
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    if offset:
-        stmt = stmt.offset(offset)
-    return stmt
+    and with LIMIT/OFFSET (the executor asks for one row more than a page to see if there is more).
+
+    A page of a collection (several group/resources) is a UNION ALL of one page per member, each
+    ordered and limited on its own, merged and limited again: every member is then a range scan of
+    an index in order that stops after ``limit`` rows, where one statement over ``(api_group,
+    resource) IN (...)`` would read every row of the other kinds sorting before them (all the pods
+    of a cluster precede its deployments)."""
+    if len(search.group_resources) > 1 and limit is not None:
+        inner = limit + (offset or 0)
+        members = [
+            select(*sub.c).select_from(sub)
+            for gr in search.group_resources
+            for sub in [
+                _one_list(
+                    dataclasses.replace(search, group_resources=(gr,)), dialect, after, inner
+                ).subquery()
+            ]
+        ]
+        merged = union_all(*members).subquery("page")
+        stmt = select(*merged.c).order_by(*order_clauses(full_order(search), merged.c)).limit(limit)
+        return stmt.offset(offset) if offset else stmt
+    stmt = _one_list(search, dialect, after, limit)
+    return stmt.offset(offset) if offset else stmt
 
 
 def count_statement(search: Search, dialect: str, *, after: Sequence[str | int] | None = None) -> Select[Any]:
     """How many rows match ``search`` (after ``key``): remainingItemCount."""
     stmt = select(func.count()).select_from(resources).where(where_clause(search, dialect))
     if after is not None:
-        stmt = stmt.where(after_key(full_order(search), after))
+        stmt = stmt.where(
+            after_key(full_order(search), after, dialect, group_resource=_group_resource(search))
+        )
     return stmt
 
 

@@ -277,6 +277,52 @@ def test_keyset_predicate_follows_mixed_directions(dialect: str) -> None:
     assert 8 in params.values()
 
 
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_keyset_in_one_direction_is_a_row_comparison_matching_an_index(dialect: str) -> None:
+    s = Search(group="", resource="pods")
+    text, params = compiled(sql.list_statement(s, dialect, after=["c1", "ns", "n"], limit=101), dialect)
+    body = text.split(" WHERE ", 1)[1]
+    # (cluster, api_group, resource, namespace, name): the columns of uq_resources_key, in order
+    uq_columns = (
+        "resources.cluster, resources.api_group, resources.resource, resources.namespace, resources.name"
+    )
+    assert f"({uq_columns}) > (" in body
+    assert " OR " not in body
+    key = ["c1", "", "pods", "ns", "n"]
+    assert [v for v in params.values() if v in key][-5:] == key
+    by_name = Search(
+        group="apps",
+        resource="deployments",
+        orderby=(OrderBy("name", True), OrderBy("cluster", True), OrderBy("namespace", True)),
+    )
+    text, _ = compiled(sql.count_statement(by_name, dialect, after=["n", "c1", "ns"]), dialect)
+    # orderby name: (api_group, resource, name, ...) lines up with ix_resources_gr_name
+    gr_name_first = "resources.api_group, resources.resource, resources.name, resources.cluster"
+    assert f"({gr_name_first}, resources.namespace) < (" in text
+
+
+def test_keyset_on_mysql_stays_the_expanded_comparison() -> None:
+    text, _ = compiled(sql.list_statement(BASE, "mysql", after=["c1", "ns", "n"], limit=5), "mysql")
+    body = text.split(" WHERE ", 1)[1]
+    assert "resources.cluster >= " in body and " OR " in body and ") > (" not in body
+
+
+@pytest.mark.parametrize("dialect", ALL)
+def test_collection_page_is_one_limited_page_per_member(dialect: str) -> None:
+    s = Search(group_resources=(GroupResource("apps", "deployments"), GroupResource("batch", "jobs")))
+    text, params = compiled(sql.list_statement(s, dialect, limit=11, offset=4), dialect)
+    assert text.count("UNION ALL") == 1
+    assert text.count("LIMIT") == 3  # each member, then the merged page
+    assert flat(params).count(15) == 2 and 11 in flat(params) and 4 in flat(params)
+    merged_order = (
+        "page.cluster ASC, page.api_group ASC, page.resource ASC, page.namespace ASC, page.name ASC"
+    )
+    assert f"ORDER BY {merged_order} LIMIT " in text
+    # a collection listed whole stays one statement
+    text, _ = compiled(sql.list_statement(s, dialect), dialect)
+    assert "UNION" not in text
+
+
 def test_keyset_key_values_are_typed() -> None:
     assert sql.key_value("created_at", "2024-01-02T03:04:05") == dt.datetime(2024, 1, 2, 3, 4, 5)
     assert sql.key_value("resource_version", 12) == 12
