@@ -40,6 +40,7 @@ from synchro.leases import (
     is_alive,
     lease_body,
 )
+from synchro.memory import pin_mmap_threshold
 from synchro.publishing import EventFunnel
 from synchro.resource_sync import TRANSPORT_ERRORS
 from synchro.transform import parse_resource_version
@@ -491,6 +492,7 @@ def run_synchro(settings: Settings, stop_event: threading.Event) -> None:
     """Blocking entry point for the CLI: run a worker on its own event loop until ``stop_event``
     (set from a signal handler in another thread) is set."""
 
+    pin_mmap_threshold()
     finished = threading.Event()
 
     async def main() -> None:

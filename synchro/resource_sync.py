@@ -101,7 +101,7 @@ class ResourceSync:
                 list_rv = page.metadata.resourceVersion
                 await self._check_rewind(epoch)
             for raw in page.items or ():
-                upsert = self.transformer.upsert(bytes(raw), epoch)
+                upsert = self.transformer.upsert(raw, epoch)
                 if upsert is not None:
                     await self.funnel.put(upsert)
                     st.listed += 1
@@ -162,7 +162,7 @@ class ResourceSync:
             async for event in self.client.watch(
                 self.path, resource_version=self.rv, timeout_seconds=self.settings.watch_timeout_seconds
             ):
-                raw = bytes(event.object)
+                raw = event.object
                 kind = event.type
                 metrics.touch(cluster, label)
                 if kind == "BOOKMARK":

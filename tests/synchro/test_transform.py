@@ -1,4 +1,7 @@
+from typing import Any
+
 import msgspec
+import pytest
 
 from common.events import Delete, Upsert
 from common.types import CLUSTER_ANNOTATION, GVR
@@ -70,3 +73,94 @@ def test_namespace_filter() -> None:
 def test_delete_event() -> None:
     d = ObjectTransformer("c1", DEPLOY, "Deployment").delete(item(resourceVersion="99"))
     assert d == Delete("c1", "apps", "v1", "deployments", "default", "web", 99)
+
+
+def reference_object(raw: bytes, cluster: str, api_version: str, kind: str, strip: bool) -> dict[str, Any]:
+    """What an upsert's object must mean, written the plain way: decode everything, edit, compare."""
+    obj: dict[str, Any] = msgspec.json.decode(raw)
+    meta: dict[str, Any] = obj.get("metadata") or {}
+    meta.pop("managedFields", None)
+    annotations: dict[str, str] = meta.get("annotations") or {}
+    if strip:
+        annotations.pop(LAST_APPLIED_ANNOTATION, None)
+    annotations[CLUSTER_ANNOTATION] = cluster
+    meta["annotations"] = annotations
+    obj["metadata"] = meta
+    obj["apiVersion"], obj["kind"] = api_version, kind
+    return obj
+
+
+ODD_TEXT = 'quote " backslash \\ slash / tab \t newline \n nul \u0000 sep \u2028 <a&b> é 日本 🚀'
+
+SHAPES: dict[str, bytes] = {
+    "list item, no annotations": msgspec.json.encode(
+        {"metadata": {"name": "a", "namespace": "n", "uid": "u", "resourceVersion": "7"}, "spec": {"x": 1}}
+    ),
+    "annotations null, ownerReferences null": msgspec.json.encode(
+        {"metadata": {"name": "a", "annotations": None, "ownerReferences": None}, "data": {"k": "v"}}
+    ),
+    "no metadata at all": b'{"spec":{"replicas":1}}',
+    "metadata null": b'{"metadata":null,"spec":{}}',
+    "managedFields and last-applied": item(),
+    "only last-applied": item(annotations={LAST_APPLIED_ANNOTATION: '{"big":"' + "x" * 5000 + '"}'}),
+    "unicode and escapes everywhere": msgspec.json.encode(
+        {
+            "metadata": {
+                "name": "é",
+                "namespace": "日本",
+                "labels": {"k": ODD_TEXT},
+                "annotations": {ODD_TEXT: ODD_TEXT},
+            },
+            "data": {"text": ODD_TEXT, ODD_TEXT: [ODD_TEXT]},
+        }
+    ),
+    # What Go's encoding/json writes: <, > and & as \u escapes; the meaning must survive.
+    "go-style escapes": (
+        b'{"metadata":{"name":"a\\u003cb","annotations":{"x":"\\u0026\\u003e\\ud83d\\ude80"}},'
+        b'"data":{"s":"\\u003chtml\\u003e \\"q\\" \\\\ \\/"}}'
+    ),
+    "numbers": b'{"metadata":{"name":"n"},"spec":{"big":123456789012345678901234567890,"f":1.5e-7,"z":-0.0}}',
+    "watch object with apiVersion and kind": msgspec.json.encode(
+        {"apiVersion": "apps/v1beta2", "kind": "Deployment", "metadata": {"name": "w"}, "spec": {}}
+    ),
+    "whitespace between tokens": (
+        b' { "metadata" : { "name" : "ws" , "annotations" : { "a" : "b" } } , "spec" : [ 1 , 2 ] } '
+    ),
+}
+
+
+@pytest.mark.parametrize("strip", [True, False])
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_object_means_the_fully_decoded_edit(shape: str, strip: bool) -> None:
+    raw = SHAPES[shape]
+    up = ObjectTransformer("c9", DEPLOY, "Deployment", strip_last_applied=strip).upsert(raw, epoch=3)
+    assert up is not None
+    assert msgspec.json.decode(up.object) == reference_object(raw, "c9", "apps/v1", "Deployment", strip)
+    meta = (msgspec.json.decode(raw) or {}).get("metadata") or {}
+    assert (up.name, up.namespace, up.uid) == (
+        meta.get("name") or "",
+        meta.get("namespace") or "",
+        meta.get("uid") or "",
+    )
+
+
+def test_items_of_a_list_page_are_read_in_place() -> None:
+    """List pages keep items as msgspec.Raw slices; the transformer takes them without a copy and
+    the event owns its bytes (the page can be freed)."""
+
+    class Page(msgspec.Struct):
+        items: list[msgspec.Raw]
+
+    body = b'{"items":[' + item() + b"," + SHAPES["unicode and escapes everywhere"] + b"]}"
+    page = msgspec.json.decode(body, type=Page)
+    tr = ObjectTransformer("c1", DEPLOY, "Deployment")
+    ups = [tr.upsert(raw, epoch=1) for raw in page.items]
+    del page, body
+    assert [u.name if u else None for u in ups] == ["web", "é"]
+    assert all(u is not None and type(u.object) is bytes for u in ups)
+    assert ups[0] is not None and ups[0].owner_uid == "owner-uid"
+
+
+def test_a_non_object_is_a_decode_error() -> None:
+    with pytest.raises(msgspec.DecodeError):
+        ObjectTransformer("c1", DEPLOY, "Deployment").upsert(b"[1,2]", epoch=1)
