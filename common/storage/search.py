@@ -314,12 +314,14 @@ def list_statement(
     """Rows of ``LIST_COLUMNS`` matching ``search`` in its total order, optionally after a keyset key
     and with LIMIT/OFFSET (the executor asks for one row more than a page to see if there is more).
 
-    A page of a collection (several group/resources) is a UNION ALL of one page per member, each
-    ordered and limited on its own, merged and limited again: every member is then a range scan of
-    an index in order that stops after ``limit`` rows, where one statement over ``(api_group,
-    resource) IN (...)`` would read every row of the other kinds sorting before them (all the pods
-    of a cluster precede its deployments)."""
-    if len(search.group_resources) > 1 and limit is not None:
+    A page of a collection whose members span several API groups is a UNION ALL of one page per
+    member, each ordered and limited on its own, merged and limited again: every member is then a
+    range scan of ``uq_resources_key`` that stops after ``limit`` rows, where one statement with
+    ``(api_group = .. AND resource = ..) OR ...`` (no index condition) reads every row sorting before
+    them (all the pods of a cluster precede its deployments): 1M rows, deployments.apps +
+    cronjobs.batch, 33-51 ms -> 10-11 ms. Members of one group (``workloads``) stay one statement,
+    ``api_group = ..`` bounding the scan already (the merge would add a sort: 9-11 -> 11-17 ms)."""
+    if len({gr.group for gr in search.group_resources}) > 1 and limit is not None:
         inner = limit + (offset or 0)
         members = [
             select(*sub.c).select_from(sub)

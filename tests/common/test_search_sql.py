@@ -318,9 +318,12 @@ def test_collection_page_is_one_limited_page_per_member(dialect: str) -> None:
         "page.cluster ASC, page.api_group ASC, page.resource ASC, page.namespace ASC, page.name ASC"
     )
     assert f"ORDER BY {merged_order} LIMIT " in text
-    # a collection listed whole stays one statement
+    # a collection listed whole, or of one API group (api_group bounds the scan), stays one statement
     text, _ = compiled(sql.list_statement(s, dialect), dialect)
     assert "UNION" not in text
+    apps = Search(group_resources=(GroupResource("apps", "deployments"), GroupResource("apps", "daemonsets")))
+    text, _ = compiled(sql.list_statement(apps, dialect, limit=11), dialect)
+    assert "UNION" not in text and text.count("LIMIT") == 1
 
 
 def test_keyset_key_values_are_typed() -> None:
