@@ -55,6 +55,13 @@ REDISCOVER_EVERY_PROBES = 6
 SECRET_RETRY_SECONDS = 5.0
 
 
+def prefetch_budget(settings: SynchroSettings) -> int:
+    """Read-ahead list pages a worker may hold beyond one per concurrent list: a quarter as many
+    (a page is ``list_page_size`` objects, megabytes of JSON; read-ahead pays off when few lists
+    run, and when many run their concurrency already keeps the members busy)."""
+    return max(1, settings.max_concurrent_lists // 4)
+
+
 class HostAPI(Protocol):
     """What a cluster sync needs from the host cluster."""
 
@@ -76,10 +83,12 @@ class ClusterSync:
         previous: dict[Key, Target] | None = None,
         status: ClusterStatus | None = None,
         list_slots: asyncio.Semaphore | None = None,
+        prefetch_slots: asyncio.Semaphore | None = None,
         recorded: list[Key] | None = None,
         previous_epochs: dict[str, int] | None = None,
     ) -> None:
         self.list_slots = list_slots or asyncio.Semaphore(settings.max_concurrent_lists)
+        self.prefetch_slots = prefetch_slots or asyncio.Semaphore(prefetch_budget(settings))
         self.name = name
         self.spec = spec
         self.settings = settings
@@ -364,6 +373,7 @@ class ClusterSync:
             status=rs,
             settings=self.settings,
             list_slots=self.list_slots,
+            prefetch_slots=self.prefetch_slots,
             epochs=self.epochs,
         )
         self.known[key] = target

@@ -26,7 +26,7 @@ from common.settings import Settings
 from common.types import GVR
 from synchro import metrics
 from synchro.client import ApiError, KubeClient
-from synchro.cluster_sync import ClusterSync
+from synchro.cluster_sync import ClusterSync, prefetch_budget
 from synchro.host import FINALIZER, Host, host_credentials
 from synchro.leases import (
     CLUSTER_LABEL,
@@ -80,6 +80,7 @@ class SynchroManager:
         self._heartbeat: dict[str, Any] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.list_slots = asyncio.Semaphore(max(1, self.conf.max_concurrent_lists))
+        self.prefetch_slots = asyncio.Semaphore(prefetch_budget(self.conf))
         self.duration = self.conf.lease_duration_seconds
 
     # -- entry -----------------------------------------------------------------------------------
@@ -416,6 +417,7 @@ class SynchroManager:
             previous=previous.known if previous is not None else None,
             status=previous.status if previous is not None else None,
             list_slots=self.list_slots,
+            prefetch_slots=self.prefetch_slots,
             recorded=recorded_resources(obj) if previous is None else None,
             previous_epochs=previous.epochs if previous is not None else recorded_epochs(obj),
         )

@@ -3,7 +3,8 @@
 The epoch design keeps no per-object state here: every object of a list is published as an Upsert
 stamped with ``epoch`` = the list's resourceVersion, then a ListDone(epoch) tells the writer that
 rows of this resource with an older epoch vanished while nobody watched. Watch events carry the
-same epoch. Memory is one list page plus the funnel's bounded queue, whatever the object count.
+same epoch. Memory is one list page (plus a read-ahead page when the worker's budget has one) and
+the funnel's bounded queue, whatever the object count.
 """
 
 from __future__ import annotations
@@ -41,12 +42,15 @@ class ResourceSync:
         status: ResourceStatus,
         settings: SynchroSettings,
         list_slots: asyncio.Semaphore | None = None,
+        prefetch_slots: asyncio.Semaphore | None = None,
         epochs: dict[str, int] | None = None,
     ) -> None:
         self.cluster = cluster
         self.epochs = epochs if epochs is not None else {}
         """group/resource -> the highest list epoch used so far (shared by the cluster's syncs)."""
         self.list_slots = list_slots or asyncio.Semaphore(1)
+        self.prefetch_slots = prefetch_slots
+        """Read-ahead pages shared by every list of the worker (None: no read-ahead)."""
         self.client = client
         self.target = target
         self.transformer = transformer
@@ -95,7 +99,9 @@ class ResourceSync:
         st.set(SYNC_SYNCING)
         epoch, list_rv = 0, ""
         events = metrics.EVENTS.labels(self.cluster, self.label, "LIST")
-        async for page in self.client.list_pages(self.path, page_size=self.settings.list_page_size):
+        async for page in self.client.list_pages(
+            self.path, page_size=self.settings.list_page_size, prefetch=self.prefetch_slots
+        ):
             if not epoch:
                 epoch = parse_resource_version(page.metadata.resourceVersion)
                 list_rv = page.metadata.resourceVersion

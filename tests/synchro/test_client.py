@@ -74,7 +74,7 @@ def test_pages_come_in_order_and_the_next_is_fetched_while_one_is_consumed() -> 
     async def body() -> list[list[str]]:
         client = client_for(member)
         got = []
-        async for page in client.list_pages("/api/v1/pods", page_size=1):
+        async for page in client.list_pages("/api/v1/pods", page_size=1, prefetch=asyncio.Semaphore(1)):
             if not got:
                 # page 1 is still being consumed, yet page 2 is already requested
                 await asyncio.wait_for(member.second_asked.wait(), 10)
@@ -87,11 +87,13 @@ def test_pages_come_in_order_and_the_next_is_fetched_while_one_is_consumed() -> 
 
 
 def test_an_expired_continue_token_is_gone_and_a_stop_drops_the_prefetch() -> None:
+    slots = asyncio.Semaphore(1)
+
     async def consume(member: Member, stop_after: int) -> list[list[str]]:
         client = client_for(member)
         got = []
         try:
-            async for page in client.list_pages("/api/v1/pods", page_size=1):
+            async for page in client.list_pages("/api/v1/pods", page_size=1, prefetch=slots):
                 got.append(names(page))
                 if len(got) == stop_after:
                     await asyncio.wait_for(member.second_asked.wait(), 10)
@@ -104,6 +106,28 @@ def test_an_expired_continue_token_is_gone_and_a_stop_drops_the_prefetch() -> No
         asyncio.run(consume(Member(expired=frozenset({"p2"})), stop_after=99))
     # Stopping after page 1 while page 2's request already failed: no error, nothing left behind.
     assert asyncio.run(consume(Member(expired=frozenset({"p2"})), stop_after=1)) == [["a"]]
+    assert not slots.locked()  # the read-ahead slot was given back
+
+
+def test_without_a_free_read_ahead_slot_pages_are_fetched_one_at_a_time() -> None:
+    member = Member()
+    slots = asyncio.Semaphore(1)
+
+    async def body() -> list[list[str]]:
+        client = client_for(member)
+        got = []
+        await slots.acquire()  # another list holds the only slot
+        async for page in client.list_pages("/api/v1/pods", page_size=1, prefetch=slots):
+            for _ in range(50):
+                await asyncio.sleep(0)  # room for a read-ahead request, if one had been sent
+            got.append(names(page))
+            assert len(member.asked) == len(got)
+            if len(got) == 2:
+                slots.release()  # freed: the next page may be read ahead
+        await client.close()
+        return got
+
+    assert asyncio.run(body()) == [["a"], ["b"], ["c"]]
 
 
 def test_list_responses_are_not_kept_alive_by_reference_cycles() -> None:

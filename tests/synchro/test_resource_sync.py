@@ -29,7 +29,9 @@ class OneListClient:
     def __init__(self, rv: int) -> None:
         self.rv = rv
 
-    async def list_pages(self, path: str, *, page_size: int) -> AsyncIterator[ListPage]:
+    async def list_pages(
+        self, path: str, *, page_size: int, prefetch: asyncio.Semaphore | None = None
+    ) -> AsyncIterator[ListPage]:
         item = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
