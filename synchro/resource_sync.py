@@ -21,6 +21,7 @@ from common.settings import SynchroSettings
 from synchro import metrics
 from synchro.client import ApiError, Gone, KubeClient
 from synchro.discovery import Target, gv_path
+from synchro.memory import release_free_heap_soon
 from synchro.publishing import EventFunnel
 from synchro.status import SYNC_ERROR, SYNC_SYNCING, ResourceStatus
 from synchro.transform import ObjectTransformer, parse_resource_version, resource_version_of
@@ -119,6 +120,7 @@ class ResourceSync:
         st.objects, st.listing, st.list_rv = st.listed, False, list_rv
         metrics.set_objects(self.cluster, self.label, st.objects)
         metrics.touch(self.cluster, self.label)
+        release_free_heap_soon()  # the list's pages are gone; give their heap space back
         return list_rv
 
     async def _check_rewind(self, epoch: int) -> None:
