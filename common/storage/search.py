@@ -252,20 +252,22 @@ def after_key(
 ) -> ColumnElement[bool]:
     """Rows strictly after ``key`` in ``order``: the keyset-paging predicate.
 
-    PostgreSQL and SQLite, one direction throughout: a row-value comparison ``(a, b, c) > (x, y, z)``,
-    which a B-tree whose columns follow the order serves as a range (the scan starts at the key
-    instead of filtering every row before it). ``group_resource``: the one (api_group, resource) the
-    search is confined to; prefixing it, ``(api_group, resource, cluster, namespace, name) > (g, r, x,
-    y, z)`` (same rows, the prefix being constant) lines the comparison up with the store's indexes
-    (``uq_resources_key`` starts with cluster, but the others with api_group, resource).
+    PostgreSQL, one direction throughout: a row-value comparison ``(a, b, c) > (x, y, z)``, which a
+    B-tree whose columns follow the order serves as a range (the scan starts at the key instead of
+    filtering every row before it). ``group_resource``: the one (api_group, resource) the search is
+    confined to, spliced in where the indexes have it (same rows, the values being constant):
+    ``(cluster, api_group, resource, namespace, name) > (x, g, r, y, z)`` is ``uq_resources_key``
+    itself; orders starting elsewhere put (api_group, resource) first (``ix_resources_gr_name``...).
+    1M rows, a page at row 535k: 30.9 -> 6.9 ms. SQLite's planner picked no better index for the
+    row form (200k rows: 295 -> 360 ms), so it keeps the expansion below.
 
-    Otherwise (mixed directions, MySQL/MariaDB) the expansion (a, b, c) after (x, y, z) = a > x OR (a
-    = x AND (b > y OR (b = y AND c > z))) with > flipped for descending fields; the leading ``a >= x``
-    lets an index on the first field bound the scan."""
+    Otherwise (mixed directions, SQLite, MySQL/MariaDB) the expansion (a, b, c) after (x, y, z) =
+    a > x OR (a = x AND (b > y OR (b = y AND c > z))) with > flipped for descending fields; the
+    leading ``a >= x`` lets an index on the first field bound the scan."""
     if len(order) != len(key):
         raise ValueError("key does not match the order")
     values = [key_value(o.field, v) for o, v in zip(order, key, strict=True)]
-    if dialect in ("postgresql", "sqlite") and len({o.desc for o in order}) == 1:
+    if _is_pg(dialect) and len({o.desc for o in order}) == 1:
         columns = [_order_column(o.field) for o in order]
         if group_resource is not None and {o.field for o in order}.isdisjoint(("api_group", "resource")):
             # after the leading cluster (uq_resources_key) or first (the api_group, resource indexes)

@@ -422,7 +422,7 @@ def test_keyset_pages_with_remaining_count(engine: Engine) -> None:
     ["", "name", "name desc", "cluster desc,namespace desc,name desc", "created_at", "resource_version desc"],
 )
 def test_keyset_pages_walk_the_whole_order(engine: Engine, orderby: str) -> None:
-    """Every order, one direction throughout (a row-value comparison on PostgreSQL/SQLite) or mixed:
+    """Every order, one direction throughout (a row-value comparison on PostgreSQL) or mixed:
     small pages put together are exactly the unpaged list."""
     base = [("orderby", orderby)] if orderby else []
     everything = keys(list_objects_sync(engine, search(*base)))
