@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import Engine, insert, inspect, select, update
+from sqlalchemy import Engine, insert, inspect, select, text, update
 
 from common.storage.engine import create_schema, make_engine
 from common.storage.query import Search
@@ -81,5 +81,40 @@ def test_store_newer_than_the_release_is_refused(store_url: str) -> None:
             create_schema(engine)
         with engine.begin() as conn:
             conn.execute(update(schema_version).values(version=SCHEMA_VERSION))
+    finally:
+        engine.dispose()
+
+
+def test_current_store_gets_an_index_it_lacks(store_url: str) -> None:
+    """``clusterpedia migrate`` at the current version builds an index that could not be built
+    before (the trigram index once pg_trgm exists; any index dropped by hand)."""
+    engine = make_engine(store_url)
+    try:
+        create_schema(engine)
+        wanted = _index_names(engine)
+        owner = next(ix for ix in resources.indexes if ix.name == "ix_resources_owner")
+        with engine.begin() as conn:
+            owner.drop(conn)
+        assert "ix_resources_owner" not in _index_names(engine)
+        create_schema(engine)
+        assert _index_names(engine) == wanted
+    finally:
+        engine.dispose()
+
+
+def test_postgresql_objects_are_compressed_with_lz4(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    try:
+        create_schema(engine)
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE resources ALTER COLUMN object SET COMPRESSION pglz"))
+        create_schema(engine)  # an older store is switched for the values written from now on
+        with engine.begin() as conn:
+            conn.execute(insert(resources), [{**_row("big"), "object": '{"data":"' + "ab" * 4000 + '"}'}])
+        with engine.connect() as conn:
+            method = conn.execute(
+                text("SELECT pg_column_compression(object) FROM resources WHERE name = 'big'")
+            ).scalar_one()
+        assert method == "lz4"
     finally:
         engine.dispose()
