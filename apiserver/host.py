@@ -16,7 +16,7 @@ import httpx
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from common.http import cancel_safe_transport
+from common.http import client_kwargs
 from common.settings import Settings, env_value
 
 
@@ -85,7 +85,7 @@ class HostClient:
         if self._async is None:
             self._async = httpx.AsyncClient(
                 base_url=self.conn.server,
-                transport=cancel_safe_transport(self._verify, httpx.Limits()),
+                **client_kwargs(self._verify, httpx.Limits()),
                 headers=self.conn.headers(),
                 timeout=self._timeout,
             )

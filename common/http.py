@@ -7,7 +7,8 @@ some time later with a ``ResourceWarning``. The synchro cancels requests routine
 deleted or changed, a health probe timing out, a worker stopping), so a long-running worker would
 hold such sockets open for a while, and under ``-W error`` a test fails wherever the collector
 happens to run. The backend here wraps httpcore's own and closes the stream on any exception of
-the handshake, shielded from the cancellation that caused it.
+the handshake, shielded from the cancellation that caused it. With proxy environment variables
+set, the clients keep httpx's own transports (see ``client_kwargs``).
 """
 
 # The ``timeout`` parameters are httpcore's network-backend interface, not ours to change.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import ssl
 import typing
+import urllib.request
 
 import anyio
 import httpcore
@@ -94,3 +96,13 @@ def cancel_safe_transport(verify: ssl.SSLContext | bool, limits: httpx.Limits) -
         network_backend=CancelSafeBackend(),
     )
     return transport
+
+
+def client_kwargs(verify: ssl.SSLContext | bool, limits: httpx.Limits) -> dict[str, typing.Any]:
+    """Keyword arguments for an ``httpx.AsyncClient``: the cancel-safe transport, unless proxy
+    environment variables are set. httpx applies ``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY`` only
+    when it builds its own transports, and reaching members through a proxy matters more than a
+    socket the garbage collector closes a little late."""
+    if any(scheme != "no" for scheme in urllib.request.getproxies_environment()):
+        return {"verify": verify, "limits": limits}
+    return {"transport": cancel_safe_transport(verify, limits)}

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from common.http import cancel_safe_transport
+from common.http import client_kwargs
 from synchro.credentials import ClusterCredentials
 
 
@@ -103,7 +103,7 @@ class KubeClient:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
         self._http = httpx.AsyncClient(
             base_url=creds.url,
-            transport=cancel_safe_transport(ctx, limits),
+            **client_kwargs(ctx, limits),
             headers={
                 **creds.headers(),
                 "Accept": "application/json",

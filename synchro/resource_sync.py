@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Sequence
 
 import httpx
 import msgspec
@@ -107,13 +108,12 @@ class ResourceSync:
                 epoch = parse_resource_version(page.metadata.resourceVersion)
                 list_rv = page.metadata.resourceVersion
                 await self._check_rewind(epoch)
-            for raw in page.items or ():
-                upsert = self.transformer.upsert(raw, epoch)
-                if upsert is not None:
-                    await self.funnel.put(upsert)
-                    st.listed += 1
-            events.inc(len(page.items or ()))
+            count = await self._publish_page(page.items or (), epoch)
+            events.inc(count)
             st.remaining = page.metadata.remainingItemCount
+            # Let go of page n (and the Raw slices pinning its buffer) before asking for page
+            # n+1: a list holds one page, plus a read-ahead page only when it got a budget slot.
+            del page
         gvr = self.target.gvr
         await self.funnel.put(ListDone(self.cluster, gvr.group, gvr.version, gvr.resource, epoch))
         self.epoch = epoch
@@ -122,6 +122,16 @@ class ResourceSync:
         metrics.touch(self.cluster, self.label)
         release_free_heap_soon()  # the list's pages are gone; give their heap space back
         return list_rv
+
+    async def _publish_page(self, items: Sequence[msgspec.Raw], epoch: int) -> int:
+        """Upserts for one page's items (the loop variables die with this frame)."""
+        st = self.status
+        for raw in items:
+            upsert = self.transformer.upsert(raw, epoch)
+            if upsert is not None:
+                await self.funnel.put(upsert)
+                st.listed += 1
+        return len(items)
 
     async def _check_rewind(self, epoch: int) -> None:
         """A list older than one already used (etcd restored from a backup, or the cluster rebuilt

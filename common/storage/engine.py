@@ -71,12 +71,12 @@ def create_schema(engine: Engine) -> None:
             raise RuntimeError(
                 f"store schema version {row[0]} is newer than this release understands ({SCHEMA_VERSION})"
             )
-        else:
-            # Also at the current version: an index whose prerequisite arrived later (pg_trgm
-            # created by a superuser, then ``clusterpedia migrate``) is built now.
-            _add_missing_indexes(conn, row[0])
-            if row[0] < SCHEMA_VERSION:
-                conn.execute(update(schema_version).values(version=SCHEMA_VERSION))
+        elif row[0] < SCHEMA_VERSION:
+            conn.execute(update(schema_version).values(version=SCHEMA_VERSION))
+        # At any version: an index added by a later release, or one whose prerequisite arrived
+        # later (pg_trgm created by a superuser, or by another process racing this one's
+        # create_all), is built now.
+        _add_missing_indexes(conn)
         if engine.dialect.name == "postgresql":
             _pg_lz4_objects(conn)
 
@@ -88,6 +88,8 @@ def _pg_lz4_objects(conn: Connection) -> None:
     the largest part of the server's CPU per row (bench/notes.md: 219 -> 140 µs per upserted row,
     same size on disk). Values already stored keep pglz and stay readable; without lz4 support the
     default stays."""
+    if int(conn.execute(text("SHOW server_version_num")).scalar_one()) < 140000:
+        return  # column compression methods arrived in PostgreSQL 14
     current = conn.execute(
         text(
             "SELECT attcompression FROM pg_attribute"
@@ -98,9 +100,12 @@ def _pg_lz4_objects(conn: Connection) -> None:
         return
     try:
         with conn.begin_nested():
+            # ALTER TABLE waits for running reads and blocks new ones meanwhile: give up rather
+            # than stall the API tier behind a long query (the next start tries again).
+            conn.execute(text("SET LOCAL lock_timeout = '5s'"))
             conn.execute(text("ALTER TABLE resources ALTER COLUMN object SET COMPRESSION lz4"))
     except DBAPIError as e:
-        log.info("objects keep PostgreSQL's default compression (lz4 unavailable: %s)", e.orig)
+        log.info("objects keep PostgreSQL's default compression for now (%s)", e.orig)
 
 
 def _try_pg_trgm(engine: Engine) -> None:
@@ -113,6 +118,9 @@ def _try_pg_trgm(engine: Engine) -> None:
         with engine.begin() as conn:
             conn.execute(text(f"CREATE EXTENSION IF NOT EXISTS {PG_TRGM}"))
     except DBAPIError as e:
+        with engine.connect() as conn:
+            if has_pg_trgm(conn):
+                return  # another process starting at the same time created it
         log.warning(
             "cannot create the PostgreSQL extension %s (%s): fuzzy-name search will scan every row"
             " of the resource; a superuser can run CREATE EXTENSION %s in this database, then"
@@ -123,7 +131,7 @@ def _try_pg_trgm(engine: Engine) -> None:
         )
 
 
-def _add_missing_indexes(conn: Connection, from_version: int) -> None:
+def _add_missing_indexes(conn: Connection) -> None:
     """Create every index of ``metadata`` the store lacks; on a large table this takes a while (the
     table is readable meanwhile, writes wait), so each one is logged with its duration."""
     for table in metadata.sorted_tables:
@@ -136,10 +144,4 @@ def _add_missing_indexes(conn: Connection, from_version: int) -> None:
             )  # honours ddl_if: a PostgreSQL-only index elsewhere is skipped
             if not conn.dialect.has_index(conn, table.name, str(index.name)):
                 continue
-            log.info(
-                "schema upgrade %d -> %d: index %s ready in %.1f s",
-                from_version,
-                SCHEMA_VERSION,
-                index.name,
-                time.monotonic() - start,
-            )
+            log.info("store upgrade: index %s ready in %.1f s", index.name, time.monotonic() - start)

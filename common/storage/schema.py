@@ -6,8 +6,12 @@ entry cannot resurrect them (see writer/). ``resource_types`` records what each 
 discovery and table printing in the API tier.
 
 The schema is versioned: ``schema_version`` holds one row; ``create_schema`` creates or upgrades.
-Version 2 added the trigram index on names (PostgreSQL with ``pg_trgm``); an older store gets the
-indexes it lacks when ``create_schema`` next runs (``clusterpedia migrate`` or any tier's start).
+The version moves only for a change an older release could not live with (a column, a meaning):
+added indexes do not move it, so a rolling update or a rollback across such releases keeps working
+(an older release refuses a store whose version is newer than its own). ``create_schema`` (``clusterpedia
+migrate`` or any tier's start) builds every index of ``metadata`` the store lacks, at any version:
+the trigram index on names (PostgreSQL with ``pg_trgm``) and the labels GIN index reach stores
+created before them that way.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from sqlalchemy.sql.ddl import BaseDDLElement
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine, UserDefinedType
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 1
 
 PG_TRGM = "pg_trgm"
 """PostgreSQL extension whose trigram GIN index serves fuzzy-name search (``name LIKE '%x%'``)."""

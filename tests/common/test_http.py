@@ -9,7 +9,7 @@ import ssl
 import httpx
 import pytest
 
-from common.http import cancel_safe_transport
+from common.http import cancel_safe_transport, client_kwargs
 
 
 async def _handshake_never_answered(transport: httpx.AsyncBaseTransport) -> bool:
@@ -48,3 +48,31 @@ def test_cancelled_handshake_closes_the_socket() -> None:
         assert asyncio.run(_handshake_never_answered(cancel_safe_transport(ctx, httpx.Limits())))
     finally:
         gc.enable()
+
+
+async def _first_line_through_proxy(monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """What a proxy named by HTTPS_PROXY receives when a client made with ``client_kwargs``
+    requests an https URL."""
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readline())
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    async with server:
+        kwargs = client_kwargs(ssl.create_default_context(), httpx.Limits())
+        async with httpx.AsyncClient(timeout=10.0, **kwargs) as client:
+            with pytest.raises(httpx.ProxyError):
+                await client.get("https://member.invalid:6443/version")
+    return seen[0] if seen else b""
+
+
+def test_proxy_environment_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert asyncio.run(_first_line_through_proxy(monkeypatch)).startswith(b"CONNECT member.invalid:6443 ")
