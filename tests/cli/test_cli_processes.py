@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cluster import Cluster, free_port
+from tests.harness.cluster import Cluster, free_port, free_port_block
 
 pytestmark = pytest.mark.e2e
 
@@ -127,7 +127,7 @@ def test_all_in_one_redis_runs_each_tier_as_a_child(
 ) -> None:
     host = member_cluster("aio-redis-host")
     host.kubectl("apply", "-f", str(Path(__file__).resolve().parents[2] / "charts" / "clusterpedia" / "crds"))
-    api_port, metrics_port = free_port(), free_port()
+    api_port, metrics_port = free_port(), free_port_block(3)  # synchro, writer 1, writer 2
     proc, log = start(
         "all-in-one",
         f"--storage={sqlite_url}",

@@ -33,6 +33,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -85,6 +86,28 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def free_port_block(count: int) -> int:
+    """The first of ``count`` consecutive free ports, for a process that derives ports from a base
+    (``all-in-one --metrics-port P``: P, P+1, ...). Picked below Linux's ephemeral range (32768+),
+    where outgoing connections take their local ports, so the block stays free until it is used."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32768 - count)
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free ports found")
 
 
 def _b64(data: bytes) -> str:
