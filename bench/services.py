@@ -10,6 +10,7 @@ the project's tables. SQLite is a file in the run's scratch directory.
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -63,7 +64,10 @@ class Services:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stack.close()
+        try:
+            self._stack.close()
+        except Exception as e:  # a teardown failure must not cost the run's results
+            print(f"[bench] releasing the run's databases failed: {e!r}", file=sys.stderr, flush=True)
 
     def store(self, kind: str) -> Store:
         if kind not in self._stores:

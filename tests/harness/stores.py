@@ -138,8 +138,27 @@ def postgres_database(base_url: str) -> Iterator[str]:
     try:
         yield _with_database(base_url, name)
     finally:
-        with psycopg.connect(base_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_postgres_database(base_url, name)
+
+
+def drop_postgres_database(base_url: str, name: str, timeout: float = 60.0) -> None:
+    """DROP DATABASE, ending our own leftover sessions (FORCE). An autovacuum worker busy in the
+    database (after a bulk load) runs as the bootstrap superuser, which FORCE may not terminate
+    for a non-superuser; a plain DROP asks autovacuum to leave, so that is retried meanwhile."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        while True:
+            try:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except psycopg.errors.InsufficientPrivilege:
+                try:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                    return
+                except psycopg.errors.ObjectInUse:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(1.0)
 
 
 def _mysql_connect(url: str) -> Any:
