@@ -41,7 +41,7 @@ demo-down:
 gen-clusterconfigs:
 	bash hack/gen-clusterconfigs.sh
 
-bench: venv services k8s  ## BENCH_SIZE=small|medium|large|xl, BENCH_ARGS='--store postgresql --only sync' (see bench/__main__.py)
+bench: venv services k8s  ## BENCH_SIZE=small|medium|large|xl|fleet, BENCH_ARGS='--store postgresql --only sync' (see bench/__main__.py)
 	$(PY) -m bench $(if $(BENCH_SIZE),--size $(BENCH_SIZE)) $(BENCH_ARGS)
 
 clean:

@@ -2,7 +2,7 @@
 
 Options (``make bench BENCH_ARGS='...'``; the size also from ``BENCH_SIZE``)::
 
-    --size small|medium|large|xl  data set per member and durations (default $BENCH_SIZE or small)
+    --size small|medium|large|xl|fleet  data set per member and durations (default $BENCH_SIZE or small)
     --store sqlite,postgresql,mysql   stores to run on (default: all three; repeatable)
     --queue memory|redis          queue for the sync scenarios (default: memory on SQLite, else Redis)
     --only limits,sync,...        scenarios (limits, sync, freshness, queries, writers, profile)

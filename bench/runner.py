@@ -74,6 +74,9 @@ SIZES = {
     # PediaClusters on one kube-apiserver). 50 and 200 PATCH/s x 10 clusters = 500 and 2,000
     # changes/s entering the pipeline.
     "xl": Size("xl", 100_000, 20, (1, 10), (50, 200), 30, 100, 10, 10, 200, 50_000, 3600, True),
+    # A hundred clusters: the small data set behind 100 PediaClusters (350,000 rows, 300 list/watch
+    # streams in one synchro); 5 PATCH/s x 100 clusters = 500 changes/s.
+    "fleet": Size("fleet", 3_500, 5, (100,), (5,), 30, 100, 10, 10, 50, 20_000, 1800, True),
 }
 
 
