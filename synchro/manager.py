@@ -48,6 +48,8 @@ from synchro.transform import parse_resource_version
 log = logging.getLogger(__name__)
 
 HOST_ERRORS = (ApiError, *TRANSPORT_ERRORS)
+RENEW_CONCURRENCY = 16
+"""Lease renewals in flight at once per worker."""
 
 
 @dataclass(eq=False)
@@ -229,6 +231,7 @@ class SynchroManager:
         live = max(1, live)
         share = fair_share(len(self.clusters), live)
 
+        renewals: list[tuple[str, Owned, dict[str, Any]]] = []
         for name, own in list(self.owned.items()):
             current = leases.get(cluster_lease_name(name))
             if current is None or holder(current) != self.worker_id:
@@ -240,7 +243,8 @@ class SynchroManager:
                 with contextlib.suppress(*HOST_ERRORS):
                     await self.host.delete_lease(self.namespace, cluster_lease_name(name))
                 continue
-            await self._renew(name, own, current, now)
+            renewals.append((name, own, current))
+        await self._renew_all(renewals, now)
 
         if len(self.owned) > share and live > 1:
             # More than a fair share (another worker started): hand one cluster back per round.
@@ -270,6 +274,23 @@ class SynchroManager:
                 with contextlib.suppress(*HOST_ERRORS):
                     await self.host.delete_lease(self.namespace, lease_name)
         metrics.OWNED.set(len(self.owned))
+
+    async def _renew_all(self, renewals: list[tuple[str, Owned, dict[str, Any]]], now: float) -> None:
+        """Renew many leases at once (bounded): one after the other, a worker owning a hundred
+        clusters needed longer than the renew deadline while its lists kept the event loop busy,
+        and dropped clusters it then listed again (bench size ``fleet``). The first error other
+        than a lost lease is raised once every renewal has finished."""
+        slots = asyncio.Semaphore(RENEW_CONCURRENCY)
+
+        async def renew(name: str, own: Owned, current: dict[str, Any]) -> None:
+            async with slots:
+                if self.owned.get(name) is own:  # not abandoned meanwhile
+                    await self._renew(name, own, current, now)
+
+        results = await asyncio.gather(*(renew(*r) for r in renewals), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _renew(self, name: str, own: Owned, current: dict[str, Any], now: float) -> None:
         body = lease_body(
