@@ -8,7 +8,7 @@ parameters (``#>>`` with a ``text[]`` path on PostgreSQL, ``JSON_EXTRACT(object,
 The dialects differ only in how they reach into the stored object: PostgreSQL keeps it as JSONB
 (label equality uses ``@>``, which a GIN index can serve), MySQL/MariaDB as LONGTEXT read with
 ``JSON_EXTRACT``/``JSON_UNQUOTE``, SQLite as TEXT read with ``json_extract``. A JSON value is
-compared as text (``3``, ``true``, ``Running``) and a missing one as ``""``, on all three.
+compared as text (``3``, ``true``, ``Running``) and a missing one or a JSON null as ``""``, on all three.
 
 Keyset pages: ``list_statement(..., after=key)`` returns the rows strictly after ``key`` in the
 search's total order (``full_order``), which is how a continue token stays stable while rows are
@@ -32,6 +32,7 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    null,
     or_,
     select,
     true,
@@ -105,7 +106,11 @@ def json_text(path: Sequence[str], dialect: str, *, strings_only: bool = False) 
             (kind.in_(("true", "false")), kind),
             else_=cast(func.json_extract(_r.object, p), String),
         )
-    return func.json_unquote(func.json_extract(_r.object, p))
+    extracted = func.json_extract(_r.object, p)
+    if strings_only:
+        return func.json_unquote(extracted)
+    # JSON_UNQUOTE turns a JSON null into the text "null"; read it as missing, as the others do.
+    return case((func.json_type(extracted) == "NULL", null()), else_=func.json_unquote(extracted))
 
 
 def _set_condition(

@@ -392,9 +392,7 @@ class Supervisor:
                 self.start_clusters(stack)
                 self.say("applying the PediaCluster CRD to the host")
                 self.host.kubectl("apply", "-f", str(REPO_ROOT / "charts" / "clusterpedia" / "crds"))
-                self.host.kubectl(
-                    "wait", "--for=condition=Established", "crd/pediaclusters.clusters.clusterpedia.io"
-                )
+                self.host.wait_crd("pediaclusters.clusters.clusterpedia.io")
                 port = free_port()
                 cert, key, ca_pem = self.serving_cert()
                 self.say(

@@ -90,7 +90,12 @@ def widgets() -> list[Obj]:
                     labels["tier"] = "backend"
                 body = {
                     "metadata": {"labels": labels, "annotations": {"note.example.com/x": f"n{n % 2}"}},
-                    "spec": {"replicas": n % 3, "paused": n == 4},
+                    "spec": {
+                        "replicas": n % 3,
+                        "paused": n == 4,
+                        # a JSON null (n=1), a string (n=2), otherwise missing
+                        **({"nodeName": None} if n == 1 else {"nodeName": "node-a"} if n == 2 else {}),
+                    },
                     "status": {"phase": "Running" if n % 3 else "Pending"},
                 }
                 name = f"w-{n}" if n < 5 else "w_5"  # one name with a LIKE wildcard character
@@ -291,6 +296,11 @@ def test_seed_orderby_name_sorts_by_name_then_cluster(engine: Engine) -> None:
         ([("fieldSelector", "spec.paused=true")], lambda o: o.body["spec"]["paused"]),
         ([("fieldSelector", "spec.paused==false")], lambda o: not o.body["spec"]["paused"]),
         ([("fieldSelector", "spec.missing=")], lambda o: True),
+        # a JSON null reads as missing ("") on every store, never as the text "null"
+        ([("fieldSelector", "spec.nodeName=")], lambda o: o.body["spec"].get("nodeName") is None),
+        ([("fieldSelector", "spec.nodeName!=")], lambda o: o.body["spec"].get("nodeName") == "node-a"),
+        ([("fieldSelector", "spec.nodeName=null")], lambda o: False),
+        ([("fieldSelector", "spec.nodeName in (node-a, null)")], lambda o: o.name == "w-2"),
         (
             [("fieldSelector", "metadata.annotations['note.example.com/x']=n1")],
             lambda o: o.name in ("w-1", "w-3", "w_5"),

@@ -32,7 +32,7 @@ def test_rendered_manifests_pass_server_side_dry_run(
     cluster = member_cluster("chart-host")
     cluster.kubectl("create", "namespace", NAMESPACE)
     cluster.kubectl("apply", "-f", str(CHART / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/pediaclusters.clusters.clusterpedia.io")
+    cluster.wait_crd("pediaclusters.clusters.clusterpedia.io")
     for vs in VALUE_SETS:
         rendered = render(helm, vs.file)
         assert rendered.returncode == 0, rendered.stderr

@@ -129,9 +129,10 @@ def test_back_pressure_waits_and_drops_nothing(url: str, raw: redis.Redis) -> No
     got: list[int] = []
     seen_max = 0
     c = consumer(url, "w")
+    bound_hit = threading.Event()
 
     def drain() -> None:
-        time.sleep(0.5)  # the publisher hits the bound first
+        bound_hit.wait(30)  # the publisher hits the bound first
         while len(got) < total:
             batch = c.read(7, 1.0)
             c.ack(batch)
@@ -145,7 +146,10 @@ def test_back_pressure_waits_and_drops_nothing(url: str, raw: redis.Redis) -> No
                 await pub.publish([ev(j) for j in range(i, i + 10)])
                 group = raw.xinfo_groups(stream)[0]
                 seen_max = max(seen_max, group["lag"] + group["pending"])
+                if seen_max >= bound:
+                    bound_hit.set()
         finally:
+            bound_hit.set()
             await pub.close()
 
     t = threading.Thread(target=drain)

@@ -151,7 +151,10 @@ def test_field_selector_json_path_per_dialect() -> None:
     assert "coalesce((resources.object #>> %(param_1)s), " in text
     assert ("status", "phase") in params.values() and ("metadata", "annotations", "a.b/c") in params.values()
     text, params = where(s, "mysql")
-    assert "coalesce(json_unquote(json_extract(resources.object, %s)), %s) = %s" in text
+    assert (
+        "coalesce(CASE WHEN (json_type(json_extract(resources.object, %s)) = %s) THEN NULL"
+        " ELSE json_unquote(json_extract(resources.object, %s)) END, %s) = %s"
+    ) in text
     assert '$."status"."phase"' in params.values() and '$."metadata"."annotations"."a.b/c"' in params.values()
     text, params = where(s, "sqlite")
     assert "CASE WHEN (json_type(resources.object, ?) IN (" in text

@@ -42,13 +42,7 @@ def install_crd(host: Cluster) -> None:
 
 
 def wait_crd_established(cluster: Cluster, name: str) -> None:
-    # `kubectl wait` fails outright while a fresh CRD has no conditions yet: poll instead.
-    path = '{.status.conditions[?(@.type=="Established")].status}'
-
-    def established() -> bool:
-        return cluster.kubectl("get", "crd", name, "-o", f"jsonpath={path}", check=False).stdout == "True"
-
-    wait_for(established, f"CRD {name} established", timeout=60)
+    cluster.wait_crd(name)
 
 
 def pediacluster(name: str, member: Cluster, groups: dict[str, list[str]], **spec: Any) -> str:

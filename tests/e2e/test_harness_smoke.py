@@ -264,6 +264,13 @@ spec:
     assert path == f"/apis/{SMOKE_GROUP}/v1"
     assert "system:masters" in values(headers, "X-Remote-Group")
     assert client_cn == "front-proxy-client"  # the aggregator authenticated with the proxy client cert
-    # and kubectl's discovery sees the aggregated group
-    names = host_cluster.kubectl("api-resources", f"--api-group={SMOKE_GROUP}", "-o", "name").stdout.split()
+
+    # and kubectl's discovery sees the aggregated group. The host's aggregated discovery document
+    # (what kubectl 1.27+ reads) is refreshed by its own controller after the APIService turns
+    # Available, so the group shows up there a moment later (CI once read it before it had).
+    def discovered() -> list[str]:
+        out = host_cluster.kubectl("api-resources", f"--api-group={SMOKE_GROUP}", "-o", "name")
+        return out.stdout.split()
+
+    names = eventually(discovered, timeout=60, what=f"{SMOKE_GROUP} in the host's discovery")
     assert names == [f"widgets.{SMOKE_GROUP}"]

@@ -222,6 +222,14 @@ def _wait_available(host: Cluster, timeout: float = 90.0) -> None:
         if proc.returncode != 0:
             status = host.kubectl("get", "apiservice", name, "-o", "yaml", check=False).stdout
             raise AssertionError(f"APIService {name} not Available:\n{status}")
+    # Available comes first; the host's aggregated discovery document (kubectl 1.27+ reads it)
+    # lists the groups once its discovery controller has fetched them, a moment later.
+    deadline = time.monotonic() + timeout
+    for group in ("clusterpedia.io", "pedia.clusterpedia.io"):
+        while not host.kubectl("api-resources", f"--api-group={group}", "-o", "name").stdout.split():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"group {group} not in the host's discovery within {timeout}s")
+            time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -252,12 +260,7 @@ def setup(
         host_cluster.apply(
             (REPO / "charts/clusterpedia/crds/clusters.clusterpedia.io_pediaclusters.yaml").read_text()
         )
-        host_cluster.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "crd/pediaclusters.clusters.clusterpedia.io",
-            "--timeout=60s",
-        )
+        host_cluster.wait_crd("pediaclusters.clusters.clusterpedia.io")
         for name, cluster in members.items():
             host_cluster.apply(pedia_cluster(name, cluster.server))
         _wait_available(host_cluster)

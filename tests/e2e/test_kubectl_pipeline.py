@@ -32,6 +32,7 @@ from tests.e2e.sync_support import (
     start_synchro,
     start_writer,
     wait_crd_established,
+    wait_for,
     wait_store_matches,
 )
 from tests.harness.cluster import Cluster
@@ -107,7 +108,13 @@ def pipeline(
 @pytest.mark.parametrize("kind", GOLDEN_KINDS)
 def test_synced_objects_print_like_the_members(pipeline: Pipeline, kind: str) -> None:
     for wide in (False, True):
-        assert_golden(pipeline.kubeconfig, pipeline.members, kind, "1.32", wide=wide)
+        # The members' controllers may still be updating a status (the store follows within a
+        # moment), so a difference is retried before it counts.
+        def golden(wide: bool = wide) -> bool:
+            assert_golden(pipeline.kubeconfig, pipeline.members, kind, "1.32", wide=wide)
+            return True
+
+        wait_for(golden, f"{kind} (wide={wide}) printed like the members", timeout=30, interval=1.0)
 
 
 def test_discovery_shows_what_the_pipeline_synced(pipeline: Pipeline) -> None:

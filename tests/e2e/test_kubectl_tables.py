@@ -108,6 +108,27 @@ def _wait_for_pods(cluster: Cluster, count: int, timeout: float = 60.0) -> None:
     raise AssertionError(f"{cluster.name}: the controller manager made no pods")
 
 
+def _wait_quiet(cluster: Cluster, quiet_seconds: float = 3.0, timeout: float = 60.0) -> None:
+    """Wait until the controller manager stops changing the workloads (status of deployments,
+    replicasets, statefulsets, jobs, PDBs, endpoints...): the store is filled from one snapshot,
+    and the golden comparisons read the member live. Events are left out (the PV controller keeps
+    re-emitting FailedBinding for the unbound claim). Gives up quietly after ``timeout``: the
+    comparisons then say what differs."""
+    import time
+
+    kinds = "deployments,replicasets,pods,statefulsets,daemonsets,jobs,poddisruptionbudgets,pvc,endpoints"
+    path = '{range .items[*]}{.metadata.uid}={.metadata.resourceVersion}{"\\n"}{end}'
+    deadline = time.monotonic() + timeout
+    last, since = "", time.monotonic()
+    while time.monotonic() < deadline:
+        now = cluster.kubectl("get", kinds, "-A", "-o", f"jsonpath={path}").stdout
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_seconds:
+            return
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def world(
     two_member_clusters: tuple[Cluster, Cluster], tmp_path_factory: pytest.TempPathFactory
@@ -122,12 +143,14 @@ def world(
         cluster.apply(WORKLOADS)
         cluster.apply(MORE_KINDS_YAML)
         cluster.apply(CRD)
-        cluster.kubectl("wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=60s")
+        cluster.wait_crd("widgets.example.com")
         cluster.apply(WIDGETS)
         cluster.apply(GADGETS.split("---")[0])
-        cluster.kubectl("wait", "--for=condition=Established", "crd/gadgets.example.com", "--timeout=60s")
+        cluster.wait_crd("gadgets.example.com")
         cluster.apply(GADGETS.split("---")[1])
         _wait_for_pods(cluster, 3)
+    for cluster in two_member_clusters:
+        _wait_quiet(cluster)
     for cluster in two_member_clusters:
         fill_from_cluster(engine, cluster, BUILTIN)
         widget = fill_crd_from_cluster(engine, cluster, "widgets.example.com")

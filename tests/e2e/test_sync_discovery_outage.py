@@ -103,6 +103,11 @@ def test_group_discovery_outage_keeps_data(
         wait_for(
             lambda: (
                 member.kubectl("get", "--raw", "/apis/stable.example.com/v1", check=False).returncode == 0
+                # and the member's aggregated discovery lists it again (kubectl apply reads that)
+                and "crontabs.stable.example.com"
+                in member.kubectl(
+                    "api-resources", "--api-group=stable.example.com", "-o", "name", check=False
+                ).stdout.split()
             ),
             "the group's discovery works again",
         )

@@ -468,6 +468,31 @@ class Cluster:
         """``kubectl get <args> -o json``, parsed."""
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
+    def wait_crd(self, name: str, timeout: float = 60.0) -> None:
+        """Wait until CRD ``name`` is Established and its resource is in discovery.
+
+        ``kubectl wait --for=condition=Established`` fails outright while a fresh CRD's
+        ``status.conditions`` is still null, and Established comes before the discovery document
+        lists the resource (until then ``kubectl apply`` of a custom resource fails with "no matches
+        for kind"), so both are polled.
+        """
+        path = '{.status.conditions[?(@.type=="Established")].status}'
+        group = name.split(".", 1)[1]
+        deadline = time.monotonic() + timeout
+        while True:
+            established = self.kubectl("get", "crd", name, "-o", f"jsonpath={path}", check=False)
+            if established.stdout == "True":
+                # api-resources fetches discovery afresh (it ignores kubectl's discovery cache)
+                found = self.kubectl("api-resources", f"--api-group={group}", "-o", "name", check=False)
+                if name in found.stdout.split():
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"cluster {self.name}: CRD {name} not established and discoverable within {timeout:.0f}s"
+                    f" (Established: {established.stdout!r}; {established.stderr.strip()})"
+                )
+            time.sleep(0.3)
+
     def api_client(self) -> Any:
         """A ``kubernetes.client.ApiClient`` configured from this cluster's kubeconfig."""
         from kubernetes import config

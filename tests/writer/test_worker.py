@@ -62,7 +62,9 @@ def test_writer_applies_and_acks_batches(store_url, store, objs) -> None:
 
 
 def test_barrier_waits_for_earlier_entries_but_later_ones_go_on(store_url, store, objs) -> None:
-    q = MemoryQueue(1000, reclaim_idle_seconds=2.0)
+    # The dead writer's entry must still be pending while the checks below run (a new writer
+    # thread first creates the schema again, which takes a while on MariaDB): reclaim after 6 s.
+    q = MemoryQueue(1000, reclaim_idle_seconds=6.0)
     settings = settings_for(store_url, barrier_retry_seconds=0.05)
     with writer_thread(settings, q):
         publish(q, objs.upsert("a", 1, epoch=1), objs.upsert("b", 2, epoch=1))
@@ -78,8 +80,8 @@ def test_barrier_waits_for_earlier_entries_but_later_ones_go_on(store_url, store
         assert store.live(objs.cluster) == {"a": 1, "b": 2, "c": 7}
         assert barrier_waits() > waits_before
         # the dead writer's entry is reclaimed, then the barrier passes
-        eventually(lambda: store.live(objs.cluster) == {"a": 1, "c": 7})
-        eventually(lambda: q.depth() == (0, 0))
+        eventually(lambda: store.live(objs.cluster) == {"a": 1, "c": 7}, timeout=30)
+        eventually(lambda: q.depth() == (0, 0), timeout=30)
     assert store.rows(objs.cluster)["a"][2] == 5
 
 
