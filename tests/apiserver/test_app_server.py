@@ -14,12 +14,7 @@ from pathlib import Path
 from cryptography import x509
 
 from apiserver.server import self_signed_cert
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.harness.cluster import free_port
 
 
 def test_self_signed_certificate_names(tmp_path: Path) -> None:
@@ -40,7 +35,7 @@ def test_self_signed_certificate_names(tmp_path: Path) -> None:
 
 
 def test_serves_https_with_a_generated_certificate(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "log").open("wb")
     proc = subprocess.Popen(
         [

@@ -81,11 +81,27 @@ class KubectlError(subprocess.CalledProcessError):
         return f"{super().__str__()}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
+    """A free loopback port for a process started next. Taken below Linux's ephemeral range
+    (32768+) and never handed out twice by this process: ``bind(0)`` ports come from that range,
+    which every outgoing connection and every other ``bind(0)`` draws from too, so a port found
+    free there may be taken before the process that was meant to bind it starts."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(20000, 32768)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError("no free port found below the ephemeral range")
 
 
 def free_port_block(count: int) -> int:
@@ -95,12 +111,15 @@ def free_port_block(count: int) -> int:
     rng = random.Random()
     for _ in range(200):
         base = rng.randrange(20000, 32768 - count)
+        if _handed_out.intersection(range(base, base + count)):
+            continue
         socks: list[socket.socket] = []
         try:
             for port in range(base, base + count):
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 socks.append(s)
                 s.bind(("127.0.0.1", port))
+            _handed_out.update(range(base, base + count))
             return base
         except OSError:
             continue
