@@ -103,17 +103,24 @@ def test_group_discovery_outage_keeps_data(
         wait_for(
             lambda: (
                 member.kubectl("get", "--raw", "/apis/stable.example.com/v1", check=False).returncode == 0
-                # and the member's aggregated discovery lists it again (kubectl apply reads that)
-                and "crontabs.stable.example.com"
-                in member.kubectl(
-                    "api-resources", "--api-group=stable.example.com", "-o", "name", check=False
-                ).stdout.split()
             ),
             "the group's discovery works again",
         )
-        member.apply(
-            "apiVersion: stable.example.com/v1\nkind: CronTab\n"
-            "metadata: {name: after-outage, namespace: default}\nspec: {cronSpec: '* * * * *'}"
+        # Created through its REST path: the member's aggregated discovery (which kubectl apply
+        # reads on a cache miss) may list the group again only much later (seen: not within 60 s).
+        after = {
+            "apiVersion": "stable.example.com/v1",
+            "kind": "CronTab",
+            "metadata": {"name": "after-outage", "namespace": "default"},
+            "spec": {"cronSpec": "* * * * *"},
+        }
+        member.kubectl(
+            "create",
+            "--raw",
+            "/apis/stable.example.com/v1/namespaces/default/crontabs",
+            "-f",
+            "-",
+            input=json.dumps(after),
         )
         wait_store_matches(sqlite_url, lambda: cluster_rows(name, member, [CM, CT]), [name])
     finally:
