@@ -21,6 +21,8 @@ the continue token so every page of one list reports the same value.
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,13 +33,17 @@ from sqlalchemy import Connection, Engine, Row
 from apiserver.search import encode_continue, is_valid_name
 from apiserver.types import Continue, ListPage, Search, StoredObject
 from common.errors import BadRequest, NotFound
+from common.storage.engine import label_index_ready
 from common.storage.query import OrderBy, full_order
 from common.storage.search import (
     NULL_CREATED_AT,
+    LabelIndex,
     count_statement,
     get_statement,
+    is_positive,
     key_value,
     known_clusters_statement,
+    label_rows_statement,
     list_statement,
     order_names,
 )
@@ -124,6 +130,44 @@ def _max_rv(rows: Sequence[Row[Any]]) -> str:
     return str(max((int(r.resource_version) for r in rows), default=0))
 
 
+LABEL_INDEX_RECHECK_SECONDS = 30.0
+_label_index: weakref.WeakKeyDictionary[Engine, tuple[float, bool]] = weakref.WeakKeyDictionary()
+
+
+def _uses_label_index(engine: Engine, conn: Connection) -> bool:
+    """Whether the store's label table is complete (see ``label_index_ready``). Once it is, it stays
+    so; until then (an upgrade backfilling it, or MySQL without the privilege for its triggers) it is
+    asked again every ``LABEL_INDEX_RECHECK_SECONDS``, so API replicas pick it up without a restart."""
+    now = time.monotonic()
+    cached = _label_index.get(engine)
+    if cached is not None and (cached[1] or now - cached[0] < LABEL_INDEX_RECHECK_SECONDS):
+        return cached[1]
+    ready = label_index_ready(conn)
+    _label_index[engine] = (now, ready)
+    return ready
+
+
+DRIVE_LABEL_ROWS = 2_000
+"""A positive label requirement matching fewer label rows than this is where a statement starts
+(``LabelIndex.drive``); above it, a page is read in order, probing each row's labels, and stops
+once full. Counting up to this bound is an index-only range read (about a millisecond)."""
+
+
+def label_plan(engine: Engine, conn: Connection, search: Search) -> LabelIndex | None:
+    """How this search's label requirements are answered (None: from the stored objects)."""
+    if not search.labels or not _uses_label_index(engine, conn):
+        return None
+    best: tuple[int, int] | None = None  # (label rows, index in search.labels)
+    for i, req in enumerate(search.labels):
+        if is_positive(req):
+            rows = int(conn.execute(label_rows_statement(req, DRIVE_LABEL_ROWS)).scalar_one())
+            best = min(best or (rows, i), (rows, i))
+    if best is None:
+        return LabelIndex()
+    # A whole list (no page size) reads every match anyway: start from the rarest label.
+    return LabelIndex(drive=best[1] if best[0] < DRIVE_LABEL_ROWS or search.page_size is None else None)
+
+
 def list_objects_sync(engine: Engine, search: Search) -> ListPage:
     dialect = engine.dialect.name
     page_size = search.page_size
@@ -131,9 +175,12 @@ def list_objects_sync(engine: Engine, search: Search) -> ListPage:
     token = search.continue_token
     with engine.connect() as conn:
         check_clusters(conn, [search.single_cluster, *(search.clusters.include or ())])
+        labels = label_plan(engine, conn, search)
         if search.offset_paging:
             offset = token.offset if token is not None and token.offset is not None else (search.offset or 0)
-            rows = list(conn.execute(list_statement(search, dialect, limit=fetch, offset=offset)))
+            rows = list(
+                conn.execute(list_statement(search, dialect, limit=fetch, offset=offset, label_index=labels))
+            )
             more = page_size is not None and len(rows) > page_size
             rows = rows[:page_size] if page_size is not None else rows
             rv = token.resource_version if token is not None and token.resource_version else _max_rv(rows)
@@ -142,12 +189,14 @@ def list_objects_sync(engine: Engine, search: Search) -> ListPage:
                 cont = encode_continue(Continue(offset=offset + len(rows), resource_version=rv))
             remaining = None
             if more and search.with_remaining_count:
-                total = conn.execute(count_statement(search, dialect)).scalar_one()
+                total = conn.execute(count_statement(search, dialect, label_index=labels)).scalar_one()
                 remaining = max(0, int(total) - offset - len(rows))
         else:
             order = full_order(search)
             after = _token_key(token, order) if token is not None else None
-            rows = list(conn.execute(list_statement(search, dialect, after=after, limit=fetch)))
+            rows = list(
+                conn.execute(list_statement(search, dialect, after=after, limit=fetch, label_index=labels))
+            )
             more = page_size is not None and len(rows) > page_size
             rows = rows[:page_size] if page_size is not None else rows
             rv = token.resource_version if token is not None and token.resource_version else _max_rv(rows)
@@ -157,7 +206,11 @@ def list_objects_sync(engine: Engine, search: Search) -> ListPage:
                 last = _row_key(rows[-1], order)
                 cont = encode_continue(Continue(key=last, order=order_names(order), resource_version=rv))
                 if search.with_remaining_count:
-                    remaining = int(conn.execute(count_statement(search, dialect, after=last)).scalar_one())
+                    remaining = int(
+                        conn.execute(
+                            count_statement(search, dialect, after=last, label_index=labels)
+                        ).scalar_one()
+                    )
     items = [_to_object(r, search.only_metadata) for r in rows]
     return ListPage(items=items, continue_token=cont, remaining_item_count=remaining, resource_version=rv)
 

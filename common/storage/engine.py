@@ -12,9 +12,21 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from common.storage.schema import PG_TRGM, SCHEMA_VERSION, has_pg_trgm, metadata, schema_version
+from common.storage.schema import (
+    LABEL_BACKFILL,
+    LABEL_TRIGGERS,
+    LABELS_FEATURE,
+    PG_TRGM,
+    SCHEMA_VERSION,
+    has_pg_trgm,
+    label_dialect,
+    metadata,
+    resource_labels,
+    schema_version,
+    store_features,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +74,7 @@ def create_schema(engine: Engine) -> None:
     commits each DDL statement itself, hence the per-index existence check)."""
     if engine.dialect.name == "postgresql":
         _try_pg_trgm(engine)
-    metadata.create_all(engine, checkfirst=True)
+    metadata.create_all(engine, tables=_tables(engine.dialect.name), checkfirst=True)
     with engine.begin() as conn:
         row = conn.execute(select(schema_version.c.version).with_for_update()).first()
         if row is None:
@@ -79,6 +91,94 @@ def create_schema(engine: Engine) -> None:
         _add_missing_indexes(conn)
         if engine.dialect.name == "postgresql":
             _pg_lz4_objects(conn)
+    _label_index(engine)
+
+
+def _tables(dialect: str) -> list[Any]:
+    """The tables of this dialect's store (PostgreSQL serves label selectors with GIN, no table)."""
+    return [t for t in metadata.sorted_tables if t is not resource_labels or label_dialect(dialect)]
+
+
+def label_index_ready(conn: Connection) -> bool:
+    """Whether label selectors may be answered from ``resource_labels`` (SQLite, MySQL/MariaDB,
+    once its triggers exist and the rows of older objects were backfilled)."""
+    if label_dialect(conn.dialect.name) is None:
+        return False
+    query = select(store_features.c.name).where(store_features.c.name == LABELS_FEATURE)
+    return conn.execute(query).first() is not None
+
+
+def _label_triggers(conn: Connection) -> set[str]:
+    if conn.dialect.name == "sqlite":
+        query = text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'resources'")
+    else:
+        query = text(
+            "SELECT trigger_name FROM information_schema.triggers"
+            " WHERE trigger_schema = DATABASE() AND event_object_table = 'resources'"
+        )
+    return {str(name) for (name,) in conn.execute(query)}
+
+
+def _label_index(engine: Engine) -> None:
+    """Create the triggers that keep ``resource_labels``, fill it for objects stored before them
+    (a store made by an older release: logged with its duration), and record the capability.
+
+    CREATE TRIGGER commits on its own (MySQL; pysqlite runs DDL outside a transaction), so the
+    capability row is written only in the backfill's transaction: a start interrupted in between
+    backfills again (INSERT IGNORE: idempotent). Where the triggers cannot be created (MySQL with
+    binary logging wants TRIGGER and, without ``log_bin_trust_function_creators``, SUPER), label
+    selectors keep working by reading the stored objects, slower; the next start tries again."""
+    kind = label_dialect(engine.dialect.name)
+    if kind is None:
+        return
+    with engine.connect() as conn:
+        if label_index_ready(conn) and _label_triggers(conn) >= set(LABEL_TRIGGERS[kind]):
+            return
+    try:
+        _create_label_triggers(engine, kind)
+    except DBAPIError as e:
+        _labels_unindexed(engine, str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e))
+        return
+    with engine.connect() as conn:
+        missing = set(LABEL_TRIGGERS[kind]) - _label_triggers(conn)
+    if missing:  # a trigger of that name on another table (SQLite's IF NOT EXISTS skips then)
+        _labels_unindexed(engine, f"trigger names taken: {', '.join(sorted(missing))}")
+        return
+    start = time.monotonic()
+    try:
+        with engine.begin() as conn:
+            conn.execute(store_features.delete().where(store_features.c.name == LABELS_FEATURE))
+            rows = conn.execute(text(LABEL_BACKFILL[kind])).rowcount
+            conn.execute(insert(store_features).values(name=LABELS_FEATURE))
+    except IntegrityError:
+        return  # another process starting at the same time backfilled and recorded it first
+    if rows > 0:
+        log.info("store upgrade: %d label rows indexed in %.1f s", rows, time.monotonic() - start)
+
+
+def _labels_unindexed(engine: Engine, reason: str) -> None:
+    log.warning(
+        "label selectors will read every stored object of the resource: cannot create the"
+        " triggers that index labels (%s); grant TRIGGER (with binary logging also set"
+        " log_bin_trust_function_creators=1), then run clusterpedia migrate",
+        reason,
+    )
+    with engine.begin() as conn:
+        conn.execute(store_features.delete().where(store_features.c.name == LABELS_FEATURE))
+
+
+def _create_label_triggers(engine: Engine, kind: str) -> None:
+    for name, ddl in LABEL_TRIGGERS[kind].items():
+        with engine.begin() as conn:
+            if name in _label_triggers(conn):
+                continue
+            try:
+                conn.execute(text(ddl))
+            except DBAPIError:
+                with engine.connect() as again:
+                    if name in _label_triggers(again):
+                        continue  # another process created it meanwhile
+                raise
 
 
 def _pg_lz4_objects(conn: Connection) -> None:
@@ -134,7 +234,7 @@ def _try_pg_trgm(engine: Engine) -> None:
 def _add_missing_indexes(conn: Connection) -> None:
     """Create every index of ``metadata`` the store lacks; on a large table this takes a while (the
     table is readable meanwhile, writes wait), so each one is logged with its duration."""
-    for table in metadata.sorted_tables:
+    for table in _tables(conn.dialect.name):
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             if conn.dialect.has_index(conn, table.name, str(index.name)):
                 continue

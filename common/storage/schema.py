@@ -176,6 +176,121 @@ resource_types = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
+LABEL_KEY_LENGTH = 317  # DNS-1123 subdomain prefix (253) + "/" + name (63)
+LABEL_VALUE_LENGTH = 63
+
+
+def _label_text(length: int) -> TypeEngine[str]:
+    """Label keys and values; utf8mb4 on MySQL so that no stored object can make its trigger fail."""
+    return String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+    )
+
+
+resource_labels = Table(
+    "resource_labels",
+    metadata,
+    Column("resource_id", _id_type, primary_key=True),
+    Column("label_key", _label_text(LABEL_KEY_LENGTH), primary_key=True),
+    Column("label_value", _label_text(LABEL_VALUE_LENGTH), nullable=False),
+    Index("ix_resource_labels_kv", "label_key", "label_value", "resource_id"),
+    sqlite_with_rowid=False,
+)
+"""SQLite and MySQL/MariaDB: one row per label of each ``resources`` row, kept by triggers on
+``resources`` (``LABEL_TRIGGERS``), so that a label selector is an index lookup instead of parsing
+every stored object of the resource (200,000 pods: 1.4 s -> ms on SQLite, see docs/performance.md).
+PostgreSQL has no such table: its GIN index on the labels serves the same queries."""
+
+store_features = Table(
+    "store_features",
+    metadata,
+    Column("name", String(64), primary_key=True),
+)
+"""Named capabilities a store gained once their one-off work was complete (``resource_labels``:
+the label rows of every object existing before the triggers were backfilled). Searches use a
+capability only once its row is here."""
+
+LABELS_FEATURE = "resource_labels"
+
+# Plain literals (no formatting) on purpose: nothing but these constants reaches the DDL. The
+# label key column of JSON_TABLE is LABEL_KEY_LENGTH wide.
+LABEL_TRIGGERS: dict[str, dict[str, str]] = {
+    # INSERT OR IGNORE / INSERT IGNORE: a label that does not fit never fails the object's write
+    # (kube-apiserver validates labels, so this is for objects it never made).
+    "sqlite": {
+        "resources_labels_insert": """
+CREATE TRIGGER IF NOT EXISTS resources_labels_insert AFTER INSERT ON resources
+BEGIN
+    INSERT OR IGNORE INTO resource_labels (resource_id, label_key, label_value)
+    SELECT NEW.id, key, value FROM json_each(NEW.object, '$.metadata.labels') WHERE type = 'text';
+END""",
+        # An upsert that re-delivers the same object (relists, replays) leaves the labels alone.
+        "resources_labels_update": """
+CREATE TRIGGER IF NOT EXISTS resources_labels_update AFTER UPDATE OF object ON resources
+WHEN OLD.object IS NOT NEW.object
+BEGIN
+    DELETE FROM resource_labels WHERE resource_id = OLD.id;
+    INSERT OR IGNORE INTO resource_labels (resource_id, label_key, label_value)
+    SELECT NEW.id, key, value FROM json_each(NEW.object, '$.metadata.labels') WHERE type = 'text';
+END""",
+        "resources_labels_delete": """
+CREATE TRIGGER IF NOT EXISTS resources_labels_delete AFTER DELETE ON resources
+BEGIN
+    DELETE FROM resource_labels WHERE resource_id = OLD.id;
+END""",
+    },
+    "mysql": {
+        "resources_labels_insert": """
+CREATE TRIGGER resources_labels_insert AFTER INSERT ON resources FOR EACH ROW
+    INSERT IGNORE INTO resource_labels (resource_id, label_key, label_value)
+    SELECT NEW.id, k.label_key,
+           JSON_UNQUOTE(JSON_EXTRACT(NEW.object, CONCAT('$.metadata.labels."', k.label_key, '"')))
+    FROM JSON_TABLE(JSON_KEYS(NEW.object, '$.metadata.labels'), '$[*]'
+                    COLUMNS (label_key VARCHAR(317) PATH '$')) AS k""",
+        # ON DUPLICATE KEY UPDATE fires the update triggers even when the guard kept the row.
+        "resources_labels_update": """
+CREATE TRIGGER resources_labels_update AFTER UPDATE ON resources FOR EACH ROW
+BEGIN
+  IF NOT (OLD.object <=> NEW.object) THEN
+    DELETE FROM resource_labels WHERE resource_id = OLD.id;
+    INSERT IGNORE INTO resource_labels (resource_id, label_key, label_value)
+    SELECT NEW.id, k.label_key,
+           JSON_UNQUOTE(JSON_EXTRACT(NEW.object, CONCAT('$.metadata.labels."', k.label_key, '"')))
+    FROM JSON_TABLE(JSON_KEYS(NEW.object, '$.metadata.labels'), '$[*]'
+                    COLUMNS (label_key VARCHAR(317) PATH '$')) AS k;
+  END IF;
+END""",
+        "resources_labels_delete": """
+CREATE TRIGGER resources_labels_delete AFTER DELETE ON resources FOR EACH ROW
+    DELETE FROM resource_labels WHERE resource_id = OLD.id""",
+    },
+}
+
+LABEL_BACKFILL: dict[str, str] = {
+    "sqlite": """
+INSERT OR IGNORE INTO resource_labels (resource_id, label_key, label_value)
+SELECT r.id, j.key, j.value FROM resources AS r, json_each(r.object, '$.metadata.labels') AS j
+WHERE j.type = 'text'""",
+    "mysql": """
+INSERT IGNORE INTO resource_labels (resource_id, label_key, label_value)
+SELECT r.id, k.label_key,
+       JSON_UNQUOTE(JSON_EXTRACT(r.object, CONCAT('$.metadata.labels."', k.label_key, '"')))
+FROM resources AS r,
+     JSON_TABLE(JSON_KEYS(r.object, '$.metadata.labels'), '$[*]'
+                COLUMNS (label_key VARCHAR(317) PATH '$')) AS k""",
+}
+"""The label rows of objects stored before the triggers existed (a store made by an older release)."""
+
+
+def label_dialect(dialect: str) -> str | None:
+    """Key of ``LABEL_TRIGGERS`` for a SQLAlchemy dialect name; None where labels use no table."""
+    if dialect == "sqlite":
+        return "sqlite"
+    if dialect in ("mysql", "mariadb"):
+        return "mysql"
+    return None
+
+
 schema_version = Table(
     "schema_version",
     metadata,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -29,6 +29,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    exists,
     false,
     func,
     literal,
@@ -51,9 +52,10 @@ from common.storage.query import (
     Search,
     full_order,
 )
-from common.storage.schema import PG_LABELS, resource_types, resources
+from common.storage.schema import PG_LABELS, resource_labels, resource_types, resources
 
 _r = resources.c
+_l = resource_labels.c
 
 NULL_CREATED_AT = dt.datetime(1970, 1, 1)
 """Objects without a creation time sort (and page) as if created at the epoch."""
@@ -132,8 +134,54 @@ def field_condition(req: FieldRequirement, dialect: str) -> ColumnElement[bool]:
     return _set_condition(expr, req.operator, req.values, missing_matches_negation=False)
 
 
-def label_condition(req: LabelRequirement, dialect: str) -> ColumnElement[bool]:
-    """Kubernetes semantics: ``!=`` and ``notin`` also match objects without the label."""
+class LabelIndex(NamedTuple):
+    """Label requirements read ``resource_labels`` (SQLite, MySQL/MariaDB, once
+    ``common.storage.engine.label_index_ready``); ``drive``: the index in ``search.labels`` of the
+    positive requirement the statement starts from (few rows carry it), or None (probe per row)."""
+
+    drive: int | None = None
+
+
+def _labelled(key: str, values: Sequence[str] | None = None) -> list[ColumnElement[bool]]:
+    """Conditions on ``resource_labels`` rows: label ``key`` (with one of ``values``)."""
+    conds = [_l.label_key == key]
+    if values is not None:
+        conds.append(_l.label_value == values[0] if len(values) == 1 else _l.label_value.in_(list(values)))
+    return conds
+
+
+def _label_values(req: LabelRequirement) -> Sequence[str] | None:
+    return None if req.operator in (Operator.EXISTS, Operator.DOES_NOT_EXIST) else req.values
+
+
+def is_positive(req: LabelRequirement) -> bool:
+    """Whether only objects carrying the label can match (``=``, ``in``, exists)."""
+    return req.operator in (Operator.EQUALS, Operator.IN, Operator.EXISTS)
+
+
+def label_rows_statement(req: LabelRequirement, bound: int) -> Select[Any]:
+    """How many label rows match a positive requirement, counting no further than ``bound``: an
+    index-only range of ``ix_resource_labels_kv`` that tells a selective label from a common one."""
+    matching = select(_l.resource_id).where(*_labelled(req.key, _label_values(req))).limit(bound)
+    return select(func.count()).select_from(matching.subquery())
+
+
+def label_condition(
+    req: LabelRequirement, dialect: str, *, label_index: bool = False, drive: bool = False
+) -> ColumnElement[bool]:
+    """Kubernetes semantics: ``!=`` and ``notin`` also match objects without the label.
+
+    ``label_index``: the store keeps ``resource_labels`` (SQLite, MySQL/MariaDB; see
+    ``common.storage.engine.label_index_ready``), so the condition reads it instead of the objects:
+    ``drive`` (a positive requirement of few rows) as ``id IN (ids with the label)``, which starts
+    from those rows; otherwise as a correlated EXISTS, one primary-key probe per row the scan visits,
+    which lets an ordered, limited page stop early when the label is common."""
+    if label_index and not _is_pg(dialect):
+        conds = _labelled(req.key, _label_values(req))
+        if drive and is_positive(req):
+            return _r.id.in_(select(_l.resource_id).where(*conds))
+        probe = exists().where(_l.resource_id == _r.id, *conds).correlate(resources)
+        return probe if is_positive(req) else ~probe
     path = ("metadata", "labels", req.key)
     if _is_pg(dialect) and req.operator in (
         Operator.EQUALS,
@@ -182,8 +230,11 @@ def _single_cluster(search: Search) -> str:
     return inc[0] if inc is not None and len(inc) == 1 else ""
 
 
-def where_clause(search: Search, dialect: str) -> ColumnElement[bool]:
-    """Every filter of ``search`` (no paging), always excluding deleted tombstones."""
+def where_clause(
+    search: Search, dialect: str, *, label_index: LabelIndex | None = None
+) -> ColumnElement[bool]:
+    """Every filter of ``search`` (no paging), always excluding deleted tombstones; label
+    requirements read the label table when ``label_index`` is given (see :class:`LabelIndex`)."""
     conds: list[ColumnElement[bool]] = [_r.deleted == false()]
     if search.group_resources:
         conds.append(
@@ -214,7 +265,15 @@ def where_clause(search: Search, dialect: str) -> ColumnElement[bool]:
         conds.append(_owner_condition(search, _single_cluster(search)))
     if search.fuzzy_name:
         conds.append(_r.name.contains(search.fuzzy_name, autoescape=True))
-    conds += [label_condition(req, dialect) for req in search.labels]
+    conds += [
+        label_condition(
+            req,
+            dialect,
+            label_index=label_index is not None,
+            drive=label_index is not None and label_index.drive == i,
+        )
+        for i, req in enumerate(search.labels)
+    ]
     conds += [field_condition(req, dialect) for req in search.fields]
     return and_(*conds)
 
@@ -300,10 +359,14 @@ def _group_resource(search: Search) -> GroupResource | None:
 
 
 def _one_list(
-    search: Search, dialect: str, after: Sequence[str | int] | None, limit: int | None
+    search: Search,
+    dialect: str,
+    after: Sequence[str | int] | None,
+    limit: int | None,
+    label_index: LabelIndex | None,
 ) -> Select[Any]:
     order = full_order(search)
-    stmt = select(*LIST_COLUMNS).where(where_clause(search, dialect))
+    stmt = select(*LIST_COLUMNS).where(where_clause(search, dialect, label_index=label_index))
     if after is not None:
         stmt = stmt.where(after_key(order, after, dialect, group_resource=_group_resource(search)))
     stmt = stmt.order_by(*order_clauses(order))
@@ -317,9 +380,11 @@ def list_statement(
     after: Sequence[str | int] | None = None,
     limit: int | None = None,
     offset: int | None = None,
+    label_index: LabelIndex | None = None,
 ) -> Select[Any]:
     """Rows of ``LIST_COLUMNS`` matching ``search`` in its total order, optionally after a keyset key
-    and with LIMIT/OFFSET (the executor asks for one row more than a page to see if there is more).
+    and with LIMIT/OFFSET (the executor asks for one row more than a page to see if there is more);
+    ``label_index`` as for :func:`where_clause`.
 
     A page of a collection whose members span several API groups is a UNION ALL of one page per
     member, each ordered and limited on its own, merged and limited again: every member is then a
@@ -335,20 +400,30 @@ def list_statement(
             for gr in search.group_resources
             for sub in [
                 _one_list(
-                    dataclasses.replace(search, group_resources=(gr,)), dialect, after, inner
+                    dataclasses.replace(search, group_resources=(gr,)), dialect, after, inner, label_index
                 ).subquery()
             ]
         ]
         merged = union_all(*members).subquery("page")
         stmt = select(*merged.c).order_by(*order_clauses(full_order(search), merged.c)).limit(limit)
         return stmt.offset(offset) if offset else stmt
-    stmt = _one_list(search, dialect, after, limit)
+    stmt = _one_list(search, dialect, after, limit, label_index)
     return stmt.offset(offset) if offset else stmt
 
 
-def count_statement(search: Search, dialect: str, *, after: Sequence[str | int] | None = None) -> Select[Any]:
+def count_statement(
+    search: Search,
+    dialect: str,
+    *,
+    after: Sequence[str | int] | None = None,
+    label_index: LabelIndex | None = None,
+) -> Select[Any]:
     """How many rows match ``search`` (after ``key``): remainingItemCount."""
-    stmt = select(func.count()).select_from(resources).where(where_clause(search, dialect))
+    stmt = (
+        select(func.count())
+        .select_from(resources)
+        .where(where_clause(search, dialect, label_index=label_index))
+    )
     if after is not None:
         stmt = stmt.where(
             after_key(full_order(search), after, dialect, group_resource=_group_resource(search))

@@ -5,13 +5,24 @@ store newer than the release is refused."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 
 import pytest
 from sqlalchemy import Engine, insert, inspect, select, text, update
 
-from common.storage.engine import create_schema, make_engine
+from apiserver.listing import list_objects_sync
+from apiserver.search import parse_search
+from common.storage.engine import create_schema, label_index_ready, make_engine
 from common.storage.query import Search
-from common.storage.schema import SCHEMA_VERSION, resources, schema_version
+from common.storage.schema import (
+    LABEL_TRIGGERS,
+    SCHEMA_VERSION,
+    label_dialect,
+    resource_labels,
+    resources,
+    schema_version,
+)
 from common.storage.search import list_statement
 
 
@@ -99,5 +110,87 @@ def test_postgresql_objects_are_compressed_with_lz4(postgres_url: str) -> None:
                 text("SELECT pg_column_compression(object) FROM resources WHERE name = 'big'")
             ).scalar_one()
         assert method == "lz4"
+    finally:
+        engine.dispose()
+
+
+def _labelled_row(name: str, **labels: str) -> dict[str, object]:
+    row = _row(name)
+    row["object"] = json.dumps({"kind": "Pod", "metadata": {"name": name, "labels": labels}})
+    return row
+
+
+def _label_search(engine: Engine, selector: str) -> list[str]:
+    search = parse_search([("labelSelector", selector)], group="", version="v1", resource="pods")
+    return [o.name for o in list_objects_sync(engine, search).items]
+
+
+def _drop_label_index(engine: Engine) -> None:
+    """Make the store look like one from before the label table (and its triggers) existed."""
+    with engine.begin() as conn:
+        for name in LABEL_TRIGGERS[str(label_dialect(engine.dialect.name))]:
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
+        conn.execute(text("DROP TABLE resource_labels"))
+        conn.execute(text("DROP TABLE store_features"))
+
+
+@pytest.mark.parametrize("store", ["sqlite", "mysql"])
+def test_store_from_before_the_label_table_is_backfilled(store: str, request: pytest.FixtureRequest) -> None:
+    engine = make_engine(request.getfixturevalue(f"{store}_url"))
+    try:
+        create_schema(engine)
+        _drop_label_index(engine)
+        with engine.begin() as conn:
+            conn.execute(resources.delete())
+            conn.execute(
+                insert(resources),
+                [_labelled_row("web-1", app="web"), _labelled_row("db-1", app="db"), _labelled_row("bare")],
+            )
+
+        create_schema(engine)  # as the next release's first start would
+
+        with engine.connect() as conn:
+            assert label_index_ready(conn)
+            labels = conn.execute(select(resource_labels.c.label_key, resource_labels.c.label_value)).all()
+        assert sorted(labels) == [("app", "db"), ("app", "web")]
+        assert (_label_search(engine, "app=web"), _label_search(engine, "!app")) == (["web-1"], ["bare"])
+        with engine.begin() as conn:  # and the triggers keep it from now on
+            conn.execute(insert(resources), [_labelled_row("web-2", app="web")])
+        assert _label_search(engine, "app=web") == ["web-1", "web-2"]
+    finally:
+        engine.dispose()
+
+
+def test_labels_without_triggers_are_read_from_the_objects(
+    mysql_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the label triggers cannot be created (here: their name is taken by a trigger on another
+    table; in production, MySQL without the TRIGGER privilege), the store still starts, says why,
+    and label selectors read the stored objects: same answers, no index."""
+    engine = make_engine(mysql_url)
+    try:
+        create_schema(engine)
+        _drop_label_index(engine)
+        with engine.begin() as conn:
+            conn.execute(resources.delete())
+            conn.execute(insert(resources), [_labelled_row("web-1", app="web"), _labelled_row("db-1")])
+            conn.execute(
+                text(
+                    "CREATE TRIGGER resources_labels_insert AFTER INSERT ON schema_version"
+                    " FOR EACH ROW SET @unused = 1"
+                )
+            )
+        with caplog.at_level(logging.WARNING, logger="common.storage.engine"):
+            create_schema(engine)
+        assert "cannot create the triggers that index labels" in caplog.text
+        with engine.connect() as conn:
+            assert not label_index_ready(conn)
+        assert (_label_search(engine, "app=web"), _label_search(engine, "!app")) == (["web-1"], ["db-1"])
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER resources_labels_insert"))
+        create_schema(engine)  # the cause is gone: the next start indexes them
+        with engine.connect() as conn:
+            assert label_index_ready(conn)
+        assert _label_search(engine, "app=web") == ["web-1"]
     finally:
         engine.dispose()

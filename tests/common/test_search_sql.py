@@ -345,3 +345,40 @@ def test_offset_paging_and_count(dialect: str) -> None:
     assert "LIMIT" in text and {11, 20} <= set(flat(params))
     text, _ = compiled(sql.count_statement(BASE, dialect), dialect)
     assert text.startswith("SELECT count(*) AS count_1 FROM resources WHERE resources.deleted = ")
+
+
+@pytest.mark.parametrize("dialect", ["mysql", "sqlite"])
+def test_label_selectors_read_the_label_table(dialect: str) -> None:
+    s = Search(
+        group="",
+        resource="pods",
+        labels=(
+            LabelRequirement("app", Operator.EQUALS, ("web",)),
+            LabelRequirement("tier", Operator.NOT_IN, ("a", "b")),
+            LabelRequirement("legacy", Operator.DOES_NOT_EXIST),
+            LabelRequirement(EVIL, Operator.IN, (EVIL, "x")),
+        ),
+    )
+    probe = "EXISTS (SELECT * FROM resource_labels WHERE resource_labels.resource_id = resources.id AND "
+    for drive in (None, 0):
+        stmt = sql.list_statement(s, dialect, label_index=sql.LabelIndex(drive=drive))
+        text, params = compiled(stmt, dialect)
+        assert "json" not in text.lower()
+        # != / notin / !key: no label row of that kind (objects without the label match, as in Kubernetes)
+        assert f"NOT ({probe}resource_labels.label_key = " in text
+        assert text.count("NOT (EXISTS") == 2
+        assert EVIL not in text and EVIL in params.values()
+        if drive is None:  # every requirement probes the row's own labels (a page can stop early)
+            assert text.count(probe) == 4
+        else:  # the first starts from the rows carrying its label
+            assert "resources.id IN (SELECT resource_labels.resource_id FROM resource_labels WHERE " in text
+            assert text.count(probe) == 3
+    count, params = compiled(sql.label_rows_statement(s.labels[0], 2000), dialect)
+    assert count.startswith("SELECT count(*) AS count_1 FROM (SELECT resource_labels.resource_id")
+    assert "LIMIT" in count and 2000 in params.values() and "web" in params.values()
+
+
+def test_postgresql_ignores_the_label_table() -> None:
+    s = Search(group="", resource="pods", labels=(LabelRequirement("app", Operator.EQUALS, ("web",)),))
+    text, _ = compiled(sql.list_statement(s, "postgresql", label_index=sql.LabelIndex(drive=0)), "postgresql")
+    assert "resource_labels" not in text and "@>" in text
