@@ -5,7 +5,7 @@
 
 Fills an empty store with the generator's pods (``bench.limits.synthetic_rows``: 3-8 KB objects,
 five labels each plus pod-template-hash, ten namespaces, seven pods per app) spread over two
-clusters, through the writer's guarded upsert in batches of ``INSERT_BATCH``, once with the label
+clusters, through the writer's guarded upsert in batches of ``bench.limits.INSERT_BATCH``, once with the label
 triggers and once without them (the cost they add to every write), then times label-selector
 statements exactly as the API tier builds them (``list_statement``/``count_statement``), with the
 label table (``label_index=True``) and without it (the JSON scan an older release ran), same rows,
@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from apiserver.listing import label_plan
-from bench.limits import INSERT_BATCH, synthetic_rows
+from bench.limits import row_batches, synthetic_rows
 from bench.services import Services, Store
 from common.storage.query import LabelRequirement, Operator, OrderBy, Search
 from common.storage.schema import LABEL_TRIGGERS, label_dialect
@@ -44,16 +44,9 @@ def _fill(store: Store, rows: int, *, triggers: bool) -> tuple[float, Engine]:
             for name in LABEL_TRIGGERS[kind]:
                 conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
     stmt = upsert_resources(engine.dialect.name)
-    batch: list[dict[str, Any]] = []
-    batches: list[list[dict[str, Any]]] = []
-    for i, row in enumerate(synthetic_rows(rows)):
-        row["cluster"] = f"cluster-{i % 2}"
-        batch.append(row)
-        if len(batch) == INSERT_BATCH:
-            batches.append(batch)
-            batch = []
-    if batch:
-        batches.append(batch)
+    batches = row_batches(
+        {**row, "cluster": f"cluster-{i % 2}"} for i, row in enumerate(synthetic_rows(rows))
+    )
     start = time.perf_counter()
     for b in batches:
         with engine.begin() as conn:

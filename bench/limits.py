@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +142,16 @@ def synthetic_rows(count: int, *, cluster: str = "bench", seed: int = 7) -> Iter
         }
 
 
+def row_batches(rows: Iterable[dict[str, Any]], size: int = INSERT_BATCH) -> list[list[dict[str, Any]]]:
+    """``rows`` in lists of ``size`` (the last one shorter), built before any timing starts."""
+    out: list[list[dict[str, Any]]] = [[]]
+    for row in rows:
+        if len(out[-1]) == size:
+            out.append([])
+        out[-1].append(row)
+    return [b for b in out if b]
+
+
 @dataclass
 class InsertRate:
     store: str
@@ -183,17 +193,8 @@ def insert_rate(store: Store, rows: int, *, statement: str = "insert") -> Insert
             stmt: Insert = builder(engine.dialect.name)
         else:
             stmt = insert(resources)
-        batches: list[list[dict[str, Any]]] = []
-        batch: list[dict[str, Any]] = []
-        size = 0
-        for row in synthetic_rows(rows):
-            size += len(row["object"])
-            batch.append(row)
-            if len(batch) == INSERT_BATCH:
-                batches.append(batch)
-                batch = []
-        if batch:
-            batches.append(batch)
+        batches = row_batches(synthetic_rows(rows))
+        size = sum(len(row["object"]) for b in batches for row in b)
         pids = server_pids(store.kind)
         server0 = sum(cpu_seconds(p) for p in pids)
         client0 = time.process_time()
