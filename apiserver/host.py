@@ -17,6 +17,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from common.http import client_kwargs
+from common.kubeconfig import LOADER_LOCK
 from common.settings import Settings, env_value
 
 
@@ -47,12 +48,13 @@ def load_host_connection(settings: Settings) -> HostConnection:
     """From ``settings.kubeconfig``, else $KUBECONFIG / ~/.kube/config, else the in-cluster account."""
     cfg = k8s_client.Configuration()
     path = settings.kubeconfig or env_value("KUBECONFIG")
-    if not path and env_value("KUBERNETES_SERVICE_HOST"):
-        k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    else:
-        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=path or None, client_configuration=cfg
-        )
+    with LOADER_LOCK:
+        if not path and env_value("KUBERNETES_SERVICE_HOST"):
+            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        else:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path or None, client_configuration=cfg
+            )
     token = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
     if token and cfg.api_key_prefix.get("authorization") and not token.startswith("Bearer"):
         token = f"{cfg.api_key_prefix['authorization']} {token}"

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from common.kubeconfig import LOADER_LOCK
+
 
 class InvalidConfig(Exception):
     """The PediaCluster's credentials or URL cannot be used (the message says which field)."""
@@ -105,7 +107,8 @@ def credentials_from_kubeconfig(data: bytes, where: str = "spec.kubeconfig") -> 
         raise InvalidConfig(f"{where} is not a kubeconfig mapping")
     cfg = Configuration()
     try:
-        KubeConfigLoader(config_dict=config).load_and_set(cfg)  # type: ignore[no-untyped-call]
+        with LOADER_LOCK:
+            KubeConfigLoader(config_dict=config).load_and_set(cfg)  # type: ignore[no-untyped-call]
     except (ConfigException, KeyError, TypeError, ValueError) as exc:
         raise InvalidConfig(f"{where}: {exc}") from exc
     return credentials_from_configuration(cfg, where)

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from common.kubeconfig import LOADER_LOCK
 from common.settings import Settings
 from synchro.client import ApiError, Gone, KubeClient
 from synchro.credentials import (
@@ -39,13 +40,14 @@ def host_credentials(settings: Settings) -> ClusterCredentials:
     from kubernetes.client import Configuration
 
     cfg = Configuration()
-    if settings.kubeconfig:
-        kube_config.load_kube_config(config_file=settings.kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
-    else:
-        try:
-            kube_config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-        except kube_config.ConfigException:
-            kube_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    with LOADER_LOCK:
+        if settings.kubeconfig:
+            kube_config.load_kube_config(config_file=settings.kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
+        else:
+            try:
+                kube_config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            except kube_config.ConfigException:
+                kube_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     return credentials_from_configuration(cfg, "host kubeconfig")
 
 
