@@ -165,7 +165,8 @@ def label_plan(engine: Engine, conn: Connection, search: Search) -> LabelIndex |
     if best is None:
         return LabelIndex()
     # A whole list (no page size) reads every match anyway: start from the rarest label.
-    return LabelIndex(drive=best[1] if best[0] < DRIVE_LABEL_ROWS or search.page_size is None else None)
+    page_drive = best[1] if best[0] < DRIVE_LABEL_ROWS or search.page_size is None else None
+    return LabelIndex(drive=page_drive, rarest=best[1])
 
 
 def list_objects_sync(engine: Engine, search: Search) -> ListPage:
@@ -176,6 +177,7 @@ def list_objects_sync(engine: Engine, search: Search) -> ListPage:
     with engine.connect() as conn:
         check_clusters(conn, [search.single_cluster, *(search.clusters.include or ())])
         labels = label_plan(engine, conn, search)
+        counting = labels.for_count() if labels is not None else None
         if search.offset_paging:
             offset = token.offset if token is not None and token.offset is not None else (search.offset or 0)
             rows = list(
@@ -189,7 +191,7 @@ def list_objects_sync(engine: Engine, search: Search) -> ListPage:
                 cont = encode_continue(Continue(offset=offset + len(rows), resource_version=rv))
             remaining = None
             if more and search.with_remaining_count:
-                total = conn.execute(count_statement(search, dialect, label_index=labels)).scalar_one()
+                total = conn.execute(count_statement(search, dialect, label_index=counting)).scalar_one()
                 remaining = max(0, int(total) - offset - len(rows))
         else:
             order = full_order(search)
@@ -208,7 +210,7 @@ def list_objects_sync(engine: Engine, search: Search) -> ListPage:
                 if search.with_remaining_count:
                     remaining = int(
                         conn.execute(
-                            count_statement(search, dialect, after=last, label_index=labels)
+                            count_statement(search, dialect, after=last, label_index=counting)
                         ).scalar_one()
                     )
     items = [_to_object(r, search.only_metadata) for r in rows]

@@ -164,6 +164,8 @@ def run(store: Store, rows: int, repeat: int, say: Callable[[str], None]) -> Non
                 with engine.connect() as conn:
                     start = time.perf_counter()
                     picked = label_plan(engine, conn, search)
+                    if count and picked is not None:
+                        picked = picked.for_count()  # as the API tier counts withRemainingCount
                     planning = time.perf_counter() - start
                 picked_name = "drive" if picked is not None and picked.drive is not None else "probe"
                 seconds, n = _time(engine, search, count, picked)

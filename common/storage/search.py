@@ -137,9 +137,15 @@ def field_condition(req: FieldRequirement, dialect: str) -> ColumnElement[bool]:
 class LabelIndex(NamedTuple):
     """Label requirements read ``resource_labels`` (SQLite, MySQL/MariaDB, once
     ``common.storage.engine.label_index_ready``); ``drive``: the index in ``search.labels`` of the
-    positive requirement the statement starts from (few rows carry it), or None (probe per row)."""
+    positive requirement the statement starts from (few rows carry it), or None (probe per row);
+    ``rarest``: the positive requirement with the fewest label rows, where a statement that reads
+    every match (a count) starts whatever their number."""
 
     drive: int | None = None
+    rarest: int | None = None
+
+    def for_count(self) -> LabelIndex:
+        return self._replace(drive=self.rarest)
 
 
 def _labelled(key: str, values: Sequence[str] | None = None) -> list[ColumnElement[bool]]:

@@ -382,3 +382,20 @@ def test_postgresql_ignores_the_label_table() -> None:
     s = Search(group="", resource="pods", labels=(LabelRequirement("app", Operator.EQUALS, ("web",)),))
     text, _ = compiled(sql.list_statement(s, "postgresql", label_index=sql.LabelIndex(drive=0)), "postgresql")
     assert "resource_labels" not in text and "@>" in text
+
+
+def test_counts_start_from_the_rarest_label() -> None:
+    plan = sql.LabelIndex(drive=None, rarest=1)  # a page probes (common labels); a count reads all
+    s = Search(
+        group="",
+        resource="pods",
+        labels=(
+            LabelRequirement("tier", Operator.EQUALS, ("web",)),
+            LabelRequirement("app", Operator.EQUALS, ("db",)),
+        ),
+    )
+    page, _ = compiled(sql.list_statement(s, "sqlite", label_index=plan), "sqlite")
+    count, _ = compiled(sql.count_statement(s, "sqlite", label_index=plan.for_count()), "sqlite")
+    starts = "resources.id IN (SELECT resource_labels.resource_id FROM resource_labels WHERE "
+    assert starts not in page
+    assert count.count(starts) == 1 and "label_key = ? AND resource_labels.label_value = ?)" in count
