@@ -212,27 +212,38 @@ capability only once its row is here."""
 
 LABELS_FEATURE = "resource_labels"
 
-# Plain literals (no formatting) on purpose: nothing but these constants reaches the DDL. The
-# label key column of JSON_TABLE is LABEL_KEY_LENGTH wide.
-LABEL_TRIGGERS: dict[str, dict[str, str]] = {
-    # INSERT OR IGNORE / INSERT IGNORE: a label that does not fit never fails the object's write
-    # (kube-apiserver validates labels, so this is for objects it never made).
-    "sqlite": {
-        "resources_labels_insert": """
-CREATE TRIGGER IF NOT EXISTS resources_labels_insert AFTER INSERT ON resources
-BEGIN
+
+def _label_rows(kind: str, row: str, source: str = "") -> str:
+    """``INSERT .. SELECT`` of the label rows of ``row`` (``NEW`` in a trigger; ``r`` for every row
+    of ``resources``, with ``source`` = its FROM item). Only this module's constants go in.
+    INSERT OR IGNORE / INSERT IGNORE: a label that does not fit never fails the object's write
+    (kube-apiserver validates labels, so that is for objects it never made)."""
+    if kind == "sqlite":
+        return f"""
     INSERT OR IGNORE INTO resource_labels (resource_id, label_key, label_value)
-    SELECT NEW.id, key, value FROM json_each(NEW.object, '$.metadata.labels') WHERE type = 'text';
+    SELECT {row}.id, j.key, j.value FROM {source}json_each({row}.object, '$.metadata.labels') AS j
+    WHERE j.type = 'text'"""  # noqa: S608
+    return f"""
+    INSERT IGNORE INTO resource_labels (resource_id, label_key, label_value)
+    SELECT {row}.id, k.label_key,
+           JSON_UNQUOTE(JSON_EXTRACT({row}.object, CONCAT('$.metadata.labels."', k.label_key, '"')))
+    FROM {source}JSON_TABLE(JSON_KEYS({row}.object, '$.metadata.labels'), '$[*]'
+                    COLUMNS (label_key VARCHAR({LABEL_KEY_LENGTH}) PATH '$')) AS k"""  # noqa: S608
+
+
+LABEL_TRIGGERS: dict[str, dict[str, str]] = {
+    "sqlite": {
+        "resources_labels_insert": f"""
+CREATE TRIGGER IF NOT EXISTS resources_labels_insert AFTER INSERT ON resources
+BEGIN{_label_rows("sqlite", "NEW")};
 END""",
         # An upsert that re-delivers the same object (relists, replays) leaves the labels alone.
-        "resources_labels_update": """
+        "resources_labels_update": f"""
 CREATE TRIGGER IF NOT EXISTS resources_labels_update AFTER UPDATE OF object ON resources
 WHEN OLD.object IS NOT NEW.object
 BEGIN
-    DELETE FROM resource_labels WHERE resource_id = OLD.id;
-    INSERT OR IGNORE INTO resource_labels (resource_id, label_key, label_value)
-    SELECT NEW.id, key, value FROM json_each(NEW.object, '$.metadata.labels') WHERE type = 'text';
-END""",
+    DELETE FROM resource_labels WHERE resource_id = OLD.id;{_label_rows("sqlite", "NEW")};
+END""",  # noqa: S608
         "resources_labels_delete": """
 CREATE TRIGGER IF NOT EXISTS resources_labels_delete AFTER DELETE ON resources
 BEGIN
@@ -240,26 +251,16 @@ BEGIN
 END""",
     },
     "mysql": {
-        "resources_labels_insert": """
-CREATE TRIGGER resources_labels_insert AFTER INSERT ON resources FOR EACH ROW
-    INSERT IGNORE INTO resource_labels (resource_id, label_key, label_value)
-    SELECT NEW.id, k.label_key,
-           JSON_UNQUOTE(JSON_EXTRACT(NEW.object, CONCAT('$.metadata.labels."', k.label_key, '"')))
-    FROM JSON_TABLE(JSON_KEYS(NEW.object, '$.metadata.labels'), '$[*]'
-                    COLUMNS (label_key VARCHAR(317) PATH '$')) AS k""",
+        "resources_labels_insert": f"""
+CREATE TRIGGER resources_labels_insert AFTER INSERT ON resources FOR EACH ROW{_label_rows("mysql", "NEW")}""",
         # ON DUPLICATE KEY UPDATE fires the update triggers even when the guard kept the row.
-        "resources_labels_update": """
+        "resources_labels_update": f"""
 CREATE TRIGGER resources_labels_update AFTER UPDATE ON resources FOR EACH ROW
 BEGIN
   IF NOT (OLD.object <=> NEW.object) THEN
-    DELETE FROM resource_labels WHERE resource_id = OLD.id;
-    INSERT IGNORE INTO resource_labels (resource_id, label_key, label_value)
-    SELECT NEW.id, k.label_key,
-           JSON_UNQUOTE(JSON_EXTRACT(NEW.object, CONCAT('$.metadata.labels."', k.label_key, '"')))
-    FROM JSON_TABLE(JSON_KEYS(NEW.object, '$.metadata.labels'), '$[*]'
-                    COLUMNS (label_key VARCHAR(317) PATH '$')) AS k;
+    DELETE FROM resource_labels WHERE resource_id = OLD.id;{_label_rows("mysql", "NEW")};
   END IF;
-END""",
+END""",  # noqa: S608
         "resources_labels_delete": """
 CREATE TRIGGER resources_labels_delete AFTER DELETE ON resources FOR EACH ROW
     DELETE FROM resource_labels WHERE resource_id = OLD.id""",
@@ -267,17 +268,7 @@ CREATE TRIGGER resources_labels_delete AFTER DELETE ON resources FOR EACH ROW
 }
 
 LABEL_BACKFILL: dict[str, str] = {
-    "sqlite": """
-INSERT OR IGNORE INTO resource_labels (resource_id, label_key, label_value)
-SELECT r.id, j.key, j.value FROM resources AS r, json_each(r.object, '$.metadata.labels') AS j
-WHERE j.type = 'text'""",
-    "mysql": """
-INSERT IGNORE INTO resource_labels (resource_id, label_key, label_value)
-SELECT r.id, k.label_key,
-       JSON_UNQUOTE(JSON_EXTRACT(r.object, CONCAT('$.metadata.labels."', k.label_key, '"')))
-FROM resources AS r,
-     JSON_TABLE(JSON_KEYS(r.object, '$.metadata.labels'), '$[*]'
-                COLUMNS (label_key VARCHAR(317) PATH '$')) AS k""",
+    kind: _label_rows(kind, "r", "resources AS r, ") for kind in ("sqlite", "mysql")
 }
 """The label rows of objects stored before the triggers existed (a store made by an older release)."""
 
