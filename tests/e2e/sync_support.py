@@ -38,11 +38,7 @@ def b64(data: bytes | str) -> str:
 
 def install_crd(host: Cluster) -> None:
     host.kubectl("apply", "-f", str(CRD_FILE))
-    wait_crd_established(host, "pediaclusters.clusters.clusterpedia.io")
-
-
-def wait_crd_established(cluster: Cluster, name: str) -> None:
-    cluster.wait_crd(name)
+    host.wait_crd("pediaclusters.clusters.clusterpedia.io")
 
 
 def pediacluster(name: str, member: Cluster, groups: dict[str, list[str]], **spec: Any) -> str:

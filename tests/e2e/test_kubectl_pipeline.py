@@ -31,7 +31,6 @@ from tests.e2e.sync_support import (
     pediacluster,
     start_synchro,
     start_writer,
-    wait_crd_established,
     wait_for,
     wait_store_matches,
 )
@@ -74,11 +73,11 @@ def pipeline(
     for cluster in members.values():
         cluster.apply(WORKLOADS)
         cluster.apply(CRD)
-        wait_crd_established(cluster, "widgets.example.com")
+        cluster.wait_crd("widgets.example.com")
         cluster.apply(WIDGETS)
         crd, gadget = GADGETS.split("---")
         cluster.apply(crd)
-        wait_crd_established(cluster, "gadgets.example.com")
+        cluster.wait_crd("gadgets.example.com")
         cluster.apply(gadget)
     install_crd(host_cluster)
     for name, cluster in members.items():

@@ -23,7 +23,6 @@ from tests.e2e.sync_support import (
     start_writer,
     store_rows,
     unique,
-    wait_crd_established,
     wait_for,
     wait_store_matches,
 )
@@ -42,7 +41,7 @@ def test_group_discovery_outage_keeps_data(
 ) -> None:
     member: Cluster = member_cluster("discovery-outage")  # type: ignore[operator]
     member.apply(CRONTAB_CRD)
-    wait_crd_established(member, "crontabs.stable.example.com")
+    member.wait_crd("crontabs.stable.example.com")
     member.apply(
         "apiVersion: stable.example.com/v1\nkind: CronTab\n"
         "metadata: {name: keep-me, namespace: default}\nspec: {cronSpec: '* * * * *'}"

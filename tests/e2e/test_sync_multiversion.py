@@ -24,7 +24,6 @@ from tests.e2e.sync_support import (
     start_synchro,
     start_writer,
     unique,
-    wait_crd_established,
     wait_for,
     wait_store_matches,
 )
@@ -89,7 +88,7 @@ def test_crd_served_in_different_versions(
     current.apply(widget_crd(["v1alpha1", "v1"], storage="v1"))
     older.apply(widget_crd(["v1alpha1"], storage="v1alpha1"))
     for member in (current, older):
-        wait_crd_established(member, "widgets.multi.example.com")
+        member.wait_crd("widgets.multi.example.com")
     current.apply(widgets("multi.example.com/v1", 5))
     older.apply(widgets("multi.example.com/v1alpha1", 3))
 

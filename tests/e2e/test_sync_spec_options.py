@@ -22,7 +22,6 @@ from tests.e2e.sync_support import (
     start_writer,
     store_rows,
     unique,
-    wait_crd_established,
     wait_for,
     wait_store_matches,
 )
@@ -83,7 +82,7 @@ def test_spec_options(host_cluster: Cluster, member_cluster: Any, sqlite_url: st
         member.kubectl("create", "namespace", ns)
         member.kubectl("-n", ns, "create", "configmap", f"cm-{ns}", "--from-literal=a=b")
     member.apply(gadget_crd("one.example.com"))
-    wait_crd_established(member, "gadgets.one.example.com")
+    member.wait_crd("gadgets.one.example.com")
     member.apply("apiVersion: one.example.com/v1\nkind: Gadget\nmetadata: {name: g1}")
     configmaps = {"group": "", "resources": ["configmaps"]}
 
@@ -232,7 +231,7 @@ def test_spec_options(host_cluster: Cluster, member_cluster: Any, sqlite_url: st
         )
         # A CRD created after the sync started is found by the periodic rediscovery.
         member.apply(gadget_crd("two.example.com"))
-        wait_crd_established(member, "gadgets.two.example.com")
+        member.wait_crd("gadgets.two.example.com")
         member.apply("apiVersion: two.example.com/v1\nkind: Gadget\nmetadata: {name: g2}")
         all_grs = [*rbac, ("one.example.com", "v1", "gadgets"), ("two.example.com", "v1", "gadgets")]
         took = wait_store_matches(

@@ -20,7 +20,6 @@ from tests.e2e.sync_support import (
     start_writer,
     store_rows,
     unique,
-    wait_crd_established,
     wait_for,
     wait_store_matches,
 )
@@ -142,7 +141,7 @@ def test_store_equals_clusters(
     members = {f"{store}-1": two_member_clusters[0], f"{store}-2": two_member_clusters[1]}
     for member in members.values():
         member.apply(CRONTAB_CRD)
-        wait_crd_established(member, "crontabs.stable.example.com")
+        member.wait_crd("crontabs.stable.example.com")
 
     def expected() -> dict[Key, int]:
         out: dict[Key, int] = {}
