@@ -30,7 +30,7 @@ import anyio.to_thread
 import msgspec
 from sqlalchemy import Connection, Engine, Row
 
-from apiserver.search import encode_continue, is_valid_name
+from apiserver.search import check_continue_scope, continue_scope, encode_continue, is_valid_name
 from apiserver.types import Continue, ListPage, Search, StoredObject
 from common.errors import BadRequest, NotFound
 from common.storage.engine import label_index_ready
@@ -174,6 +174,9 @@ def list_objects_sync(engine: Engine, search: Search) -> ListPage:
     page_size = search.page_size
     fetch = page_size + 1 if page_size is not None else None
     token = search.continue_token
+    if token is not None:
+        check_continue_scope(token, search)
+    scope = continue_scope(search)
     with engine.connect() as conn:
         check_clusters(conn, [search.single_cluster, *(search.clusters.include or ())])
         labels = label_plan(engine, conn, search)
@@ -188,7 +191,7 @@ def list_objects_sync(engine: Engine, search: Search) -> ListPage:
             rv = token.resource_version if token is not None and token.resource_version else _max_rv(rows)
             cont = ""
             if more and search.with_continue:
-                cont = encode_continue(Continue(offset=offset + len(rows), resource_version=rv))
+                cont = encode_continue(Continue(offset=offset + len(rows), resource_version=rv, scope=scope))
             remaining = None
             if more and search.with_remaining_count:
                 total = conn.execute(count_statement(search, dialect, label_index=counting)).scalar_one()
@@ -206,7 +209,9 @@ def list_objects_sync(engine: Engine, search: Search) -> ListPage:
             remaining = None
             if more:
                 last = _row_key(rows[-1], order)
-                cont = encode_continue(Continue(key=last, order=order_names(order), resource_version=rv))
+                cont = encode_continue(
+                    Continue(key=last, order=order_names(order), resource_version=rv, scope=scope)
+                )
                 if search.with_remaining_count:
                     remaining = int(
                         conn.execute(

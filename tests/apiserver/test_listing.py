@@ -22,7 +22,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from apiserver.collections import list_collection, list_collections
 from apiserver.listing import get_object, get_object_sync, list_objects, list_objects_sync
-from apiserver.search import parse_search
+from apiserver.search import continue_scope, parse_search
 from apiserver.types import ListPage, Search, StoredObject
 from common.errors import BadRequest, NotFound
 from common.settings import ApiserverSettings
@@ -455,13 +455,31 @@ def test_continue_token_for_another_order_is_400(engine: Engine) -> None:
         list_objects_sync(
             engine, search(("limit", "3"), ("orderby", "name"), ("continue", page.continue_token))
         )
+    scope = continue_scope(search())
     forged = base64.urlsafe_b64encode(
-        b'{"v":1,"o":["cluster","namespace","name"],"k":["a","b","c"]}'
+        b'{"v":2,"s":"%s","o":["cluster","namespace","name"],"k":["a","b","c"]}' % scope.encode()
     ).decode()
     assert (
         keys(list_objects_sync(engine, search(("limit", "3"), ("continue", forged))))
         == oracle(lambda o: o.cluster > "a")[:3]
     )
+
+
+@pytest.mark.parametrize("paging", [("limit", "3"), ("size", "3")])
+def test_continue_token_for_another_list_is_400(engine: Engine, paging: tuple[str, str]) -> None:
+    """A token is bound to its list (resource, cluster path, namespace), as kube-apiserver binds a
+    continue key to the list's prefix; the other conditions may change between pages."""
+    page = list_objects_sync(engine, search(paging, ("withContinue", "true")))
+    assert page.continue_token
+    token = ("continue", page.continue_token)
+    for other in (
+        search(paging, token, resource="pods", group=""),
+        search(paging, token, cluster="cluster-1"),
+        search(paging, token, namespace="default"),
+    ):
+        with pytest.raises(BadRequest, match="issued for a different list"):
+            list_objects_sync(engine, other)
+    assert list_objects_sync(engine, search(paging, token, ("clusters", "cluster-2"))).items
 
 
 def test_only_metadata(engine: Engine) -> None:
