@@ -184,7 +184,8 @@ class ClusterSync:
                 self.client = KubeClient(
                     creds, accept_gzip=self.settings.member_accept_gzip, denied=self.denied
                 )
-                self._secrets = tuple(s for s in (creds.token,) if s)
+                # (a "secret" of a few characters would only garble messages: no real token is that short)
+                self._secrets = tuple(s for s in (creds.token,) if len(s) >= 8)
                 return self.client
             except InvalidConfig as exc:
                 self.status.set_ready(False, INVALID_CONFIG, str(exc))

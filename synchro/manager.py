@@ -27,6 +27,7 @@ from common.types import GVR
 from synchro import metrics
 from synchro.client import ApiError, KubeClient
 from synchro.cluster_sync import ClusterSync, prefetch_budget
+from synchro.destinations import parse_networks
 from synchro.host import FINALIZER, Host, host_credentials
 from synchro.leases import (
     CLUSTER_LABEL,
@@ -90,6 +91,7 @@ class SynchroManager:
         self.list_slots = asyncio.Semaphore(max(1, self.conf.max_concurrent_lists))
         self.prefetch_slots = asyncio.Semaphore(prefetch_budget(self.conf))
         self.duration = self.conf.lease_duration_seconds
+        parse_networks(self.conf.denied_networks)  # a bad entry stops the worker at start, not per cluster
 
     # -- entry -----------------------------------------------------------------------------------
 
