@@ -76,6 +76,10 @@ class SynchroSettings(msgspec.Struct, kw_only=True):
     """How often each member cluster's /readyz is probed."""
     strip_last_applied: bool = True
     """Drop the kubectl.kubernetes.io/last-applied-configuration annotation (managedFields always go)."""
+    redact_secret_values: bool = True
+    """Store Secrets with the values of data/stringData emptied (keys kept, annotation
+    clusterpedia.io/redacted=values), so the store holds no member credentials. false stores them
+    as the member serves them: then anyone the API tier lets read Secrets reads their values."""
     publish_batch_max_events: int = 500
     """Events per queue append."""
     status_update_interval_seconds: float = 2.0

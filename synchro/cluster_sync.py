@@ -391,6 +391,8 @@ class ClusterSync:
                 target.kind,
                 strip_last_applied=self.settings.strip_last_applied,
                 namespaces=self.namespaces,
+                redact_values=self.settings.redact_secret_values
+                and (target.gvr.group, target.gvr.resource) == ("", "secrets"),
             ),
             funnel=self.funnel,
             status=rs,
