@@ -28,6 +28,7 @@ from bench.members import Member
 from bench.processes import Tier, Tiers
 from bench.services import Store
 from common.storage.schema import resources
+from common.types import RBAC_GROUP
 
 
 def free_port() -> int:
@@ -150,7 +151,13 @@ class System:
         stmt = (
             select(func.count())
             .select_from(resources)
-            .where(and_(resources.c.cluster.in_(list(clusters)), resources.c.deleted == false()))
+            .where(
+                and_(
+                    resources.c.cluster.in_(list(clusters)),
+                    resources.c.deleted == false(),
+                    resources.c.api_group != RBAC_GROUP,  # synced besides what the bench generated
+                )
+            )
         )
         with self.engine().connect() as conn:
             return int(conn.execute(stmt).scalar_one())

@@ -76,6 +76,10 @@ class SynchroSettings(msgspec.Struct, kw_only=True):
     """How often each member cluster's /readyz is probed."""
     strip_last_applied: bool = True
     """Drop the kubectl.kubernetes.io/last-applied-configuration annotation (managedFields always go)."""
+    sync_member_rbac: bool = True
+    """Sync every member's Roles, ClusterRoles, RoleBindings and ClusterRoleBindings besides
+    ``spec.resources``: the API tier's member-rbac authorization evaluates them (they stay out of
+    discovery unless the spec asks for them). The synchro's member identity needs list/watch on them."""
     redact_secret_values: bool = True
     """Store Secrets with the values of data/stringData emptied (keys kept, annotation
     clusterpedia.io/redacted=values), so the store holds no member credentials. false stores them

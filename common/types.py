@@ -40,3 +40,11 @@ class ObjectKey(NamedTuple):
 
 CLUSTER_ANNOTATION = "shadow.clusterpedia.io/cluster-name"
 """Set by the synchro on every stored object: which member cluster it came from."""
+
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
+RBAC_RESOURCES = ("roles", "clusterroles", "rolebindings", "clusterrolebindings")
+"""The member RBAC objects every PediaCluster syncs besides its ``spec.resources``
+(``synchro.sync_member_rbac``): the API tier evaluates them to show each user only what that
+member's own RBAC lets them read (DESIGN section 8). Unless the spec asks for them too, they stay
+out of the search catalog, so discovery lists what the user asked for."""

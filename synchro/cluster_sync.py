@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from common.events import PurgeCluster, ResourceType
 from common.http import DeniedDestination
 from common.settings import SynchroSettings
-from common.types import GVR
+from common.types import GVR, RBAC_GROUP, RBAC_RESOURCES
 from synchro import metrics
 from synchro.client import ApiError, KubeClient
 from synchro.credentials import ClusterCredentials, InvalidConfig, credentials_from_spec
@@ -148,7 +148,7 @@ class ClusterSync:
         """Purge what the status says was synced but the spec no longer asks for (dropped while
         no worker ran this cluster); the rest of the record joins ``known``, so a resource the
         member stopped serving meanwhile is purged by the usual two-discoveries rule."""
-        spec_resources = list(self.spec.get("resources") or ())
+        spec_resources = self._resources()
         sync_all = self.spec.get("syncAllCustomResources") is True
         for key in self.recorded:
             if requested(spec_resources, key, sync_all=sync_all):
@@ -159,6 +159,28 @@ class ClusterSync:
                 )
                 await self.funnel.put(PurgeCluster(self.name, key[0], key[1]))
         self.recorded = []
+
+    def _resources(self) -> list[dict[str, Any]]:
+        """``spec.resources`` plus the member's RBAC objects (``synchro.sync_member_rbac``): the API
+        tier evaluates them to show each user what that member lets them read."""
+        spec_resources = list(self.spec.get("resources") or ())
+        if self.settings.sync_member_rbac:
+            spec_resources.append({"group": RBAC_GROUP, "resources": list(RBAC_RESOURCES)})
+        return spec_resources
+
+    def _internal(self, key: Key) -> bool:
+        """Synced for the API tier's own use (member RBAC) and not asked for by the spec: kept out
+        of the search catalog (no ResourceType), so discovery shows what the user asked for."""
+        return (
+            self.settings.sync_member_rbac
+            and key[0] == RBAC_GROUP
+            and key[1] in RBAC_RESOURCES
+            and not requested(
+                list(self.spec.get("resources") or ()),
+                key,
+                sync_all=self.spec.get("syncAllCustomResources") is True,
+            )
+        )
 
     def restart(self) -> None:
         """Relist every resource (the queue lost entries)."""
@@ -307,7 +329,7 @@ class ClusterSync:
             self.status.version = str((await client.get_json("/version")).get("gitVersion", ""))
         except ApiError as exc:
             log.info("cannot read /version: %s", exc, extra={"cluster": self.name})
-        spec_resources = list(self.spec.get("resources") or ())
+        spec_resources = self._resources()
         sync_all = self.spec.get("syncAllCustomResources") is True
         groups = None if sync_all else {g for g, _, _ in spec_wants(spec_resources)}
         disc = await fetch_discovery(client, groups)
@@ -364,23 +386,11 @@ class ClusterSync:
         rs.kind, rs.namespaced = target.kind, target.namespaced
         rs.version = rs.storage_version = target.gvr.version
         rs.set(SYNC_PENDING)
-        columns = b""
-        if not is_builtin_group(target.gvr.group):
-            columns = await printer_columns(client, target) or b""
-        await self.funnel.put(
-            ResourceType(
-                cluster=self.name,
-                group=target.gvr.group,
-                version=target.gvr.version,
-                resource=target.gvr.resource,
-                kind=target.kind,
-                namespaced=target.namespaced,
-                short_names=list(target.short_names),
-                verbs=list(target.verbs),
-                storage_version=target.gvr.version,
-                printer_columns=columns,
-            )
-        )
+        if self._internal(key):
+            self.status.internal.add(key)
+        else:
+            self.status.internal.discard(key)
+            await self._publish_type(client, target)
         sync = ResourceSync(
             cluster=self.name,
             client=client,
@@ -403,6 +413,26 @@ class ClusterSync:
         )
         self.known[key] = target
         self.tasks[key] = asyncio.create_task(sync.run(), name=f"sync:{self.name}:{target.gvr}")
+
+    async def _publish_type(self, client: KubeClient, target: Target) -> None:
+        """The resource's catalog entry (kind, scope, verbs, short names, CRD printer columns)."""
+        columns = b""
+        if not is_builtin_group(target.gvr.group):
+            columns = await printer_columns(client, target) or b""
+        await self.funnel.put(
+            ResourceType(
+                cluster=self.name,
+                group=target.gvr.group,
+                version=target.gvr.version,
+                resource=target.gvr.resource,
+                kind=target.kind,
+                namespaced=target.namespaced,
+                short_names=list(target.short_names),
+                verbs=list(target.verbs),
+                storage_version=target.gvr.version,
+                printer_columns=columns,
+            )
+        )
 
     async def _stop(self, key: Key) -> None:
         task = self.tasks.pop(key, None)

@@ -127,6 +127,9 @@ class ClusterStatus:
         self.last_transition = now_rfc3339()
         self.version = ""
         self.resources: dict[tuple[str, str], ResourceStatus] = {}
+        self.internal: set[tuple[str, str]] = set()
+        """Resources synced for Clusterpedia's own use (the member's RBAC), not asked for by the
+        spec: listed in ``resources``, left out of ``resourcesSummary``."""
         self.dirty = True
 
     def set_ready(self, ready: bool, reason: str, message: str = "") -> None:
@@ -168,8 +171,10 @@ class ClusterStatus:
         ]
 
     def summary(self) -> str:
-        syncing = sum(1 for rs in self.resources.values() if rs.status == SYNC_SYNCING)
-        return f"{syncing}/{len(self.resources)}"
+        """``syncing/requested`` over what the spec asked for (the RESOURCES printer column)."""
+        asked = [rs for key, rs in self.resources.items() if key not in self.internal]
+        syncing = sum(1 for rs in asked if rs.status == SYNC_SYNCING)
+        return f"{syncing}/{len(asked)}"
 
     def render(self) -> dict[str, Any]:
         message = self.message

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from common.settings import Settings, SynchroSettings, WriterSettings
 from common.storage.engine import make_engine
 from common.storage.schema import resources
+from common.types import RBAC_GROUP
 from tests.harness.cluster import Cluster
 from tests.harness.processes import Process
 
@@ -152,7 +153,11 @@ def unique(prefix: str) -> str:
 # ---------------------------------------------------------------- comparing store and clusters
 
 
-def store_rows(store_url: str, clusters: Iterable[str] | None = None) -> dict[Key, int]:
+def store_rows(
+    store_url: str, clusters: Iterable[str] | None = None, *, member_rbac: bool = False
+) -> dict[Key, int]:
+    """Live rows of the store; the members' RBAC objects, synced for the API tier's use whatever
+    the spec says (synchro.sync_member_rbac), only with ``member_rbac``."""
     engine = make_engine(store_url)
     try:
         query = select(
@@ -165,6 +170,8 @@ def store_rows(store_url: str, clusters: Iterable[str] | None = None) -> dict[Ke
         ).where(resources.c.deleted.is_(False))
         if clusters is not None:
             query = query.where(resources.c.cluster.in_(list(clusters)))
+        if not member_rbac:
+            query = query.where(resources.c.api_group != RBAC_GROUP)
         with engine.connect() as conn:
             return {(r[0], r[1], r[2], r[3], r[4]): int(r[5]) for r in conn.execute(query)}
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError) as exc:

@@ -117,7 +117,11 @@ def test_crd_served_in_different_versions(
 
         engine = make_engine(sqlite_url)
         with engine.connect() as conn:
-            rows = conn.execute(select(resources.c.cluster, resources.c.version, resources.c.object)).all()
+            rows = conn.execute(
+                select(resources.c.cluster, resources.c.version, resources.c.object).where(
+                    resources.c.resource == "widgets"
+                )
+            ).all()
             types = {
                 r.cluster: r
                 for r in conn.execute(select(resource_types).where(resource_types.c.resource == "widgets"))

@@ -166,7 +166,7 @@ def test_store_equals_clusters(
             f"[{store}/{queue}] {count} objects: kubectl create {created:.1f}s, "
             f"store matched {took:.2f}s later"
         )
-        assert count > 2 * (CONFIGMAPS + SERVICES + 3 * DEPLOYMENTS + CRONTABS)
+        assert count >= 2 * (CONFIGMAPS + SERVICES + 3 * DEPLOYMENTS + CRONTABS)  # plus what the members made
 
         for member in members.values():
             mutate(member, ns)
