@@ -398,11 +398,15 @@ class ImportController:
             if not self.leading():
                 return
             source_id = policy.source_id(source)
-            # A source whose name cannot be computed keeps whatever it imported before.
-            keep.update(n for n, pc in mine.items() if _annotations(pc).get(SOURCE_ANNOTATION) == source_id)
             outcome = await self._import_one(policy, source, source_id, clusters, claimed)
             if outcome.pediacluster and outcome.state in ("Imported", "Waiting"):
-                keep.add(outcome.pediacluster)
+                keep.add(outcome.pediacluster)  # an import under an older name goes
+            elif outcome.state != "Deleted":
+                # Nothing decided for this source (a missing reference, an error, a conflict):
+                # whatever it imported before stays as it is.
+                keep.update(
+                    n for n, pc in mine.items() if _annotations(pc).get(SOURCE_ANNOTATION) == source_id
+                )
             result.outcomes.append(outcome)
         for name, pc in mine.items():
             if name not in keep and not pc["metadata"].get("deletionTimestamp") and self.leading():

@@ -226,6 +226,16 @@ def test_cluster_api_policy_imports_updates_and_deletes(env: Env) -> None:
     env.wait_ready_and_synced(name)
     assert (name, "", "configmaps", "default", "after-rotation") in store_rows(env.store, [name])
 
+    # A new name (here the prefix) moves the import: the new PediaCluster syncs, the old one goes.
+    policy = yaml.safe_load(CAPI_POLICY.read_text())
+    policy["spec"]["namePrefix"] = "moved-"
+    host.apply(json.dumps(policy))
+    env.wait_ready_and_synced(f"moved-{NS}-c1")
+    env.wait_gone(name)
+    host.kubectl("apply", "-f", str(CAPI_POLICY))
+    env.wait_ready_and_synced(name)
+    env.wait_gone(f"moved-{NS}-c1")
+
     # Deleting the Cluster deletes the PediaCluster through the finalizer: its rows go too.
     host.kubectl("-n", NS, "delete", "clusters.cluster.x-k8s.io", "c1")
     env.wait_gone(name)
