@@ -279,6 +279,8 @@ class ImportController:
                 await self._lease_round()
             except HOST_ERRORS as exc:
                 self._log_once(f"the import controller's Lease round failed: {exc}")
+            except Exception:  # a bug must not end the worker; not renewing ends the leadership
+                log.exception("the import controller's Lease round failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.duration / 3)
 
