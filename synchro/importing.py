@@ -244,6 +244,7 @@ class ImportController:
         self._leading_until = 0.0
         self._written: dict[str, dict[str, Any]] = {}
         self._logged: set[str] = set()
+        self._wake = asyncio.Event()  # set when this worker becomes the leader: no wait for the interval
 
     def leading(self) -> bool:
         return time.monotonic() < self._leading_until
@@ -259,8 +260,12 @@ class ImportController:
                         self._log_once(f"importing clusters failed: {exc}")
                     except Exception:  # a bug must not end the worker
                         log.exception("importing clusters failed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.interval)
+                waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+                await asyncio.wait(waits, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waits:
+                    waiter.cancel()
+                await asyncio.gather(*waits, return_exceptions=True)
+                self._wake.clear()
         finally:
             lease_task.cancel()
             await asyncio.gather(lease_task, return_exceptions=True)
@@ -286,6 +291,7 @@ class ImportController:
 
     async def _lease_round(self) -> None:
         path = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
+        started = time.monotonic()  # the Lease counts from before the request, to be safe
         current = await self.host.get_object(f"{path}/{LEASE_NAME}")
         now = time.time()
         if current is not None and holder(current) != self.worker_id and is_alive(current, now):
@@ -315,7 +321,8 @@ class ImportController:
             raise
         if not self.leading():
             log.info("running the ClusterImportPolicy controller")
-        self._leading_until = time.monotonic() + self.duration * 0.75
+            self._wake.set()
+        self._leading_until = started + self.duration * 0.75
 
     async def _release(self) -> None:
         if self._lease is None or not self.leading():
