@@ -399,7 +399,7 @@ def _evaluate(node: Node, env: Mapping[str, Any], budget: _Budget) -> Any:
     if op == "list":
         return budget.charge([_evaluate(item, env, budget) for item in args])
     if op == "cmp":
-        return _compare(args[0], _evaluate(args[1], env, budget), _evaluate(args[2], env, budget))
+        return _compare(args[0], _evaluate(args[1], env, budget), _evaluate(args[2], env, budget), budget)
     if op == "add":
         left, right = _evaluate(args[0], env, budget), _evaluate(args[1], env, budget)
         if isinstance(left, str) and isinstance(right, str):
@@ -444,18 +444,34 @@ def _truth(value: Any) -> bool:
     return value not in (None, False, "", 0) and value != [] and value != {}
 
 
-def _compare(op: str, left: Any, right: Any) -> bool:
-    if op == "==":
-        return bool(left == right and _kind(left) == _kind(right))
-    if op == "!=":
-        return not (left == right and _kind(left) == _kind(right))
+def _scalar(value: Any, op: str) -> Any:
+    if isinstance(value, dict | list):
+        raise TemplateError(f"'{op}' compares strings, numbers, booleans and null, not a {_kind(value)}")
+    return value
+
+
+def _same(left: Any, right: Any) -> bool:
+    return bool(left == right and _kind(left) == _kind(right))  # no conversions: 3 != "3", 1 != true
+
+
+def _compare(op: str, left: Any, right: Any, budget: _Budget) -> bool:
+    """Comparisons of scalars only (comparing whole objects would cost their size each time);
+    the work of ``in`` is charged to the budget like the text it scans."""
+    if op in ("==", "!="):
+        equal = _same(_scalar(left, op), _scalar(right, op))
+        return equal if op == "==" else not equal
     if op == "in":
-        if isinstance(right, str):
-            return isinstance(left, str) and left in right
-        if isinstance(right, list | dict):
-            return any(left == item and _kind(left) == _kind(item) for item in right)
+        _scalar(left, op)
         if right is None:
             return False
+        if isinstance(right, str):
+            budget.charge(right)
+            return isinstance(left, str) and left in right
+        if isinstance(right, list):
+            budget.charge(right)
+            return any(_same(left, item) for item in right if not isinstance(item, dict | list))
+        if isinstance(right, dict):
+            return isinstance(left, str) and left in right
         raise TemplateError(f"'in' needs a string, list or mapping on its right, got a {_kind(right)}")
     both_numbers = _is_number(left) and _is_number(right)
     if not both_numbers and not (isinstance(left, str) and isinstance(right, str)):

@@ -47,6 +47,7 @@ ENV: dict[str, Any] = {
         ("has(source.metadata.deletionTimestamp) or source.spec.replicas >= 3", True),
         ("source.spec.replicas < 3", False),
         ('"a" in source.spec.zones', True),
+        ('"name" in source.metadata and "x" in source.metadata.labels', False),
         ('"gold" == source.metadata.labels["env.example.com/tier"]', True),
         ("source.status.missing.deeper == null", True),
         ("references.missing", False),
@@ -149,6 +150,8 @@ def test_spec_template_errors_name_the_field(template: dict[str, Any], message: 
         ("{{ b64dec('/w==') }}", "b64dec(): not base64-encoded UTF-8"),
         ("{{ 1" + "0" * 5000 + " }}", "is too long"),
         ("{{ source < 1 }}", "cannot order a mapping and a number"),
+        ("{{ source == source }}", "'==' compares strings, numbers, booleans and null, not a mapping"),
+        ("{{ source.spec.zones != [] }}", "'!=' compares strings, numbers, booleans and null, not a list"),
     ],
 )
 def test_hostile_or_broken_templates_are_errors(text: str, message: str) -> None:
@@ -203,6 +206,10 @@ def test_output_and_time_are_bounded() -> None:
     doubled = "{{ source.big + 'y' }}" * (MAX_OUTPUT_CHARS // len(big) + 2)
     with pytest.raises(TemplateError, match=f"more than {MAX_OUTPUT_CHARS} characters"):
         Template(doubled).render(env)
+    # Scanning is work too: many searches through a long text hit the same bound.
+    scans = "{{ [" + ", ".join(["'y' in source.big"] * 800) + "] }}"
+    with pytest.raises(TemplateError, match="more than"):
+        Template(scans).render(env)
     many = {f"k{i}": "{{ source.big | upper }}" for i in range(40)}
     with pytest.raises(TemplateError, match="more than"):
         SpecTemplate(many).render(env)
