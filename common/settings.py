@@ -96,6 +96,9 @@ class SynchroSettings(msgspec.Struct, kw_only=True):
     metadata services answer. A PediaCluster pointing there is Ready=False, InvalidConfig."""
     sync_retry_max_seconds: float = 300.0
     """Longest back-off between restarts of a cluster's sync that failed unexpectedly."""
+    import_interval_seconds: float = 10.0
+    """How often the ClusterImportPolicy controller (one worker, through a Lease) re-reads the
+    policies, their sources and references and brings the imported PediaClusters in step."""
 
 
 class WriterSettings(msgspec.Struct, kw_only=True):

@@ -1,5 +1,6 @@
 """The host cluster, as the synchro uses it: PediaClusters (watched, status, finalizer), their
-credential Secrets, and the Lease objects that shard clusters among workers.
+credential Secrets, the Lease objects that shard clusters among workers, and the few generic
+calls of the ClusterImportPolicy controller.
 
 The kubeconfig is loaded by the ``kubernetes`` package (contexts, exec and token files, in-cluster
 service account); requests then go through the same raw :class:`KubeClient` as member clusters.
@@ -107,6 +108,45 @@ class Host:
         """The data of a Secret labelled as member credentials (InvalidConfig otherwise)."""
         secret = await self.client.get_json(f"/api/v1/namespaces/{namespace}/secrets/{name}")
         return secret_data_if_labelled(secret, f"{namespace}/{name}")
+
+    # -- any kind (the ClusterImportPolicy controller: policies, their sources and references) -----
+
+    async def list_objects(self, path: str, label_selector: str = "") -> list[dict[str, Any]]:
+        """Every object of a collection path (pages of 500)."""
+        params = {"labelSelector": label_selector} if label_selector else None
+        out: list[dict[str, Any]] = []
+        async for page in self.client.list_pages(path, page_size=500, params=params):
+            out.extend(_decoder.decode(raw) for raw in page.items or ())
+        return out
+
+    async def get_object(self, path: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        try:
+            return _decoder.decode(await self.client.request("GET", path))  # type: ignore[no-any-return]
+        except ApiError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    async def write_object(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST (create) or PUT (replace, guarded by the body's resourceVersion)."""
+        return _decoder.decode(await self.client.request(method, path, body=body))  # type: ignore[no-any-return]
+
+    async def delete_object(self, path: str) -> None:
+        try:
+            await self.client.request("DELETE", path)
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
+
+    async def patch_object_status(self, path: str, status: dict[str, Any]) -> None:
+        try:
+            await self.client.request(
+                "PATCH", f"{path}/status", body={"status": status}, content_type=MERGE_PATCH
+            )
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
 
     # -- namespace and leases ------------------------------------------------------------------------
 

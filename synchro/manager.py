@@ -5,6 +5,8 @@ objects), the lease loop (heartbeat, renew owned cluster Leases, release beyond 
 acquire free ones), and per-cluster reconciles triggered by changes (start, restart on a spec
 change, finalizer-driven cleanup on deletion). Losing or failing to renew a Lease stops that
 cluster's sync at once, so two workers never sync one cluster for longer than a renew interval.
+The ClusterImportPolicy controller (``synchro/importing.py``) runs beside them, in one worker at a
+time (its own Lease).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from synchro.client import ApiError, KubeClient
 from synchro.cluster_sync import ClusterSync, prefetch_budget
 from synchro.destinations import parse_networks
 from synchro.host import FINALIZER, Host, host_credentials
+from synchro.importing import ImportController
 from synchro.leases import (
     CLUSTER_LABEL,
     CLUSTER_PREFIX,
@@ -102,6 +105,14 @@ class SynchroManager:
             asyncio.create_task(self._reconciler(), name="reconciler"),
         ]
         tasks.append(asyncio.create_task(self._lease_loop(stop), name="leases"))
+        imports = ImportController(
+            self.host,
+            namespace=self.namespace,
+            worker_id=self.worker_id,
+            lease_duration_seconds=self.duration,
+            interval_seconds=self.conf.import_interval_seconds,
+        )
+        tasks.append(asyncio.create_task(imports.run(stop), name="imports"))
         log.info("synchro worker %s started", self.worker_id)
         stopper = asyncio.create_task(stop.wait(), name="stop")
         try:

@@ -219,8 +219,20 @@ def test_rbac_grants_what_each_tier_needs(helm: Path) -> None:
         ("pediaclusters", "patch"),
         ("pediaclusters/status", "patch"),
         ("pediaclusters/finalizers", "update"),
+        ("pediaclusters", "create"),
+        ("pediaclusters", "delete"),
+        ("clusterimportpolicies", "list"),
+        ("clusterimportpolicies/status", "patch"),
     ]:
         assert need in granted
+    assert not any("secrets" in rule["resources"] for rule in synchro_rules)  # only by clusterImport
+    with_sources = render_objects(
+        helm, None, "--set", "clusterImport.sourceRules[0].apiGroups[0]=cluster.x-k8s.io",
+        "--set", "clusterImport.sourceRules[0].resources[0]=clusters",
+        "--set", "clusterImport.sourceRules[0].verbs[0]=list",
+    )  # fmt: skip
+    rules = by_kind(with_sources, "ClusterRole")[f"{FULLNAME}-synchro"]["rules"]
+    assert {"apiGroups": ["cluster.x-k8s.io"], "resources": ["clusters"], "verbs": ["list"]} in rules
     role = by_kind(objects, "Role")[f"{FULLNAME}-synchro"]
     assert role["metadata"]["namespace"] == NAMESPACE
     lease_rule = next(r for r in role["rules"] if r["apiGroups"] == ["coordination.k8s.io"])

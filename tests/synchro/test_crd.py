@@ -1,14 +1,17 @@
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = "clusters.clusterpedia.io_pediaclusters.yaml"
+POLICY_CRD = "policy.clusterpedia.io_clusterimportpolicies.yaml"
 
 
-def test_examples_copy_equals_chart_crd() -> None:
-    assert (ROOT / "examples/crds" / CRD).read_bytes() == (
-        ROOT / "charts/clusterpedia/crds" / CRD
+@pytest.mark.parametrize("crd", [CRD, POLICY_CRD])
+def test_examples_copy_equals_chart_crd(crd: str) -> None:
+    assert (ROOT / "examples/crds" / crd).read_bytes() == (
+        ROOT / "charts/clusterpedia/crds" / crd
     ).read_bytes()
 
 
