@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 import msgspec
 
 READ_VERBS = frozenset({"get", "list", "*"})
-RBAC_GROUP = "rbac.authorization.k8s.io"
-RBAC_RESOURCES = ("roles", "clusterroles", "rolebindings", "clusterrolebindings")
 
 
 class _Meta(msgspec.Struct):
