@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import anyio.to_thread
 from sqlalchemy import Engine, select
 
-from common.storage.schema import resource_types
+from common.storage.sql.schema import resource_types
 
 
 @dataclass(frozen=True, slots=True)

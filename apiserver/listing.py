@@ -1,6 +1,6 @@
 """Runs searches on the store: pages, continue tokens, remainingItemCount, single gets.
 
-The statements come from ``common.storage.search`` (pure); this module only executes them, in a
+The statements come from ``common.storage.sql.selects`` (pure); this module only executes them, in a
 worker thread (SQLAlchemy Core is synchronous) so the event loop keeps serving, and turns rows into
 ``StoredObject``s and ``ListPage``s.
 
@@ -33,9 +33,9 @@ from sqlalchemy import Connection, Engine, Row
 from apiserver.search import encode_continue, is_valid_name
 from apiserver.types import Continue, ListPage, Search, StoredObject
 from common.errors import BadRequest, NotFound
-from common.storage.engine import label_index_ready
 from common.storage.query import OrderBy, full_order
-from common.storage.search import (
+from common.storage.sql.engine import label_index_ready
+from common.storage.sql.selects import (
     NULL_CREATED_AT,
     LabelIndex,
     count_statement,

@@ -42,7 +42,7 @@ from apiserver.auth import (
 )
 from apiserver.host import HostClient, load_host_connection
 from common.settings import Settings
-from common.storage.engine import create_schema, make_engine
+from common.storage.sql.engine import create_schema, make_engine
 
 log = logging.getLogger(__name__)
 

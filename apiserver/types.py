@@ -1,7 +1,7 @@
 """Types the API tier passes between request handling (routing, tables) and the store (listing).
 
 The parsed search itself (``Search`` and its parts) is defined in ``common.storage.query`` because
-the SQL builders in ``common.storage.search`` read it; it is re-exported here so handlers import
+the SQL builders in ``common.storage.sql.selects`` read it; it is re-exported here so handlers import
 everything from one place.
 
 Store entry points (implemented in ``apiserver.listing`` and ``apiserver.collections``; they run the

@@ -29,9 +29,9 @@ from apiserver.listing import label_plan
 from bench.limits import row_batches, synthetic_rows
 from bench.services import Services, Store
 from common.storage.query import LabelRequirement, Operator, OrderBy, Search
-from common.storage.schema import LABEL_TRIGGERS, label_dialect
-from common.storage.search import LabelIndex, count_statement, is_positive, list_statement
-from common.storage.upserts import upsert_resources
+from common.storage.sql.schema import LABEL_TRIGGERS, label_dialect
+from common.storage.sql.selects import LabelIndex, count_statement, is_positive, list_statement
+from common.storage.sql.upserts import upsert_resources
 
 
 def _fill(store: Store, rows: int, *, triggers: bool) -> tuple[float, Engine]:

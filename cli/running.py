@@ -58,7 +58,7 @@ def prepare_store(settings: Settings, attempts: int = 5) -> None:
     """Create the store's tables before the tiers start (they would otherwise race to do it)."""
     from sqlalchemy import exc as sa_exc
 
-    from common.storage.engine import create_schema, make_engine
+    from common.storage.sql.engine import create_schema, make_engine
 
     engine = make_engine(settings.storage)
     try:

@@ -1,4 +1,4 @@
-"""Execute the writer's steps against the store (the thin I/O edge around ``common.storage.upserts``).
+"""Execute the writer's steps against the store (the thin I/O edge around ``common.storage.sql.upserts``).
 
 Each method is one unit of commit: ``apply_writes`` is one transaction, ``apply_list_done`` one
 statement, ``purge`` and ``collect_tombstones`` a series of small transactions (chunks), so a
@@ -13,7 +13,7 @@ import logging
 from sqlalchemy import Engine
 
 from common.events import ListDone, PurgeCluster
-from common.storage import upserts as sql
+from common.storage.sql import upserts as sql
 from writer.batching import Writes
 
 log = logging.getLogger("clusterpedia.writer")

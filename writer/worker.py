@@ -3,7 +3,7 @@
 Entry point: :func:`run_writer` (``settings``, a ``threading.Event`` to stop). Setting the event
 (SIGTERM) lets the current batch finish; whatever is not acked stays pending in the queue and is
 re-read by this consumer name or reclaimed by another writer, and re-applying is harmless because
-every statement is guarded by resourceVersion (see ``common.storage.upserts``).
+every statement is guarded by resourceVersion (see ``common.storage.sql.upserts``).
 
 Barriers (``ListDone``, ``PurgeCluster``) and why later entries may overtake them
 ---------------------------------------------------------------------------------
@@ -49,7 +49,7 @@ from common.events import Event
 from common.observability import HEALTH
 from common.queue import Consumer, Delivery, entry_order, open_consumer
 from common.settings import Settings
-from common.storage.engine import create_schema, make_engine
+from common.storage.sql.engine import create_schema, make_engine
 from writer import metrics
 from writer.applying import Applier
 from writer.batching import Barrier, Purge, Writes, plan

@@ -1,5 +1,5 @@
-"""The SQL store shared by writers (who write it) and the API tier (who reads it).
+"""The store shared by writers (who write it) and the API tier (who reads it).
 
-``schema`` defines the tables for SQLite, PostgreSQL and MySQL/MariaDB through SQLAlchemy Core;
-``engine`` turns a storage URL from the settings into an Engine with the right driver.
+``query`` describes a search in storage-neutral terms; ``sql`` is the SQL backend (SQLite,
+PostgreSQL, MySQL/MariaDB).
 """

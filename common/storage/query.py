@@ -1,7 +1,7 @@
 """A storage-neutral description of one search: what the API tier parsed, what the SQL builders read.
 
 The API tier turns a kubectl request (path, label selector, field selector, URL query) into a
-``Search``; ``common.storage.search`` turns a ``Search`` into a SQLAlchemy statement for the dialect
+``Search``; ``common.storage.sql.selects`` turns a ``Search`` into a SQLAlchemy statement for the dialect
 at hand. The types live in ``common`` because both sides need them and tiers never import each other;
 ``apiserver.types`` re-exports them for the API tier.
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from common.events import ResourceType, Upsert
-from common.storage.upserts import (
+from common.storage.sql.upserts import (
     resource_type_row,
     upsert_resource_types,
     upsert_resources,

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from apiserver.app import build_app
 from apiserver.metrics import request_kind
 from common.settings import Settings
-from common.storage.engine import create_schema, make_engine
+from common.storage.sql.engine import create_schema, make_engine
 from tests.apiserver.storefill import add_objects, add_type, stored_bytes
 
 P = "/apis/clusterpedia.io/v1beta1/resources"

@@ -26,8 +26,8 @@ from apiserver.search import parse_search
 from apiserver.types import ListPage, Search, StoredObject
 from common.errors import BadRequest, NotFound
 from common.settings import ApiserverSettings
-from common.storage.engine import create_schema, make_engine
-from common.storage.schema import resource_types, resources
+from common.storage.sql.engine import create_schema, make_engine
+from common.storage.sql.schema import resource_types, resources
 
 T0 = dt.datetime(2024, 1, 1)
 CLUSTERS = ("cluster-1", "cluster-2")

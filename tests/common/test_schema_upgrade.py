@@ -13,9 +13,9 @@ from sqlalchemy import Engine, insert, inspect, select, text, update
 
 from apiserver.listing import list_objects_sync
 from apiserver.search import parse_search
-from common.storage.engine import create_schema, label_index_ready, make_engine
 from common.storage.query import Search
-from common.storage.schema import (
+from common.storage.sql.engine import create_schema, label_index_ready, make_engine
+from common.storage.sql.schema import (
     LABEL_TRIGGERS,
     SCHEMA_VERSION,
     label_dialect,
@@ -23,7 +23,7 @@ from common.storage.schema import (
     resources,
     schema_version,
 )
-from common.storage.search import list_statement
+from common.storage.sql.selects import list_statement
 
 
 def _index_names(engine: Engine) -> set[str]:
@@ -180,7 +180,7 @@ def test_labels_without_triggers_are_read_from_the_objects(
                     " FOR EACH ROW SET @unused = 1"
                 )
             )
-        with caplog.at_level(logging.WARNING, logger="common.storage.engine"):
+        with caplog.at_level(logging.WARNING, logger="common.storage.sql.engine"):
             create_schema(engine)
         assert "cannot create the triggers that index labels" in caplog.text
         with engine.connect() as conn:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
-from common.storage import search as sql
+from common.storage.sql import selects as sql
 from common.storage.query import (
     FieldRequirement,
     GroupResource,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from common.storage.engine import create_schema, make_engine
+from common.storage.sql.engine import create_schema, make_engine
 from tests.apiserver.storefill import add_objects, add_type
 from tests.e2e.kubectl_support import ApiTier, kubectl_run
 from tests.harness.paths import KUBECTL_VERSIONS, kubectl_binary

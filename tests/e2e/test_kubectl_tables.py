@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from common.storage.engine import create_schema, make_engine
+from common.storage.sql.engine import create_schema, make_engine
 from tests.e2e.kubectl_support import (
     CLUSTERROLES,
     CONFIGMAPS,

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 from common.events import Delete, ListDone, Upsert
-from common.storage.engine import create_schema, make_engine
-from common.storage.schema import resources
+from common.storage.sql.engine import create_schema, make_engine
+from common.storage.sql.schema import resources
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from apiserver.listing import list_objects_sync
 from apiserver.search import parse_search
 from common.events import Event, PurgeCluster, ResourceType
 from common.queue import Delivery
-from common.storage.engine import label_index_ready
-from common.storage.schema import resource_labels, resource_types, resources
+from common.storage.sql.engine import label_index_ready
+from common.storage.sql.schema import resource_labels, resource_types, resources
 from writer.applying import Applier
 from writer.batching import Barrier, Purge, Writes, plan
 

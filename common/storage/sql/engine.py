@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, insert, select,
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from common.storage.schema import (
+from common.storage.sql.schema import (
     LABEL_BACKFILL,
     LABEL_TRIGGERS,
     LABELS_FEATURE,

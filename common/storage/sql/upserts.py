@@ -36,7 +36,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from common.events import Delete as DeleteEvent
 from common.events import ResourceType, Upsert
-from common.storage.schema import resource_types, resources
+from common.storage.sql.schema import resource_types, resources
 
 RESOURCE_KEY = ("cluster", "api_group", "resource", "namespace", "name")
 """Columns of the unique key of ``resources`` (``uq_resources_key``)."""

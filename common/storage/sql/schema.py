@@ -141,7 +141,7 @@ resources = Table(
     Index("ix_resources_owner", "owner_uid"),
     Index("ix_resources_uid", "uid"),
     Index("ix_resources_tombstones", "deleted", "synced_at"),  # tombstone GC without a table scan
-    # PostgreSQL: label selectors are `labels @> {...}` (common/storage/search.py); a GIN index on
+    # PostgreSQL: label selectors are `labels @> {...}` (common/storage/sql/selects.py); a GIN index on
     # the labels alone serves them without indexing (and slowing the writes of) whole objects.
     Index(
         "ix_resources_labels_gin",

@@ -52,7 +52,7 @@ from common.storage.query import (
     Search,
     full_order,
 )
-from common.storage.schema import PG_LABELS, resource_labels, resource_types, resources
+from common.storage.sql.schema import PG_LABELS, resource_labels, resource_types, resources
 
 _r = resources.c
 _l = resource_labels.c
@@ -136,7 +136,7 @@ def field_condition(req: FieldRequirement, dialect: str) -> ColumnElement[bool]:
 
 class LabelIndex(NamedTuple):
     """Label requirements read ``resource_labels`` (SQLite, MySQL/MariaDB, once
-    ``common.storage.engine.label_index_ready``); ``drive``: the index in ``search.labels`` of the
+    ``common.storage.sql.engine.label_index_ready``); ``drive``: the index in ``search.labels`` of the
     positive requirement the statement starts from (few rows carry it), or None (probe per row);
     ``rarest``: the positive requirement with the fewest label rows, where a statement that reads
     every match (a count) starts whatever their number."""
@@ -178,7 +178,7 @@ def label_condition(
     """Kubernetes semantics: ``!=`` and ``notin`` also match objects without the label.
 
     ``label_index``: the store keeps ``resource_labels`` (SQLite, MySQL/MariaDB; see
-    ``common.storage.engine.label_index_ready``), so the condition reads it instead of the objects:
+    ``common.storage.sql.engine.label_index_ready``), so the condition reads it instead of the objects:
     ``drive`` (a positive requirement of few rows) as ``id IN (ids with the label)``, which starts
     from those rows; otherwise as a correlated EXISTS, one primary-key probe per row the scan visits,
     which lets an ordered, limited page stop early when the label is common."""
