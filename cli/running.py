@@ -55,24 +55,23 @@ def _load_apiserver() -> Callable[[Settings], None]:
 
 
 def prepare_store(settings: Settings, attempts: int = 5) -> None:
-    """Create the store's tables before the tiers start (they would otherwise race to do it)."""
-    from sqlalchemy import exc as sa_exc
+    """Create or upgrade the store's schema before the tiers start (they would otherwise race to do
+    it)."""
+    from common.storage import StorageUnavailable, open_store
 
-    from common.storage.sql.engine import create_schema, make_engine
-
-    engine = make_engine(settings.storage)
+    store = open_store(settings.storage)
     try:
         for attempt in range(attempts):
             try:
-                create_schema(engine)
+                store.migrate()
                 return
-            except sa_exc.DBAPIError:
+            except StorageUnavailable:
                 # another process creating the same tables at the same moment
                 if attempt == attempts - 1:
                     raise
                 time.sleep(0.2 * (attempt + 1))
     finally:
-        engine.dispose()
+        store.close()
 
 
 def run_migrate(settings: Settings) -> int:

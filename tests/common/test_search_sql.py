@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
-from common.storage.sql import selects as sql
 from common.storage.query import (
     FieldRequirement,
     GroupResource,
@@ -21,6 +20,7 @@ from common.storage.query import (
     SetFilter,
     full_order,
 )
+from common.storage.sql import selects as sql
 
 DIALECTS: dict[str, Dialect] = {
     "postgresql": postgresql.dialect(),  # type: ignore[no-untyped-call]

@@ -1,4 +1,4 @@
-"""Helpers for the writer tests: an engine on the store under test, and reading its rows back."""
+"""Helpers for the writer tests: the SQL store under test (and its engine), reading its rows back."""
 
 from __future__ import annotations
 
@@ -9,16 +9,21 @@ import pytest
 from sqlalchemy import Engine, select
 
 from common.events import Delete, ListDone, Upsert
-from common.storage.sql.engine import create_schema, make_engine
 from common.storage.sql.schema import resources
+from common.storage.sql.store import SqlStore
 
 
 @pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    eng = make_engine(store_url)
-    create_schema(eng)
-    yield eng
-    eng.dispose()
+def sql_store(store_url: str) -> Iterator[SqlStore]:
+    st = SqlStore(store_url)
+    st.migrate()
+    yield st
+    st.close()
+
+
+@pytest.fixture
+def engine(sql_store: SqlStore) -> Engine:
+    return sql_store.engine
 
 
 class Objects:

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, insert, select,
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from common.storage.base import StorageError
 from common.storage.sql.schema import (
     LABEL_BACKFILL,
     LABEL_TRIGGERS,
@@ -80,8 +81,9 @@ def create_schema(engine: Engine) -> None:
         if row is None:
             conn.execute(insert(schema_version).values(id=1, version=SCHEMA_VERSION))
         elif row[0] > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"store schema version {row[0]} is newer than this release understands ({SCHEMA_VERSION})"
+            raise StorageError(
+                f"store schema version {row[0]} is newer than this release understands ({SCHEMA_VERSION}):"
+                " run a release at least as new as the one that wrote it"
             )
         elif row[0] < SCHEMA_VERSION:
             conn.execute(update(schema_version).values(version=SCHEMA_VERSION))

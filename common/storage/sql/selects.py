@@ -453,3 +453,25 @@ def get_statement(cluster: str, group: str, resource: str, namespace: str, name:
 def known_clusters_statement(names: Sequence[str]) -> Select[Any]:
     """Which of ``names`` are clusters the store knows (has resource types for)."""
     return select(resource_types.c.cluster).where(resource_types.c.cluster.in_(list(names))).distinct()
+
+
+def served_resources_statement() -> Select[Any]:
+    """Every ``resource_types`` row (the catalog), ordered by cluster, group, resource."""
+    t = resource_types.c
+    return select(
+        t.cluster,
+        t.api_group,
+        t.version,
+        t.resource,
+        t.kind,
+        t.namespaced,
+        t.short_names,
+        t.verbs,
+        t.storage_version,
+        t.printer_columns,
+    ).order_by(t.cluster, t.api_group, t.resource)
+
+
+def ping_statement() -> Select[Any]:
+    """``SELECT 1``: whether the store answers (readiness)."""
+    return select(literal(1))
