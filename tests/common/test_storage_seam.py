@@ -20,6 +20,7 @@ from common.storage import (
     open_store,
     url_scheme,
 )
+from common.storage.sql.dialects import Dialect
 from common.storage.sql.store import SqlStore, translated
 
 
@@ -93,3 +94,24 @@ def test_sqlalchemy_errors_become_storage_errors(error: object, rejectable: bool
     assert message.startswith("writing a batch: ")
     # the driver's first line only: never the statement or its parameters (whole objects)
     assert "secret object" not in message and "xxxx" not in message and "line 2" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("sqlite", Dialect.SQLITE),
+        ("postgresql", Dialect.POSTGRESQL),
+        ("postgresql+psycopg", Dialect.POSTGRESQL),
+        ("postgres", Dialect.POSTGRESQL),
+        ("mysql+pymysql", Dialect.MYSQL),
+        ("mariadb", Dialect.MYSQL),
+    ],
+)
+def test_dialect_names_map_to_one_dialect(name: str, expected: Dialect) -> None:
+    assert Dialect.of(name) is expected
+    assert Dialect.of(expected.driver) is expected
+
+
+def test_an_unknown_dialect_is_refused() -> None:
+    with pytest.raises(ValueError, match="unsupported SQL dialect 'oracle'"):
+        Dialect.of("oracle")

@@ -52,6 +52,7 @@ from common.storage.query import (
     Search,
     full_order,
 )
+from common.storage.sql.dialects import Dialect
 from common.storage.sql.schema import PG_LABELS, resource_labels, resource_types, resources
 
 _r = resources.c
@@ -82,10 +83,6 @@ _COLUMN_PATHS: dict[tuple[str, ...], ColumnElement[Any]] = {
 }
 
 
-def _is_pg(dialect: str) -> bool:
-    return dialect == "postgresql"
-
-
 def _json_path(path: Sequence[str]) -> str:
     """MySQL/SQLite JSON path; segments are pre-validated (no quotes, no backslashes)."""
     return "$" + "".join(f'."{seg}"' for seg in path)
@@ -95,13 +92,14 @@ def json_text(path: Sequence[str], dialect: str, *, strings_only: bool = False) 
     """The value at ``path`` of the stored object as text (``3``, ``true``, ``Running``), NULL if
     missing. The path is a bound parameter on every dialect. ``strings_only``: the value is known to
     be a JSON string (a label), which spares SQLite the type dance."""
-    if _is_pg(dialect):
+    d = Dialect.of(dialect)
+    if d.jsonb:
         extracted: ColumnElement[Any] = type_coerce(_r.object, JSONB)[tuple(path)].astext
         return extracted
     p = _json_path(path)
-    if dialect == "sqlite" and strings_only:
+    if d.sql_json_values and strings_only:
         return func.json_extract(_r.object, p)
-    if dialect == "sqlite":
+    if d.sql_json_values:
         # json_extract returns SQL values: booleans as 1/0, numbers as numbers; make them JSON text.
         kind = func.json_type(_r.object, p)
         return case(
@@ -182,14 +180,15 @@ def label_condition(
     ``drive`` (a positive requirement of few rows) as ``id IN (ids with the label)``, which starts
     from those rows; otherwise as a correlated EXISTS, one primary-key probe per row the scan visits,
     which lets an ordered, limited page stop early when the label is common."""
-    if label_index and not _is_pg(dialect):
+    d = Dialect.of(dialect)
+    if label_index and d.label_table:
         conds = _labelled(req.key, _label_values(req))
         if drive and is_positive(req):
             return _r.id.in_(select(_l.resource_id).where(*conds))
         probe = exists().where(_l.resource_id == _r.id, *conds).correlate(resources)
         return probe if is_positive(req) else ~probe
     path = ("metadata", "labels", req.key)
-    if _is_pg(dialect) and req.operator in (
+    if d.jsonb and req.operator in (
         Operator.EQUALS,
         Operator.NOT_EQUALS,
         Operator.IN,
@@ -337,7 +336,7 @@ def after_key(
     if len(order) != len(key):
         raise ValueError("key does not match the order")
     values = [key_value(o.field, v) for o, v in zip(order, key, strict=True)]
-    if _is_pg(dialect) and len({o.desc for o in order}) == 1:
+    if dialect and Dialect.of(dialect).row_value_keyset and len({o.desc for o in order}) == 1:
         columns = [_order_column(o.field) for o in order]
         if group_resource is not None and {o.field for o in order}.isdisjoint(("api_group", "resource")):
             # after the leading cluster (uq_resources_key) or first (the api_group, resource indexes)

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from common.events import Delete, ListDone, PurgeCluster, ResourceType, Upsert
 from common.storage.sql import upserts as sql
+from common.storage.sql.dialects import Dialect
 
 
 class SqlWriter:
@@ -23,6 +24,7 @@ class SqlWriter:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.chunk_rows = chunk_rows
+        self._jsonb = Dialect.of(self.dialect).jsonb
         self._upsert = sql.upsert_resources(self.dialect)
         self._tombstone = sql.tombstone_resources(self.dialect)
         self._resource_type = sql.upsert_resource_types(self.dialect)
@@ -31,7 +33,7 @@ class SqlWriter:
         self, upserts: Sequence[Upsert], deletes: Sequence[Delete], resource_types: Sequence[ResourceType]
     ) -> None:
         now = sql.utc_now()
-        upsert_rows = [sql.upsert_row(e, now, self.dialect) for e in upserts]
+        upsert_rows = [sql.upsert_row(e, now, jsonb=self._jsonb) for e in upserts]
         tombstone_rows = [sql.tombstone_row(e, now) for e in deletes]
         type_rows = [sql.resource_type_row(e, now) for e in resource_types]
         with self.engine.begin() as conn:
