@@ -18,7 +18,6 @@ inserted and updated between pages.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -43,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from common.storage.paging import NULL_CREATED_AT, key_value
 from common.storage.query import (
     FieldRequirement,
     GroupResource,
@@ -57,10 +57,6 @@ from common.storage.sql.schema import PG_LABELS, resource_labels, resource_types
 
 _r = resources.c
 _l = resource_labels.c
-
-NULL_CREATED_AT = dt.datetime(1970, 1, 1)
-"""Objects without a creation time sort (and page) as if created at the epoch."""
-
 
 LIST_COLUMNS = (
     _r.cluster,
@@ -283,11 +279,6 @@ def where_clause(
     return and_(*conds)
 
 
-def order_names(order: Sequence[OrderBy]) -> tuple[str, ...]:
-    """``("name", "-cluster", ...)``: how a continue token records the order it was issued for."""
-    return tuple(("-" if o.desc else "") + o.field for o in order)
-
-
 def _order_column(field: str, columns: Any = _r) -> ColumnElement[Any]:
     """The column (of ``resources`` or of a subquery with the same column names) a field orders by."""
     if field == "created_at":
@@ -301,15 +292,6 @@ def order_clauses(order: Sequence[OrderBy], columns: Any = _r) -> list[ColumnEle
         _order_column(o.field, columns).desc() if o.desc else _order_column(o.field, columns).asc()
         for o in order
     ]
-
-
-def key_value(field: str, value: str | int) -> Any:
-    """A continue-token key value as the column compares it (raises ValueError if malformed)."""
-    if field == "created_at":
-        return dt.datetime.fromisoformat(str(value))
-    if field == "resource_version":
-        return int(value)
-    return str(value)
 
 
 def after_key(

@@ -38,6 +38,7 @@ from common.events import Delete as DeleteEvent
 from common.events import ResourceType, Upsert
 from common.storage.sql.dialects import Dialect
 from common.storage.sql.schema import resource_types, resources
+from common.storage.times import parse_timestamp
 
 RESOURCE_KEY = ("cluster", "api_group", "resource", "namespace", "name")
 """Columns of the unique key of ``resources`` (``uq_resources_key``)."""
@@ -218,24 +219,6 @@ def upsert_resource_types(dialect: str) -> Insert:
 
 
 # -- rows: event -> bound parameters of the statements above
-
-
-def utc_now() -> dt.datetime:
-    """Naive UTC, as every DateTime column of the schema stores."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def parse_timestamp(value: str) -> dt.datetime | None:
-    """RFC 3339 (``2024-05-01T10:00:00Z``) -> naive UTC; None when empty or malformed."""
-    if not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-    return parsed
 
 
 _JSON_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from common.events import Delete, ListDone, PurgeCluster, ResourceType, Upsert
 from common.storage.sql import upserts as sql
 from common.storage.sql.dialects import Dialect
+from common.storage.times import utc_now
 
 
 class SqlWriter:
@@ -32,7 +33,7 @@ class SqlWriter:
     def apply(
         self, upserts: Sequence[Upsert], deletes: Sequence[Delete], resource_types: Sequence[ResourceType]
     ) -> None:
-        now = sql.utc_now()
+        now = utc_now()
         upsert_rows = [sql.upsert_row(e, now, jsonb=self._jsonb) for e in upserts]
         tombstone_rows = [sql.tombstone_row(e, now) for e in deletes]
         type_rows = [sql.resource_type_row(e, now) for e in resource_types]
@@ -46,9 +47,7 @@ class SqlWriter:
 
     def list_done(self, event: ListDone) -> int:
         """Tombstone what the list of ``event.epoch`` did not return; the number of rows."""
-        stmt = sql.tombstone_older_epochs(
-            event.cluster, event.group, event.resource, event.epoch, sql.utc_now()
-        )
+        stmt = sql.tombstone_older_epochs(event.cluster, event.group, event.resource, event.epoch, utc_now())
         with self.engine.begin() as conn:
             return int(conn.execute(stmt).rowcount)
 
@@ -70,7 +69,7 @@ class SqlWriter:
 
     def collect_tombstones(self, ttl_seconds: float) -> int:
         """Delete tombstones older than ``ttl_seconds``; the number of rows."""
-        cutoff = sql.utc_now() - dt.timedelta(seconds=ttl_seconds)
+        cutoff = utc_now() - dt.timedelta(seconds=ttl_seconds)
         total = 0
         while True:
             stmt = sql.expired_tombstones(self.dialect, cutoff, limit=self.chunk_rows)
