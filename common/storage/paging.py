@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from common.storage.base import StorageRejected
+from common.storage.base import StorageRejected, StoredObject
 from common.storage.query import Continue, OrderBy, Search, full_order
 
 NULL_CREATED_AT = dt.datetime(1970, 1, 1)
@@ -134,6 +134,41 @@ def list_page(
         if search.with_remaining_count:
             remaining = count(last)
     return rows, nxt, remaining, rv
+
+
+class StoredRow(PagedRow, Protocol):
+    """A row as every backend reads it back (the SQL ``Row`` and the memory rows qualify)."""
+
+    @property
+    def cluster(self) -> str: ...
+    @property
+    def api_group(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def resource(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+def stored_object(row: StoredRow, raw: bytes, metadata_only: bool = False) -> StoredObject:
+    """The ``StoredObject`` of ``row`` whose object is ``raw`` (only its metadata if asked)."""
+    return StoredObject(
+        cluster=row.cluster,
+        group=row.api_group,
+        version=row.version,
+        resource=row.resource,
+        kind=row.kind,
+        namespace=row.namespace,
+        name=row.name,
+        resource_version=int(row.resource_version),
+        created_at=row.created_at,
+        object=only_metadata(raw) if metadata_only else raw,
+    )
 
 
 class _Metadata(msgspec.Struct):

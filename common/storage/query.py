@@ -153,6 +153,15 @@ class Search:
         return self.size is not None or self.offset is not None
 
     @property
+    def one_cluster(self) -> str:
+        """The one cluster the search is confined to (the path's, or the only one of ``clusters``),
+        or "" (several or all): owner names are looked up there."""
+        if self.single_cluster:
+            return self.single_cluster
+        inc = self.clusters.include
+        return inc[0] if inc is not None and len(inc) == 1 else ""
+
+    @property
     def page_size(self) -> int | None:
         """Rows per page, or None for everything."""
         return self.size if self.size is not None else self.limit

@@ -1,5 +1,5 @@
-"""The HTTP surface of the API tier over real stores (SQLite, PostgreSQL, MariaDB): discovery, lists,
-tables, gets, errors.
+"""The HTTP surface of the API tier over every storage backend (SQLite, PostgreSQL, MariaDB, memory):
+discovery, lists, tables, gets, errors.
 
 Requests go through the ASGI app in-process (httpx's ASGI transport); the store is filled with the
 writer's own upsert statements. kubectl's own behaviour on top of this is covered in tests/e2e.
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 from apiserver.app import build_app
 from apiserver.metrics import request_kind
 from common.settings import Settings
+from common.storage import Store
 from common.storage.sql.store import SqlStore
 from tests.apiserver.storefill import add_objects, add_type, stored_bytes
 
@@ -63,17 +63,17 @@ WIDGET_COLUMNS = json.dumps(
 
 
 @pytest.fixture(scope="module")
-def store(store_url: str) -> Iterator[SqlStore]:
-    """The same store contents on SQLite, PostgreSQL and MariaDB (the ``store_url`` fixture)."""
-    st = SqlStore(store_url)
-    st.migrate()
+def store(backend: Store) -> Store:
+    """The same store contents on every backend (the ``backend`` fixture)."""
     for cluster in ("cluster-1", "cluster-2"):
-        add_type(st, cluster, "apps", "v1", "deployments", "Deployment", short_names=["deploy"])
-        add_type(st, cluster, "", "v1", "namespaces", "Namespace", namespaced=False, short_names=["ns"])
-    add_type(st, "cluster-1", "", "v1", "pods", "Pod", short_names=["po"])
-    add_objects(st, "cluster-1", "apps", "v1", "deployments", [deployment("coredns", "kube-system", 2, 10)])
+        add_type(backend, cluster, "apps", "v1", "deployments", "Deployment", short_names=["deploy"])
+        add_type(backend, cluster, "", "v1", "namespaces", "Namespace", namespaced=False, short_names=["ns"])
+    add_type(backend, "cluster-1", "", "v1", "pods", "Pod", short_names=["po"])
     add_objects(
-        st,
+        backend, "cluster-1", "apps", "v1", "deployments", [deployment("coredns", "kube-system", 2, 10)]
+    )
+    add_objects(
+        backend,
         "cluster-2",
         "apps",
         "v1",
@@ -82,7 +82,7 @@ def store(store_url: str) -> Iterator[SqlStore]:
     )
     for cluster in ("cluster-1", "cluster-2"):
         add_objects(
-            st,
+            backend,
             cluster,
             "",
             "v1",
@@ -98,25 +98,28 @@ def store(store_url: str) -> Iterator[SqlStore]:
             ],
         )
     # the same CRD synced in two versions: cluster-1 serves v1beta1, cluster-2 v1
-    add_type(st, "cluster-1", "example.com", "v1beta1", "widgets", "Widget", printer_columns=WIDGET_COLUMNS)
-    add_type(st, "cluster-2", "example.com", "v1", "widgets", "Widget", printer_columns=WIDGET_COLUMNS)
+    add_type(
+        backend, "cluster-1", "example.com", "v1beta1", "widgets", "Widget", printer_columns=WIDGET_COLUMNS
+    )
+    add_type(backend, "cluster-2", "example.com", "v1", "widgets", "Widget", printer_columns=WIDGET_COLUMNS)
     widget = {"kind": "Widget", "metadata": {"name": "w", "namespace": "default"}, "spec": {"size": 3}}
     add_objects(
-        st,
+        backend,
         "cluster-1",
         "example.com",
         "v1beta1",
         "widgets",
         [{**widget, "apiVersion": "example.com/v1beta1"}],
     )
-    add_objects(st, "cluster-2", "example.com", "v1", "widgets", [{**widget, "apiVersion": "example.com/v1"}])
-    yield st
-    st.close()
+    add_objects(
+        backend, "cluster-2", "example.com", "v1", "widgets", [{**widget, "apiVersion": "example.com/v1"}]
+    )
+    return backend
 
 
 @pytest.fixture(scope="module")
-def app(store: SqlStore, store_url: str) -> Any:
-    return build_app(Settings(storage=store_url), store)
+def app(store: Store, backend_url: str) -> Any:
+    return build_app(Settings(storage=backend_url), store)
 
 
 def call(app: Any, path: str, accept: str = "", method: str = "GET") -> httpx.Response:
@@ -157,7 +160,7 @@ def test_discovery_legacy_and_aggregated(app: Any) -> None:
     assert nf.status_code == 404 and 'cluster "cluster-9" not found' in status_of(nf)["message"]
 
 
-def test_json_list_splices_stored_bytes(app: Any, store: SqlStore) -> None:
+def test_json_list_splices_stored_bytes(app: Any, store: Store) -> None:
     r = call(app, P + "/apis/apps/v1/deployments")
     assert r.status_code == 200
     body = r.json()

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row
 
 from common.storage.base import ListPage, ServedResource, StoredObject, UnknownCluster
-from common.storage.paging import Key, list_page, only_metadata
+from common.storage.paging import Key, list_page, stored_object
 from common.storage.query import Search
 from common.storage.sql.engine import label_index_ready
 from common.storage.sql.selects import (
@@ -46,19 +46,7 @@ def check_clusters(conn: Connection, names: Sequence[str]) -> None:
 
 def _to_object(row: Row[Any], metadata_only: bool = False) -> StoredObject:
     obj = row.object
-    raw = obj.encode() if isinstance(obj, str) else bytes(obj)
-    return StoredObject(
-        cluster=row.cluster,
-        group=row.api_group,
-        version=row.version,
-        resource=row.resource,
-        kind=row.kind,
-        namespace=row.namespace,
-        name=row.name,
-        resource_version=int(row.resource_version),
-        created_at=row.created_at,
-        object=only_metadata(raw) if metadata_only else raw,
-    )
+    return stored_object(row, obj.encode() if isinstance(obj, str) else bytes(obj), metadata_only)
 
 
 LABEL_INDEX_RECHECK_SECONDS = 30.0

@@ -223,14 +223,6 @@ def _owner_condition(search: Search, cluster: str) -> ColumnElement[bool]:
     return _r.owner_uid.in_(owners)
 
 
-def _single_cluster(search: Search) -> str:
-    """The one cluster a search is confined to, or "" (several or all)."""
-    if search.single_cluster:
-        return search.single_cluster
-    inc = search.clusters.include
-    return inc[0] if inc is not None and len(inc) == 1 else ""
-
-
 def where_clause(
     search: Search, dialect: str, *, label_index: LabelIndex | None = None
 ) -> ColumnElement[bool]:
@@ -263,7 +255,7 @@ def where_clause(
     if search.before is not None:
         conds.append(_r.created_at < search.before)
     if search.owner_uid or search.owner_name:
-        conds.append(_owner_condition(search, _single_cluster(search)))
+        conds.append(_owner_condition(search, search.one_cluster))
     if search.fuzzy_name:
         conds.append(_r.name.contains(search.fuzzy_name, autoescape=True))
     conds += [

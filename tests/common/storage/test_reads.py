@@ -1,5 +1,5 @@
-"""Searches executed by the SQL store on each real database (SQLite, PostgreSQL, MariaDB): filters,
-orders, owners, paging, gets, collections.
+"""The shared storage suite, reader side: searches on every registered backend (SQLite, PostgreSQL,
+MariaDB, memory): filters, orders, owners, paging, gets, counts, collections.
 
 A fixed set of objects is written once per store; every search is checked against a plain-Python
 evaluation of the same conditions over that set (the oracle), so the expectations are computed, not
@@ -14,22 +14,20 @@ import base64
 import datetime as dt
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, insert, select, update
 
 from apiserver.app import storage_status
 from apiserver.collections import list_collection, list_collections
 from apiserver.search import encode_continue, parse_search
 from apiserver.types import ListPage, Search, StoredObject
 from common.errors import NotFound
+from common.events import Delete, Event, ResourceType, Upsert
 from common.settings import ApiserverSettings
-from common.storage import StorageRejected, UnknownCluster
-from common.storage.sql.schema import resource_types, resources
-from common.storage.sql.store import SqlStore
+from common.storage import StorageRejected, Store, UnknownCluster
 
 T0 = dt.datetime(2024, 1, 1)
 CLUSTERS = ("cluster-1", "cluster-2")
@@ -51,30 +49,31 @@ class Obj:
     body: dict[str, Any] = field(default_factory=dict)
     deleted: bool = False
 
-    def row(self) -> dict[str, Any]:
+    def event(self) -> Event:
+        """How a writer would store it: an upsert, or for a deleted object a delete (a tombstone)."""
+        if self.deleted:
+            return Delete(self.cluster, self.group, "v1", self.resource, self.namespace, self.name, self.rv)
         meta: dict[str, Any] = {"name": self.name, "uid": self.uid, "resourceVersion": str(self.rv)}
         if self.namespace:
             meta["namespace"] = self.namespace
         meta.update(self.body.get("metadata", {}))
         obj = {"apiVersion": f"{self.group}/v1" if self.group else "v1", "kind": self.kind, **self.body}
         obj["metadata"] = meta
-        return {
-            "cluster": self.cluster,
-            "api_group": self.group,
-            "version": "v1",
-            "resource": self.resource,
-            "kind": self.kind,
-            "namespace": self.namespace,
-            "name": self.name,
-            "uid": self.uid,
-            "owner_uid": self.owner_uid,
-            "resource_version": self.rv,
-            "epoch": 1,
-            "created_at": self.created_at,
-            "synced_at": T0,
-            "deleted": self.deleted,
-            "object": json.dumps(obj),
-        }
+        return Upsert(
+            cluster=self.cluster,
+            group=self.group,
+            version="v1",
+            resource=self.resource,
+            kind=self.kind,
+            namespace=self.namespace,
+            name=self.name,
+            uid=self.uid,
+            resource_version=self.rv,
+            epoch=1,
+            owner_uid=self.owner_uid,
+            created_at=self.created_at.isoformat() + "Z",
+            object=json.dumps(obj).encode(),
+        )
 
     def labels(self) -> dict[str, str]:
         labels: dict[str, str] = self.body.get("metadata", {}).get("labels", {})
@@ -136,26 +135,17 @@ def owner_chain() -> list[Obj]:
     ]
 
 
-def register_types(engine: Engine, clusters: tuple[str, ...], grs: list[tuple[str, str, str]]) -> None:
-    rows = [
-        {
-            "cluster": c,
-            "api_group": g,
-            "resource": r,
-            "version": "v1",
-            "kind": k,
-            "namespaced": True,
-            "short_names": "[]",
-            "verbs": "[]",
-            "storage_version": "v1",
-            "printer_columns": "",
-            "updated_at": T0,
-        }
-        for c in clusters
-        for g, r, k in grs
-    ]
-    with engine.begin() as conn:
-        conn.execute(insert(resource_types), rows)
+def register_types(store: Store, clusters: tuple[str, ...], grs: list[tuple[str, str, str]]) -> None:
+    store.apply(
+        [], [], [ResourceType(c, g, "v1", r, k, True, [], [], "v1") for c in clusters for g, r, k in grs]
+    )
+
+
+def write(store: Store, events: list[Event]) -> None:
+    """Events of distinct objects, applied as one batch (the writer's order: upserts, then deletes)."""
+    store.apply(
+        [e for e in events if isinstance(e, Upsert)], [e for e in events if isinstance(e, Delete)], []
+    )
 
 
 DATA = widgets() + owner_chain()
@@ -163,12 +153,9 @@ LIVE_WIDGETS = [o for o in DATA if o.resource == RESOURCE and not o.deleted]
 
 
 @pytest.fixture(scope="module")
-def store(store_url: str) -> Iterator[SqlStore]:
-    st = SqlStore(store_url)
-    st.migrate()
-    eng = st.engine
+def store(backend: Store) -> Store:
     register_types(
-        eng,
+        backend,
         CLUSTERS,
         [
             (GROUP, RESOURCE, "Widget"),
@@ -177,19 +164,15 @@ def store(store_url: str) -> Iterator[SqlStore]:
             ("", "pods", "Pod"),
         ],
     )
-    with eng.begin() as conn:
-        conn.execute(insert(resources), [o.row() for o in DATA])
-    yield st
-    st.close()
+    write(backend, [o.event() for o in DATA])
+    return backend
 
 
-def list_sync(store: SqlStore, search: Search) -> ListPage:
+def list_sync(store: Store, search: Search) -> ListPage:
     return asyncio.run(store.list_objects(search))
 
 
-def get_sync(
-    store: SqlStore, cluster: str, group: str, resource: str, ns: str, name: str
-) -> list[StoredObject]:
+def get_sync(store: Store, cluster: str, group: str, resource: str, ns: str, name: str) -> list[StoredObject]:
     return asyncio.run(store.get_objects(cluster, group, resource, ns, name))
 
 
@@ -217,14 +200,14 @@ def oracle(
 P = "search.clusterpedia.io/"
 
 
-def test_default_order_and_no_tombstones(store: SqlStore) -> None:
+def test_default_order_and_no_tombstones(store: Store) -> None:
     page = list_sync(store, search())
     assert keys(page) == oracle(lambda o: True)
     assert token_of(page) == "" and page.remaining_item_count is None
     assert page.resource_version == str(max(o.rv for o in LIVE_WIDGETS))
 
 
-def test_stored_object_fields(store: SqlStore) -> None:
+def test_stored_object_fields(store: Store) -> None:
     item = list_sync(store, search(("names", "w-1"), ("clusters", "cluster-2")))
     assert [(i.cluster, i.namespace, i.name) for i in item.items] == [
         ("cluster-2", "default", "w-1"),
@@ -255,7 +238,7 @@ def test_stored_object_fields(store: SqlStore) -> None:
         ),
     ],
 )
-def test_orderby(store: SqlStore, pairs: list[tuple[str, str]], sort: Callable[[Obj], Any] | None) -> None:
+def test_orderby(store: Store, pairs: list[tuple[str, str]], sort: Callable[[Obj], Any] | None) -> None:
     got = keys(list_sync(store, search(*pairs)))
     if sort is None:  # name desc, then cluster, namespace ascending
         expected = sorted(oracle(lambda o: True), key=lambda k: (k[0], k[1]))
@@ -269,7 +252,7 @@ def _rev(s: str) -> tuple[int, ...]:
     return (*(-ord(c) for c in s), 1)
 
 
-def test_seed_orderby_name_sorts_by_name_then_cluster(store: SqlStore) -> None:
+def test_seed_orderby_name_sorts_by_name_then_cluster(store: Store) -> None:
     page = list_sync(
         store,
         search(
@@ -346,12 +329,12 @@ def test_seed_orderby_name_sorts_by_name_then_cluster(store: SqlStore) -> None:
         ),
     ],
 )
-def test_filters(store: SqlStore, pairs: list[tuple[str, str]], pred: Callable[[Obj], bool]) -> None:
+def test_filters(store: Store, pairs: list[tuple[str, str]], pred: Callable[[Obj], bool]) -> None:
     expected = oracle(pred)
     assert keys(list_sync(store, search(*pairs))) == expected
 
 
-def test_path_cluster_and_namespace(store: SqlStore) -> None:
+def test_path_cluster_and_namespace(store: Store) -> None:
     page = list_sync(store, search(cluster="cluster-1", namespace="kube-system"))
     assert keys(page) == oracle(lambda o: o.cluster == "cluster-1" and o.namespace == "kube-system")
 
@@ -361,7 +344,7 @@ def test_path_cluster_and_namespace(store: SqlStore) -> None:
     [{"cluster": "cluster-9"}, {"pairs": [("clusters", "cluster-1,cluster-9")]}],
     ids=["path", "query"],
 )
-def test_unknown_cluster_is_404_in_both_forms(store: SqlStore, kwargs: dict[str, Any]) -> None:
+def test_unknown_cluster_is_404_in_both_forms(store: Store, kwargs: dict[str, Any]) -> None:
     kwargs = dict(kwargs)
     pairs = kwargs.pop("pairs", [])
     with pytest.raises(UnknownCluster, match='cluster "cluster-9" not found') as info:
@@ -387,7 +370,7 @@ def test_unknown_cluster_is_404_in_both_forms(store: SqlStore, kwargs: dict[str,
     ],
 )
 def test_owner_queries(
-    store: SqlStore, pairs: list[tuple[str, str]], resource: str, expected: list[str]
+    store: Store, pairs: list[tuple[str, str]], resource: str, expected: list[str]
 ) -> None:
     group = "" if resource == "pods" else "apps"
     needs_cluster = (
@@ -402,14 +385,14 @@ def test_owner_queries(
     assert all(i.cluster == "cluster-1" for i in page.items)
 
 
-def test_owner_uid_without_cluster_spans_clusters_but_follows_uids(store: SqlStore) -> None:
+def test_owner_uid_without_cluster_spans_clusters_but_follows_uids(store: Store) -> None:
     page = list_sync(
         store, search(("ownerUID", "d2-web"), ("ownerSeniority", "1"), resource="pods", group="")
     )
     assert keys(page) == [("cluster-2", "default", "web-1-a")]
 
 
-def test_size_offset_pages_with_continue_and_remaining_count(store: SqlStore) -> None:
+def test_size_offset_pages_with_continue_and_remaining_count(store: Store) -> None:
     everything = oracle(lambda o: True)
     seen: list[tuple[str, str, str]] = []
     s = search(("size", "5"), ("offset", "3"), ("withContinue", "true"), ("withRemainingCount", "true"))
@@ -427,7 +410,7 @@ def test_size_offset_pages_with_continue_and_remaining_count(store: SqlStore) ->
     assert list_sync(store, search(("size", "5"))).next is None
 
 
-def test_keyset_pages_with_remaining_count(store: SqlStore) -> None:
+def test_keyset_pages_with_remaining_count(store: Store) -> None:
     everything = oracle(lambda o: o.labels().get("app") != "db")
     seen: list[tuple[str, str, str]] = []
     token = ""
@@ -447,7 +430,7 @@ def test_keyset_pages_with_remaining_count(store: SqlStore) -> None:
     "orderby",
     ["", "name", "name desc", "cluster desc,namespace desc,name desc", "created_at", "resource_version desc"],
 )
-def test_keyset_pages_walk_the_whole_order(store: SqlStore, orderby: str) -> None:
+def test_keyset_pages_walk_the_whole_order(store: Store, orderby: str) -> None:
     """Every order, one direction throughout (a row-value comparison on PostgreSQL) or mixed:
     small pages put together are exactly the unpaged list."""
     base = [("orderby", orderby)] if orderby else []
@@ -463,7 +446,7 @@ def test_keyset_pages_walk_the_whole_order(store: SqlStore, orderby: str) -> Non
     assert len(everything) > 6 and seen == everything
 
 
-def test_continue_token_for_another_order_is_400(store: SqlStore) -> None:
+def test_continue_token_for_another_order_is_400(store: Store) -> None:
     page = list_sync(store, search(("limit", "3")))
     with pytest.raises(StorageRejected, match="issued for a different orderby"):
         list_sync(store, search(("limit", "3"), ("orderby", "name"), ("continue", token_of(page))))
@@ -476,7 +459,7 @@ def test_continue_token_for_another_order_is_400(store: SqlStore) -> None:
     )
 
 
-def test_only_metadata(store: SqlStore) -> None:
+def test_only_metadata(store: Store) -> None:
     page = list_sync(store, search(("onlyMetadata", "true"), ("names", "w-0"), ("clusters", "cluster-1")))
     assert len(page.items) == 2
     obj = json.loads(page.items[0].object)
@@ -484,7 +467,7 @@ def test_only_metadata(store: SqlStore) -> None:
     assert obj["kind"] == "Widget" and obj["metadata"]["name"] == "w-0"
 
 
-def test_get_objects(store: SqlStore) -> None:
+def test_get_objects(store: Store) -> None:
     """The store finds a name in one cluster or in all of them (the API tier decides what a name in
     several clusters means: tests/apiserver/test_app.py)."""
 
@@ -505,7 +488,7 @@ def test_get_objects(store: SqlStore) -> None:
         get_sync(store, "cluster-9", GROUP, RESOURCE, "default", "w-1")
 
 
-def test_count_objects(store: SqlStore) -> None:
+def test_count_objects(store: Store) -> None:
     for pairs, pred in [
         ((), lambda o: True),
         ((("labelSelector", "app=web"),), lambda o: o.labels().get("app") == "web"),
@@ -516,7 +499,7 @@ def test_count_objects(store: SqlStore) -> None:
         asyncio.run(store.count_objects(search(("clusters", "cluster-9"))))
 
 
-def test_collection(store: SqlStore) -> None:
+def test_collection(store: Store) -> None:
     settings = ApiserverSettings(
         collections={"things": ["widgets.example.com", "deployments.apps"], "workloads": []}
     )
@@ -558,21 +541,17 @@ def test_collection(store: SqlStore) -> None:
 PAGING_GROUP, PAGING_RESOURCE = "paging.example.com", "items"
 
 
-def _item(cluster: str, ns: str, name: str, rv: int) -> dict[str, Any]:
-    return Obj(
-        cluster, PAGING_GROUP, PAGING_RESOURCE, "Item", ns, name, f"{cluster}/{ns}/{name}", rv, T0
-    ).row()
+def _item(group: str, cluster: str, ns: str, name: str, rv: int) -> Event:
+    return Obj(cluster, group, PAGING_RESOURCE, "Item", ns, name, f"{cluster}/{ns}/{name}", rv, T0).event()
 
 
 @pytest.mark.parametrize("orderby", ["", "name desc", "created_at"])
-def test_keyset_paging_is_exactly_once_under_concurrent_writes(store: SqlStore, orderby: str) -> None:
+def test_keyset_paging_is_exactly_once_under_concurrent_writes(store: Store, orderby: str) -> None:
     rng = random.Random(4)  # fixed seed: the same interleaving every run
     print(f"random seed 4, orderby {orderby!r}")
     group = f"{PAGING_GROUP}-{len(orderby)}"
     initial = [(CLUSTERS[i % 2], ("a", "m", "z")[i % 3], f"obj-{i:03d}") for i in range(150)]
-    with store.engine.begin() as conn:
-        rows = [_item(c, ns, n, i + 1) | {"api_group": group} for i, (c, ns, n) in enumerate(initial)]
-        conn.execute(insert(resources), rows)
+    write(store, [_item(group, c, ns, n, i + 1) for i, (c, ns, n) in enumerate(initial)])
     rv = 1000
     added: list[tuple[str, str, str]] = []
     seen: list[tuple[str, str, str]] = []
@@ -593,41 +572,24 @@ def test_keyset_paging_is_exactly_once_under_concurrent_writes(store: SqlStore, 
             break
         # Between pages, other writers insert new objects (sorting before and after the cursor),
         # update existing ones in place, and delete some of the new ones.
-        with store.engine.begin() as conn:
-            for _ in range(3):
-                rv += 1
-                key = (
-                    rng.choice(CLUSTERS),
-                    rng.choice(("a", "m", "z", "b")),
-                    f"new-{rv}-{rng.choice('aoz')}",
-                )
-                added.append(key)
-                conn.execute(insert(resources).values(_item(*key, rv) | {"api_group": group}))
-            for c, ns, n in rng.sample(initial, 4):
-                rv += 1
-                conn.execute(
-                    update(resources)
-                    .where(
-                        resources.c.api_group == group,
-                        resources.c.cluster == c,
-                        resources.c.namespace == ns,
-                        resources.c.name == n,
-                    )
-                    .values(resource_version=rv, object=_item(c, ns, n, rv)["object"])
-                )
-            if added and rng.random() < 0.5:
-                c, ns, n = added.pop(rng.randrange(len(added)))
-                conn.execute(
-                    delete(resources).where(
-                        resources.c.api_group == group,
-                        resources.c.cluster == c,
-                        resources.c.namespace == ns,
-                        resources.c.name == n,
-                    )
-                )
+        events: list[Event] = []
+        for _ in range(3):
+            rv += 1
+            key = (rng.choice(CLUSTERS), rng.choice(("a", "m", "z", "b")), f"new-{rv}-{rng.choice('aoz')}")
+            added.append(key)
+            events.append(_item(group, *key, rv))
+        for c, ns, n in rng.sample(initial, 4):
+            rv += 1
+            events.append(_item(group, c, ns, n, rv))
+        if added and rng.random() < 0.5:
+            c, ns, n = added.pop(rng.randrange(len(added)))
+            rv += 1
+            events = [e for e in events if (e.cluster, e.namespace, e.name) != (c, ns, n)]
+            events.append(Delete(c, group, "v1", PAGING_RESOURCE, ns, n, rv))
+        write(store, events)
     assert not token, "paging did not finish"
     assert len(seen) == len(set(seen)), "an object was returned twice"
     assert set(initial) <= set(seen), "an object present throughout was skipped"
-    with store.engine.connect() as conn:
-        still = set(conn.execute(select(resources.c.cluster).where(resources.c.api_group == group)).scalars())
-    assert still == set(CLUSTERS)
+    still = list_sync(store, search(group=group, resource=PAGING_RESOURCE)).items
+    assert {o.cluster for o in still} == set(CLUSTERS)
+    assert {(o.cluster, o.namespace, o.name) for o in still} == set(initial) | set(added)
