@@ -144,7 +144,7 @@ class MemoryStore:
                 and (not cluster or r.cluster == cluster)
             ]
         rows.sort(key=lambda r: r.cluster)
-        return [_to_object(r) for r in rows[:GET_LIMIT]]
+        return [stored_object(r) for r in rows[:GET_LIMIT]]
 
     async def ping(self) -> None:
         return None
@@ -171,7 +171,7 @@ class MemoryStore:
             return rows[:limit] if limit is not None else rows
 
         rows, nxt, remaining, rv = list_page(search, fetch, lambda key: len(after(key)))
-        items = [_to_object(r, search.only_metadata) for r in rows]
+        items = [stored_object(r, search.only_metadata) for r in rows]
         return ListPage(items=items, next=nxt, remaining_item_count=remaining, resource_version=rv)
 
     def _matches(self, search: Search) -> list[_Row]:
@@ -322,10 +322,6 @@ def _tombstone(d: Delete, now: dt.datetime) -> _Row:
         object=b"{}",
         labels=_EMPTY,
     )
-
-
-def _to_object(row: _Row, metadata_only: bool = False) -> StoredObject:
-    return stored_object(row, row.object, metadata_only)
 
 
 # -- searching: each condition as the SQL builders define it

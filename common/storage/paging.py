@@ -153,10 +153,14 @@ class StoredRow(PagedRow, Protocol):
     def namespace(self) -> str: ...
     @property
     def name(self) -> str: ...
+    @property
+    def object(self) -> str | bytes: ...
 
 
-def stored_object(row: StoredRow, raw: bytes, metadata_only: bool = False) -> StoredObject:
-    """The ``StoredObject`` of ``row`` whose object is ``raw`` (only its metadata if asked)."""
+def stored_object(row: StoredRow, metadata_only: bool = False) -> StoredObject:
+    """The ``StoredObject`` of ``row`` (only the object's metadata if asked); one call per row."""
+    obj = row.object
+    raw = obj.encode() if isinstance(obj, str) else bytes(obj)
     return StoredObject(
         cluster=row.cluster,
         group=row.api_group,

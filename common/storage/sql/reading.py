@@ -44,11 +44,6 @@ def check_clusters(conn: Connection, names: Sequence[str]) -> None:
             raise UnknownCluster(name)
 
 
-def _to_object(row: Row[Any], metadata_only: bool = False) -> StoredObject:
-    obj = row.object
-    return stored_object(row, obj.encode() if isinstance(obj, str) else bytes(obj), metadata_only)
-
-
 LABEL_INDEX_RECHECK_SECONDS = 30.0
 
 DRIVE_LABEL_ROWS = 2_000
@@ -119,7 +114,7 @@ class SqlReader:
                 return int(conn.execute(stmt).scalar_one())
 
             rows, nxt, remaining, rv = list_page(search, fetch, count)
-        items = [_to_object(r, search.only_metadata) for r in rows]
+        items = [stored_object(r, search.only_metadata) for r in rows]
         return ListPage(items=items, next=nxt, remaining_item_count=remaining, resource_version=rv)
 
     def count_objects(self, search: Search) -> int:
@@ -135,7 +130,7 @@ class SqlReader:
         with self.engine.connect() as conn:
             check_clusters(conn, [cluster])
             rows = list(conn.execute(get_statement(cluster, group, resource, namespace, name)))
-        return [_to_object(r) for r in rows]
+        return [stored_object(r) for r in rows]
 
     def resource_types(self) -> list[ServedResource]:
         with self.engine.connect() as conn:
