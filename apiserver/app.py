@@ -46,9 +46,15 @@ from apiserver.responses import (
 )
 from apiserver.routing import Route as ApiRoute
 from apiserver.routing import not_found, parse_path
-from apiserver.search import encode_continue, is_valid_name, parse_search
+from apiserver.search import (
+    check_continue_scope,
+    continue_scope,
+    encode_continue,
+    is_valid_name,
+    parse_search,
+)
 from apiserver.tables import build_table, choose_printer, table_options
-from apiserver.types import ListPage, StoredObject
+from apiserver.types import ListPage, Search, StoredObject
 from common.errors import BadRequest, MethodNotAllowed, NotFound, ServiceUnavailable, StatusError
 from common.settings import Settings
 from common.storage import (
@@ -195,6 +201,18 @@ class Api:
             return rtype.printer_columns
         return next((r.printer_columns for r in same if r.printer_columns), "")
 
+    async def _page(self, search: Search) -> ListPage:
+        """One page from the store, its continue token bound to this list (``continue_scope``: a
+        token of another resource, collection, cluster path or namespace is a 400)."""
+        if search.continue_token is not None:
+            check_continue_scope(search.continue_token, search)
+        page = await self.store.list_objects(search)
+        if page.next is not None:
+            page = dataclasses.replace(
+                page, next=dataclasses.replace(page.next, scope=continue_scope(search))
+            )
+        return page
+
     async def _get_one(self, route: ApiRoute) -> StoredObject:
         """The object a get names. Without a cluster, a name found in exactly one cluster is returned;
         a name found in several is a 400 naming those clusters — returning one of them would silently
@@ -238,7 +256,7 @@ class Api:
         )
         if search.page_size is None and self.settings.apiserver.default_page_size > 0:
             search = dataclasses.replace(search, limit=self.settings.apiserver.default_page_size)
-        page = await self.store.list_objects(search)
+        page = await self._page(search)
         api_version = _gv(route.group, route.version)
         meta = _list_metadata(page)
         if rendering.kind == "table":
@@ -306,7 +324,7 @@ class Api:
             resource="",
             max_page_size=self.settings.apiserver.max_page_size,
         )
-        page = await collection_store.list_collection(self.store, self.settings.apiserver, name, search)
+        page = await self._page(collection_store.collection_search(self.settings.apiserver, name, search))
         return groups.render_collection(
             collection, page, _list_metadata(page), group, version, rendering, dt.datetime.now(dt.UTC)
         )

@@ -12,10 +12,9 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from apiserver.types import GroupResource, ListPage, Search
+from apiserver.types import GroupResource, Search
 from common.errors import NotFound
 from common.settings import ApiserverSettings
-from common.storage import StoreReader
 
 COLLECTION_GROUP_RESOURCE = "collectionresources.pedia.clusterpedia.io"
 
@@ -59,13 +58,10 @@ def get_collection(settings: ApiserverSettings, name: str) -> Collection:
     )
 
 
-async def list_collection(
-    store: StoreReader, settings: ApiserverSettings, name: str, search: Search
-) -> ListPage:
-    """One page of the members of collection ``name`` matching ``search`` (parsed with any
-    group/version/resource: they are replaced by the collection's members)."""
+def collection_search(settings: ApiserverSettings, name: str, search: Search) -> Search:
+    """The search over the members of collection ``name`` (``search`` parsed with any
+    group/version/resource: they are replaced by the collection's members). Raises NotFound."""
     collection = get_collection(settings, name)
-    spanning = dataclasses.replace(
+    return dataclasses.replace(
         search, group="", version="", resource="", group_resources=collection.resources
     )
-    return await store.list_objects(spanning)

@@ -14,6 +14,7 @@ import base64
 import binascii
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -385,14 +386,16 @@ def _freeze(
 
 # ------------------------------------------------------------------------------------ continue
 
-_TOKEN_VERSION = 1
+_TOKEN_VERSION = 2
+"""2: tokens carry the list's scope ("s"). A version-1 token (an earlier release) is refused with
+a 400 that says to start the list again."""
 _TOKEN_FIELDS = {*ORDER_FIELDS, "api_group", "resource"}
 
 
 def encode_continue(token: Continue) -> str:
-    """Opaque base64url JSON: ``{"v": 1, "o": [...], "k": [...], "rv": "..."}`` (keyset) or
-    ``{"v": 1, "off": N, "rv": "..."}`` (offset)."""
-    body: dict[str, Any] = {"v": _TOKEN_VERSION}
+    """Opaque base64url JSON: ``{"v": 2, "s": scope, "o": [...], "k": [...], "rv": "..."}``
+    (keyset) or ``{"v": 2, "s": scope, "off": N, "rv": "..."}`` (offset)."""
+    body: dict[str, Any] = {"v": _TOKEN_VERSION, "s": token.scope}
     if token.offset is not None:
         body["off"] = token.offset
     else:
@@ -413,8 +416,13 @@ def decode_continue(text: str) -> Continue:
         body = json.loads(raw)
     except (binascii.Error, ValueError):
         raise BadRequest("invalid continue token: not a token issued by this server") from None
+    if isinstance(body, dict) and body.get("v") == 1:
+        raise BadRequest("continue token issued by an earlier version of this server: start the list again")
     if not isinstance(body, dict) or body.get("v") != _TOKEN_VERSION:
         raise BadRequest("invalid continue token: unknown token version")
+    scope = body.pop("s", None)
+    if not isinstance(scope, str) or len(scope) > 64:
+        raise BadRequest("invalid continue token: bad scope")
     rv = body.get("rv", "")
     if not isinstance(rv, str) or not (rv == "" or rv.isdigit()) or len(rv) > 20:
         raise BadRequest("invalid continue token: bad resourceVersion")
@@ -422,7 +430,7 @@ def decode_continue(text: str) -> Continue:
         off = body["off"]
         if type(off) is not int or not 0 <= off <= _MAX_INT64 or set(body) - {"v", "off", "rv"}:
             raise BadRequest("invalid continue token: bad offset")
-        return Continue(offset=off, resource_version=rv)
+        return Continue(offset=off, resource_version=rv, scope=scope)
     order, key = body.get("o"), body.get("k")
     if (
         not isinstance(order, list)
@@ -443,4 +451,21 @@ def decode_continue(text: str) -> Continue:
         )
         if not ok:
             raise BadRequest("invalid continue token: bad key")
-    return Continue(key=tuple(key), order=tuple(order), resource_version=rv)
+    return Continue(key=tuple(key), order=tuple(order), resource_version=rv, scope=scope)
+
+
+def continue_scope(search: Search) -> str:
+    """Fingerprint of what a list spans: resource (or a collection's resources), cluster path and
+    namespace. Filters and paging may differ between pages; the list itself may not."""
+    spanned = ",".join(f"{g}/{r}" for g, r in search.group_resources) or f"{search.group}/{search.resource}"
+    text = f"{spanned}|{search.single_cluster}|{search.namespace}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_continue_scope(token: Continue, search: Search) -> None:
+    """400 for a continue token issued for another list."""
+    if token.scope != continue_scope(search):
+        raise BadRequest(
+            "invalid continue token: it was issued for a different list (another resource, cluster or"
+            " namespace); continue with the request that returned it, or start again without continue"
+        )

@@ -1,16 +1,13 @@
-"""Runs the API tier: uvicorn over TLS, with the peer certificate made visible to the app.
+"""Runs the API tier: uvicorn over TLS with the project's HTTP protocol (:mod:`apiserver.protocol`:
+the peer certificate made visible to the app, request heads bounded and refused with a Status).
 
-uvicorn verifies client certificates when asked (``ssl_cert_reqs``/``ssl_ca_certs``) but does not
-pass the verified certificate to the ASGI app. :class:`PeerCertH11Protocol` reads it from the TLS
-transport once per connection (the handshake is complete when ``connection_made`` runs) and puts it
-in that connection's copy of the scope state, where :mod:`apiserver.auth` looks for it. Client
-certificates are optional (``CERT_OPTIONAL``): kubectl may connect directly without one, while the
-aggregator's proxy certificate is verified against the requestheader CA by the TLS stack itself.
+Client certificates are optional (``CERT_OPTIONAL``): kubectl may connect directly without one,
+while the aggregator's proxy certificate is verified against the requestheader CA by the TLS stack
+itself.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import ipaddress
 import logging
@@ -28,11 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from apiserver.app import build_app
 from apiserver.auth import (
-    PEER_CERT_STATE_KEY,
     AccessReviewer,
     AuthConfig,
     AuthMiddleware,
@@ -41,22 +36,11 @@ from apiserver.auth import (
     load_request_header_config,
 )
 from apiserver.host import HostClient, load_host_connection
+from apiserver.protocol import ApiH11Protocol, HeadLimit
 from common.settings import Settings
 from common.storage import open_store
 
 log = logging.getLogger(__name__)
-
-
-class PeerCertH11Protocol(H11Protocol):
-    """h11 protocol that exposes the verified TLS client certificate as ``state[tls_peer_cert]``."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None:
-            cert = ssl_object.getpeercert()
-            if cert:
-                self.app_state = {**self.app_state, PEER_CERT_STATE_KEY: cert}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +126,9 @@ def auth_setup(settings: Settings) -> tuple[AuthConfig | None, str | None]:
 def create_app(settings: Settings, auth: AuthConfig | None = None) -> Starlette:
     store = open_store(settings.storage)
     store.migrate()
-    middleware = [Middleware(AuthMiddleware, config=auth)] if auth is not None else []
+    middleware = [Middleware(HeadLimit, limit=settings.apiserver.max_request_header_bytes)]
+    if auth is not None:
+        middleware.append(Middleware(AuthMiddleware, config=auth))
     return build_app(settings, store, middleware=middleware)
 
 
@@ -159,7 +145,8 @@ def uvicorn_config(settings: Settings, workdir: Path) -> uvicorn.Config:
         app,
         host=settings.apiserver.bind_host,
         port=settings.apiserver.port,
-        http=PeerCertH11Protocol,
+        http=ApiH11Protocol,
+        h11_max_incomplete_event_size=settings.apiserver.max_request_header_bytes,
         ssl_certfile=cert.cert_file,
         ssl_keyfile=cert.key_file,
         log_config=None,

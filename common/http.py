@@ -9,6 +9,12 @@ hold such sockets open for a while, and under ``-W error`` a test fails wherever
 happens to run. The backend here wraps httpcore's own and closes the stream on any exception of
 the handshake, shielded from the cancellation that caused it. With proxy environment variables
 set, the clients keep httpx's own transports (see ``client_kwargs``).
+
+The same backend enforces the synchro's denied networks for member clusters: it resolves the
+host itself, drops the addresses inside a denied network and connects to an address it checked
+(never to the name, which a second lookup could resolve elsewhere); when nothing is left, the
+connection fails with :class:`DeniedDestination` naming the rule. It also applies a kubeconfig's
+``tls-server-name`` (the name the certificate is checked against, and sent as SNI).
 """
 
 # The ``timeout`` parameters are httpcore's network-backend interface, not ours to change.
@@ -16,20 +22,41 @@ set, the clients keep httpx's own transports (see ``client_kwargs``).
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import ssl
 import typing
 import urllib.request
+from collections.abc import Sequence
 
 import anyio
 import httpcore
 import httpx
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class DeniedDestination(httpcore.ConnectError):
+    """Every address of the host is in a denied network; no connection was made."""
+
+
+def denied_rule(ip: IPAddress, denied: Sequence[IPNetwork]) -> IPNetwork | None:
+    """The first denied network holding ``ip`` (an IPv4-mapped IPv6 address counts as IPv4)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for net in denied:
+        if ip.version == net.version and ip in net:
+            return net
+    return None
+
 
 class _Stream(httpcore.AsyncNetworkStream):
-    __slots__ = ("_inner",)
+    __slots__ = ("_inner", "_server_name")
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+    def __init__(self, inner: httpcore.AsyncNetworkStream, server_name: str = "") -> None:
         self._inner = inner
+        self._server_name = server_name
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._inner.read(max_bytes, timeout)
@@ -44,7 +71,7 @@ class _Stream(httpcore.AsyncNetworkStream):
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.AsyncNetworkStream:
         try:
-            return await self._inner.start_tls(ssl_context, server_hostname, timeout)
+            return await self._inner.start_tls(ssl_context, self._server_name or server_hostname, timeout)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._inner.aclose()
@@ -55,10 +82,36 @@ class _Stream(httpcore.AsyncNetworkStream):
 
 
 class CancelSafeBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's anyio backend whose streams are closed when a TLS handshake is interrupted."""
+    """httpcore's anyio backend whose streams are closed when a TLS handshake is interrupted;
+    ``denied`` networks are never connected to, ``tls_server_name`` replaces the URL's host in
+    the TLS handshake."""
 
-    def __init__(self) -> None:
+    def __init__(self, denied: Sequence[IPNetwork] = (), tls_server_name: str = "") -> None:
         self._inner = httpcore.AnyIOBackend()
+        self._denied = tuple(denied)
+        self._server_name = tls_server_name
+
+    async def _allowed_addresses(self, host: str, port: int) -> list[str]:
+        try:
+            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
+        allowed: list[str] = []
+        refused: tuple[str, IPNetwork] | None = None
+        for _family, _type, _proto, _name, sockaddr in infos:
+            address = str(sockaddr[0]).partition("%")[0]
+            rule = denied_rule(ipaddress.ip_address(address), self._denied)
+            if rule is None:
+                if address not in allowed:
+                    allowed.append(address)
+            elif refused is None:
+                refused = (address, rule)
+        if not allowed and refused is not None:
+            raise DeniedDestination(
+                f"{host} resolves to {refused[0]}, in the denied network {refused[1]} "
+                "(synchro.denied_networks): not connecting"
+            )
+        return allowed
 
     async def connect_tcp(
         self,
@@ -68,8 +121,18 @@ class CancelSafeBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _Stream(stream)
+        if not self._denied:
+            stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+            return _Stream(stream, self._server_name)
+        error: Exception | None = None
+        for address in await self._allowed_addresses(host, port):
+            try:
+                stream = await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+                continue
+            return _Stream(stream, self._server_name)
+        raise error or httpcore.ConnectError(f"{host!r} has no address")
 
     async def connect_unix_socket(
         self,
@@ -83,7 +146,9 @@ class CancelSafeBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def cancel_safe_transport(verify: ssl.SSLContext | bool, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+def cancel_safe_transport(
+    verify: ssl.SSLContext | bool, limits: httpx.Limits, backend: CancelSafeBackend | None = None
+) -> httpx.AsyncHTTPTransport:
     """An ``httpx.AsyncHTTPTransport`` (HTTP/1.1, no retries) over :class:`CancelSafeBackend`."""
     transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits)
     # httpx does not take a network backend; its connection pool does. Same settings as the
@@ -93,16 +158,25 @@ def cancel_safe_transport(verify: ssl.SSLContext | bool, limits: httpx.Limits) -
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
-        network_backend=CancelSafeBackend(),
+        network_backend=backend or CancelSafeBackend(),
     )
     return transport
 
 
-def client_kwargs(verify: ssl.SSLContext | bool, limits: httpx.Limits) -> dict[str, typing.Any]:
+def proxies_configured() -> bool:
+    """True when proxy environment variables (``HTTPS_PROXY``, ``ALL_PROXY``...) are set."""
+    return any(scheme != "no" for scheme in urllib.request.getproxies_environment())
+
+
+def client_kwargs(
+    verify: ssl.SSLContext | bool, limits: httpx.Limits, backend: CancelSafeBackend | None = None
+) -> dict[str, typing.Any]:
     """Keyword arguments for an ``httpx.AsyncClient``: the cancel-safe transport, unless proxy
     environment variables are set. httpx applies ``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY`` only
     when it builds its own transports, and reaching members through a proxy matters more than a
-    socket the garbage collector closes a little late."""
-    if any(scheme != "no" for scheme in urllib.request.getproxies_environment()):
+    socket the garbage collector closes a little late. Through a proxy, host names are resolved
+    by the proxy: ``backend``'s denied networks then apply only to IP literals (checked earlier,
+    when the URL is validated)."""
+    if proxies_configured():
         return {"verify": verify, "limits": limits}
-    return {"transport": cancel_safe_transport(verify, limits)}
+    return {"transport": cancel_safe_transport(verify, limits, backend)}

@@ -41,6 +41,9 @@ class ApiserverSettings(msgspec.Struct, kw_only=True):
     """Items per page when a request sets no limit (0: no limit, as kube-apiserver)."""
     max_page_size: int = 10000
     """Upper bound for ``limit``/``size``; larger values are a 400."""
+    max_request_header_bytes: int = 1024 * 1024
+    """Longest request head (request line and headers) accepted, as kube-apiserver's 1 MiB;
+    longer ones get a Status 414 (request line) or 431 (headers)."""
     collections: dict[str, list[str]] = msgspec.field(
         default_factory=lambda: {"workloads": ["deployments.apps", "daemonsets.apps", "statefulsets.apps"]}
     )
@@ -73,10 +76,22 @@ class SynchroSettings(msgspec.Struct, kw_only=True):
     """How often each member cluster's /readyz is probed."""
     strip_last_applied: bool = True
     """Drop the kubectl.kubernetes.io/last-applied-configuration annotation (managedFields always go)."""
+    redact_secret_values: bool = True
+    """Store Secrets with the values of data/stringData emptied (keys kept, annotation
+    clusterpedia.io/redacted=values), so the store holds no member credentials. false stores them
+    as the member serves them: then anyone the API tier lets read Secrets reads their values."""
     publish_batch_max_events: int = 500
     """Events per queue append."""
     status_update_interval_seconds: float = 2.0
     """Minimum interval between PediaCluster status writes per cluster."""
+    denied_networks: list[str] = msgspec.field(
+        default_factory=lambda: ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"]
+    )
+    """Networks (CIDR) the synchro never connects to with member credentials, checked on the
+    URL's address and again after DNS resolution: by default link-local addresses, where cloud
+    metadata services answer. A PediaCluster pointing there is Ready=False, InvalidConfig."""
+    sync_retry_max_seconds: float = 300.0
+    """Longest back-off between restarts of a cluster's sync that failed unexpectedly."""
 
 
 class WriterSettings(msgspec.Struct, kw_only=True):

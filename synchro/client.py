@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 import msgspec
 
-from common.http import client_kwargs
-from synchro.credentials import ClusterCredentials
+from common.http import CancelSafeBackend, IPNetwork, client_kwargs, proxies_configured
+from synchro.credentials import ClusterCredentials, InvalidConfig
 
 
 class ApiError(Exception):
@@ -95,15 +95,26 @@ class KubeClient:
     """A kube-apiserver reached with one set of credentials."""
 
     def __init__(
-        self, creds: ClusterCredentials, *, request_timeout_seconds: float = 30.0, accept_gzip: bool = False
+        self,
+        creds: ClusterCredentials,
+        *,
+        request_timeout_seconds: float = 30.0,
+        accept_gzip: bool = False,
+        denied: tuple[IPNetwork, ...] = (),
     ) -> None:
+        """``denied``: networks never connected to, whatever the host name resolves to."""
         self.url = creds.url
         ctx: ssl.SSLContext = creds.ssl_context()
+        if creds.tls_server_name and proxies_configured():
+            raise InvalidConfig(
+                "tls-server-name cannot be honoured through the proxy of HTTPS_PROXY: remove it, or "
+                "exempt this member with NO_PROXY"
+            )
         self.request_timeout_seconds = request_timeout_seconds
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
         self._http = httpx.AsyncClient(
             base_url=creds.url,
-            **client_kwargs(ctx, limits),
+            **client_kwargs(ctx, limits, CancelSafeBackend(denied, creds.tls_server_name)),
             headers={
                 **creds.headers(),
                 "Accept": "application/json",

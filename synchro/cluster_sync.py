@@ -15,11 +15,13 @@ import logging
 from typing import Any, Protocol
 
 from common.events import PurgeCluster, ResourceType
+from common.http import DeniedDestination
 from common.settings import SynchroSettings
 from common.types import GVR
 from synchro import metrics
 from synchro.client import ApiError, KubeClient
 from synchro.credentials import ClusterCredentials, InvalidConfig, credentials_from_spec
+from synchro.destinations import parse_networks
 from synchro.discovery import (
     Target,
     crd_groups,
@@ -117,6 +119,9 @@ class ClusterSync:
         self._wake = asyncio.Event()
         self._restart = False
         self._secret_data: dict[str, str] | None = None
+        self._secrets: tuple[str, ...] = ()
+        """The credentials in use, redacted from any message that could repeat them."""
+        self.denied = parse_networks(settings.denied_networks)
         ns = spec.get("namespaces") or {}
         self.namespaces = NamespaceFilter(ns.get("include"), ns.get("exclude"))
         self.healthy = False
@@ -172,20 +177,34 @@ class ClusterSync:
             log.info("credentials Secret changed: reconnecting", extra={"cluster": self.name})
 
     async def _connect(self) -> KubeClient:
+        logged = ""
         while True:
             try:
                 creds = await self._credentials()
-                self.client = KubeClient(creds, accept_gzip=self.settings.member_accept_gzip)
+                self.client = KubeClient(
+                    creds, accept_gzip=self.settings.member_accept_gzip, denied=self.denied
+                )
+                # (a "secret" of a few characters would only garble messages: no real token is that short)
+                self._secrets = tuple(s for s in (creds.token,) if len(s) >= 8)
                 return self.client
             except InvalidConfig as exc:
                 self.status.set_ready(False, INVALID_CONFIG, str(exc))
-                log.warning("invalid configuration: %s", exc, extra={"cluster": self.name})
+                if str(exc) != logged:  # once per distinct problem, not once per retry
+                    log.warning("invalid configuration: %s", exc, extra={"cluster": self.name})
+                    logged = str(exc)
                 if not self.spec.get("secretRef"):
                     await asyncio.Event().wait()  # until the spec changes (the manager replaces us)
             except (ApiError, *TRANSPORT_ERRORS) as exc:
                 self.status.set_ready(False, UNHEALTHY, f"reading spec.secretRef failed: {exc}")
             # The referenced Secret may be created or fixed later: look again.
             await asyncio.sleep(SECRET_RETRY_SECONDS)
+
+    def describe(self, exc: BaseException) -> str:
+        """An exception as a status message may show it: short, without the credentials."""
+        text = f"{type(exc).__name__}: {exc}"
+        for secret in self._secrets:
+            text = text.replace(secret, "<redacted>")
+        return text if len(text) <= 500 else text[:500] + "..."
 
     async def _sync(self, client: KubeClient) -> None:
         probes = 0
@@ -229,7 +248,7 @@ class ClusterSync:
 
     async def _credentials(self) -> ClusterCredentials:
         data = await self._secret() if self.spec.get("secretRef") else None
-        creds = credentials_from_spec(self.spec, data)
+        creds = credentials_from_spec(self.spec, data, denied=self.denied)
         self._secret_data = data
         return creds
 
@@ -255,7 +274,11 @@ class ClusterSync:
         except TimeoutError:
             message = f"health probe timed out after {PROBE_TIMEOUT_SECONDS:.0f}s ({client.url})"
         except TRANSPORT_ERRORS as exc:
-            message = f"cannot reach {client.url}: {exc!r}"
+            denied = _denied_cause(exc)
+            if denied is not None:
+                reason, message = INVALID_CONFIG, f"spec.apiserverURL: {denied}"
+            else:
+                message = f"cannot reach {client.url}: {self.describe(exc)}"
         else:
             if not self.healthy:
                 log.info("cluster is healthy", extra={"cluster": self.name})
@@ -368,6 +391,8 @@ class ClusterSync:
                 target.kind,
                 strip_last_applied=self.settings.strip_last_applied,
                 namespaces=self.namespaces,
+                redact_values=self.settings.redact_secret_values
+                and (target.gvr.group, target.gvr.resource) == ("", "secrets"),
             ),
             funnel=self.funnel,
             status=rs,
@@ -402,3 +427,13 @@ class ClusterSync:
                 except (ApiError, *TRANSPORT_ERRORS) as exc:
                     log.warning("status update failed: %s", exc, extra={"cluster": self.name})
             await asyncio.sleep(self.settings.status_update_interval_seconds)
+
+
+def _denied_cause(exc: BaseException) -> DeniedDestination | None:
+    """The denied-network refusal behind a transport error (httpx wraps httpcore's error)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DeniedDestination):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -2,8 +2,16 @@
 
 Everything a user can get wrong about a cluster's configuration is found here, before any network
 call, and reported as :class:`InvalidConfig` with a message naming the field: the cluster's status
-then says ``Ready=False, reason InvalidConfig`` instead of a worker crashing. Kubeconfigs are read
-with the ``kubernetes`` package's loader (contexts, embedded or file certificates, tokens).
+then says ``Ready=False, reason InvalidConfig`` instead of a worker crashing.
+
+A PediaCluster (and the Secret or kubeconfig it names) is written by someone who is not the
+operator, so its kubeconfig is parsed here and never handed to the ``kubernetes`` package's
+loader, which runs ``exec`` and ``auth-provider`` plugins and reads files named by the kubeconfig
+(``tokenFile``, ``client-key``...): a spec could otherwise run a program in the synchro or send
+one of its files (its own ServiceAccount token) to a server of its choice. Only inline data is
+accepted (:data:`CLUSTER_FIELDS`, :data:`USER_FIELDS`); anything else is refused, naming the field.
+The operator's own host kubeconfig still goes through the loader
+(:func:`credentials_from_configuration`): plugins and files are the operator's to use.
 """
 
 from __future__ import annotations
@@ -13,18 +21,16 @@ import binascii
 import os
 import ssl
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
-from common.kubeconfig import LOADER_LOCK
-
-
-class InvalidConfig(Exception):
-    """The PediaCluster's credentials or URL cannot be used (the message says which field)."""
+from common.http import IPNetwork
+from synchro.destinations import InvalidConfig as InvalidConfig
+from synchro.destinations import validate_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +41,12 @@ class ClusterCredentials:
     cert_pem: bytes = b""
     key_pem: bytes = b""
     insecure_skip_tls_verify: bool = False
+    tls_server_name: str = ""
+    """The name the member's serving certificate is checked against (and sent as SNI) instead of
+    the URL's host (kubeconfig ``tls-server-name``)."""
+
+    def __repr__(self) -> str:  # never print the token or the key
+        return f"ClusterCredentials(url={self.url!r})"
 
     def ssl_context(self) -> ssl.SSLContext:
         """TLS settings for httpx; raises InvalidConfig for unusable PEM material.
@@ -74,48 +86,144 @@ def _load_cert_chain(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> No
         ctx.load_cert_chain(str(cert_file), str(key_file))
 
 
-def _b64(spec: dict[str, Any], field: str) -> bytes:
+def _b64(spec: dict[str, Any], field: str, where: str = "spec") -> bytes:
     value = spec.get(field) or ""
     if not isinstance(value, str):
-        raise InvalidConfig(f"spec.{field} must be a base64 string")
+        raise InvalidConfig(f"{where}.{field} must be a base64 string")
     try:
         return base64.b64decode("".join(value.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidConfig(f"spec.{field} is not valid base64: {exc}") from exc
+        raise InvalidConfig(f"{where}.{field} is not valid base64: {exc}") from exc
 
 
-def _check_url(url: str, where: str) -> str:
-    if not url:
-        raise InvalidConfig(f"{where} is empty: set the member's kube-apiserver URL")
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InvalidConfig(f"{where} {url!r} is not an http(s)://host[:port] URL")
-    return url.rstrip("/")
+CLUSTER_FIELDS = frozenset(
+    {"server", "certificate-authority-data", "insecure-skip-tls-verify", "tls-server-name"}
+)
+"""What a PediaCluster's kubeconfig may say about the member's server."""
+USER_FIELDS = frozenset({"token", "client-certificate-data", "client-key-data"})
+"""What it may say about the identity: inline credentials only."""
+IGNORED_FIELDS = frozenset({"extensions", "disable-compression"})
+"""Read by nobody here, harmless: accepted and ignored."""
+_WHY_REFUSED = {
+    "exec": "credential plugins are not run for PediaCluster kubeconfigs",
+    "auth-provider": "auth-provider plugins are not run for PediaCluster kubeconfigs",
+    "tokenFile": "files are not read for PediaCluster kubeconfigs: use token",
+    "client-certificate": "files are not read for PediaCluster kubeconfigs: use client-certificate-data",
+    "client-key": "files are not read for PediaCluster kubeconfigs: use client-key-data",
+    "certificate-authority": (
+        "files are not read for PediaCluster kubeconfigs: use certificate-authority-data"
+    ),
+    "username": "basic authentication is not supported: use token or client certificates",
+    "password": "basic authentication is not supported: use token or client certificates",
+    "proxy-url": "per-cluster proxies are not accepted: the operator routes the synchro through a "
+    "proxy with HTTPS_PROXY/NO_PROXY in its environment",
+}
 
 
-def credentials_from_kubeconfig(data: bytes, where: str = "spec.kubeconfig") -> ClusterCredentials:
-    """Server and credentials of a kubeconfig's current context (via the kubernetes loader)."""
-    from kubernetes.client import Configuration
-    from kubernetes.config.config_exception import ConfigException
-    from kubernetes.config.kube_config import KubeConfigLoader
+def _checked_token(token: str, where: str) -> str:
+    """A bearer token that can go into a header (no CR/LF: no header injection)."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in token):
+        raise InvalidConfig(f"{where} contains control characters")
+    return token
 
+
+def _yaml(data: bytes, where: str) -> Any:
     try:
-        config = yaml.safe_load(data)
-    except yaml.YAMLError as exc:
-        raise InvalidConfig(f"{where} is not YAML: {exc}") from exc
+        return yaml.safe_load(data)
+    except yaml.MarkedYAMLError as exc:
+        # Not str(exc): it quotes the offending line, which may hold a token or a key.
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise InvalidConfig(f"{where} is not YAML: {exc.problem or exc.context}{at}") from None
+    except yaml.YAMLError:
+        raise InvalidConfig(f"{where} is not YAML") from None
+
+
+def _entry(config: dict[str, Any], section: str, inner: str, name: Any, where: str) -> dict[str, Any]:
+    """``config[section]`` entry called ``name`` (its ``inner`` mapping)."""
+    entries = config.get(section) or []
+    if not isinstance(entries, list):
+        raise InvalidConfig(f"{where}: {section} must be a list")
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("name") == name:
+            body = entry.get(inner) or {}
+            if not isinstance(body, dict):
+                raise InvalidConfig(f"{where}: {section}[{name}].{inner} must be a mapping")
+            return body
+    raise InvalidConfig(f"{where}: no {section} entry named {str(name)[:100]!r}")
+
+
+def _check_fields(body: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    for key in body:
+        if key in allowed or key in IGNORED_FIELDS:
+            continue
+        shown = str(key)[:100]
+        why = _WHY_REFUSED.get(shown, "not an accepted field (only inline credentials are)")
+        raise InvalidConfig(f"{where}.{shown} is refused: {why}")
+
+
+def _str_field(body: dict[str, Any], key: str, where: str) -> str:
+    value = body.get(key) or ""
+    if not isinstance(value, str):
+        raise InvalidConfig(f"{where}.{key} must be a string")
+    return value
+
+
+def credentials_from_kubeconfig(
+    data: bytes,
+    where: str = "spec.kubeconfig",
+    *,
+    url: str = "",
+    allow_http: bool = False,
+    denied: Sequence[IPNetwork] = (),
+) -> ClusterCredentials:
+    """Server and credentials of a kubeconfig's current context (the only context when
+    ``current-context`` is unset); ``url`` replaces its server (``spec.apiserverURL``)."""
+    config = _yaml(data, where)
     if not isinstance(config, dict):
         raise InvalidConfig(f"{where} is not a kubeconfig mapping")
-    cfg = Configuration()
-    try:
-        with LOADER_LOCK:
-            KubeConfigLoader(config_dict=config).load_and_set(cfg)  # type: ignore[no-untyped-call]
-    except (ConfigException, KeyError, TypeError, ValueError) as exc:
-        raise InvalidConfig(f"{where}: {exc}") from exc
-    return credentials_from_configuration(cfg, where)
+    current = config.get("current-context")
+    if not current:
+        contexts = config.get("contexts") or []
+        if not isinstance(contexts, list) or len(contexts) != 1 or not isinstance(contexts[0], dict):
+            raise InvalidConfig(f"{where} has no current-context")
+        current = contexts[0].get("name")
+    context = _entry(config, "contexts", "context", current, where)
+    cluster_where = f"{where} clusters[{str(context.get('cluster'))[:100]}].cluster"
+    cluster = _entry(config, "clusters", "cluster", context.get("cluster"), where)
+    _check_fields(cluster, CLUSTER_FIELDS, cluster_where)
+    user: dict[str, Any] = {}
+    user_where = f"{where} users[{str(context.get('user'))[:100]}].user"
+    if context.get("user"):
+        user = _entry(config, "users", "user", context.get("user"), where)
+        _check_fields(user, USER_FIELDS, user_where)
+    insecure = cluster.get("insecure-skip-tls-verify", False)
+    if not isinstance(insecure, bool):
+        raise InvalidConfig(f"{cluster_where}.insecure-skip-tls-verify must be true or false")
+    server_name = _str_field(cluster, "tls-server-name", cluster_where)
+    if server_name and not validate_url(f"https://{server_name}", f"{cluster_where}.tls-server-name"):
+        raise InvalidConfig(f"{cluster_where}.tls-server-name is not a host name")
+    token = _checked_token(_str_field(user, "token", user_where).strip(), f"{user_where}.token")
+    return ClusterCredentials(
+        url=url
+        or validate_url(
+            _str_field(cluster, "server", cluster_where),
+            f"{cluster_where}.server",
+            allow_http=allow_http,
+            denied=denied,
+        ),
+        ca_pem=_b64(cluster, "certificate-authority-data", cluster_where),
+        token=token,
+        cert_pem=_b64(user, "client-certificate-data", user_where),
+        key_pem=_b64(user, "client-key-data", user_where),
+        insecure_skip_tls_verify=insecure,
+        tls_server_name=server_name,
+    )
 
 
 def credentials_from_configuration(cfg: Any, where: str) -> ClusterCredentials:
-    """Convert a ``kubernetes.client.Configuration`` (file paths, api_key) into bytes."""
+    """Convert a ``kubernetes.client.Configuration`` (file paths, api_key) into bytes. Only for
+    the operator's own host kubeconfig (the loader ran its plugins and read its files)."""
     keys = cfg.api_key or {}
     # the loader stores the token under "BearerToken" (recent) or "authorization" (older)
     auth = keys.get("BearerToken") or keys.get("authorization") or ""
@@ -125,12 +233,13 @@ def credentials_from_configuration(cfg: Any, where: str) -> ClusterCredentials:
         return Path(path).read_bytes() if path else b""
 
     return ClusterCredentials(
-        url=_check_url(cfg.host or "", f"{where} server"),
+        url=validate_url(cfg.host or "", f"{where} server", allow_http=True),
         ca_pem=read(cfg.ssl_ca_cert),
         token=token,
         cert_pem=read(cfg.cert_file),
         key_pem=read(cfg.key_file),
         insecure_skip_tls_verify=not cfg.verify_ssl,
+        tls_server_name=getattr(cfg, "tls_server_name", None) or "",
     )
 
 
@@ -155,10 +264,14 @@ SECRET_KEYS = {"ca.crt": "caData", "token": "tokenData", "tls.crt": "certData", 
 
 
 def credentials_from_spec(
-    spec: dict[str, Any], secret_data: dict[str, str] | None = None
+    spec: dict[str, Any],
+    secret_data: dict[str, str] | None = None,
+    *,
+    denied: Sequence[IPNetwork] = (),
 ) -> ClusterCredentials:
     """Credentials of a PediaCluster. ``secret_data`` is the referenced Secret's ``data`` (base64,
-    as the API returns it); fields set in the spec take precedence over the Secret's."""
+    as the API returns it); fields set in the spec take precedence over the Secret's. ``denied``:
+    networks no member URL may point into (``synchro.denied_networks``)."""
     merged: dict[str, Any] = {}
     if secret_data:
         for key, field in SECRET_KEYS.items():
@@ -168,27 +281,30 @@ def credentials_from_spec(
             merged["kubeconfig"] = secret_data["kubeconfig"]
     merged.update({k: v for k, v in spec.items() if v not in (None, "")})
     insecure = merged.get("insecureSkipTLSVerify") is True
+    allow_http = spec.get("insecureAllowHTTP") is True
+    url = ""
+    if merged.get("apiserverURL") or not merged.get("kubeconfig"):
+        raw_url = merged.get("apiserverURL") or ""
+        if not isinstance(raw_url, str):
+            raise InvalidConfig("spec.apiserverURL must be a string")
+        url = validate_url(raw_url, "spec.apiserverURL", allow_http=allow_http, denied=denied)
+    try:
+        token = _checked_token(_b64(merged, "tokenData").decode("utf-8").strip(), "spec.tokenData")
+    except UnicodeDecodeError as exc:
+        raise InvalidConfig("spec.tokenData does not decode to a text token") from exc
     kubeconfig = _b64(merged, "kubeconfig")
     if kubeconfig:
-        base = credentials_from_kubeconfig(kubeconfig)
-        url = (
-            _check_url(merged["apiserverURL"], "spec.apiserverURL")
-            if merged.get("apiserverURL")
-            else base.url
-        )
+        where = "spec.kubeconfig" if spec.get("kubeconfig") else "the Secret's kubeconfig"
+        base = credentials_from_kubeconfig(kubeconfig, where, url=url, allow_http=allow_http, denied=denied)
         return ClusterCredentials(
-            url=url,
+            url=base.url,
             ca_pem=_b64(merged, "caData") or base.ca_pem,
-            token=_b64(merged, "tokenData").decode("utf-8", "replace").strip() or base.token,
+            token=token or base.token,
             cert_pem=_b64(merged, "certData") or base.cert_pem,
             key_pem=_b64(merged, "keyData") or base.key_pem,
             insecure_skip_tls_verify=insecure or base.insecure_skip_tls_verify,
+            tls_server_name=base.tls_server_name,
         )
-    url = _check_url(str(merged.get("apiserverURL") or ""), "spec.apiserverURL")
-    try:
-        token = _b64(merged, "tokenData").decode("utf-8").strip()
-    except UnicodeDecodeError as exc:
-        raise InvalidConfig("spec.tokenData does not decode to a text token") from exc
     creds = ClusterCredentials(
         url=url,
         ca_pem=_b64(merged, "caData"),

@@ -27,6 +27,7 @@ from common.types import GVR
 from synchro import metrics
 from synchro.client import ApiError, KubeClient
 from synchro.cluster_sync import ClusterSync, prefetch_budget
+from synchro.destinations import parse_networks
 from synchro.host import FINALIZER, Host, host_credentials
 from synchro.leases import (
     CLUSTER_LABEL,
@@ -43,6 +44,7 @@ from synchro.leases import (
 from synchro.memory import pin_mmap_threshold
 from synchro.publishing import EventFunnel
 from synchro.resource_sync import TRANSPORT_ERRORS
+from synchro.status import SYNC_FAILED
 from synchro.transform import parse_resource_version
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,11 @@ class Owned:
     task: asyncio.Task[None] | None = None
     generation: int = -1
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    failures: int = 0
+    """Unexpected failures of this cluster's sync in a row (same generation)."""
+    started_at: float = 0.0
+    retry_at: float = 0.0
+    """Monotonic time before which a failed sync is not restarted (capped exponential back-off)."""
 
 
 class SynchroManager:
@@ -84,6 +91,7 @@ class SynchroManager:
         self.list_slots = asyncio.Semaphore(max(1, self.conf.max_concurrent_lists))
         self.prefetch_slots = asyncio.Semaphore(prefetch_budget(self.conf))
         self.duration = self.conf.lease_duration_seconds
+        parse_networks(self.conf.denied_networks)  # a bad entry stops the worker at start, not per cluster
 
     # -- entry -----------------------------------------------------------------------------------
 
@@ -384,12 +392,15 @@ class SynchroManager:
                     log.exception("reconciling %s failed; retrying", name)
                     self._retry_later(name)
 
-    def _retry_later(self, name: str) -> None:
+    def _retry_later(self, name: str, delay: float = 1.0) -> None:
         async def later() -> None:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(delay)
             self._touch(name)
 
-        task = asyncio.create_task(later())
+        self._background_task(later())
+
+    def _background_task(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -424,6 +435,10 @@ class SynchroManager:
         generation = int(meta.get("generation") or 0)
         if own.task is not None and not own.task.done() and own.generation == generation:
             return
+        if own.generation != generation:
+            own.failures, own.retry_at = 0, 0.0  # a new spec gets a fresh start
+        elif time.monotonic() < own.retry_at:
+            return  # backing off after a failure; _sync_ended scheduled the retry
         previous = own.sync
         await self._stop_sync(own)
         if self.owned.get(name) is not own:
@@ -442,17 +457,39 @@ class SynchroManager:
             recorded=recorded_resources(obj) if previous is None else None,
             previous_epochs=previous.epochs if previous is not None else recorded_epochs(obj),
         )
-        own.sync, own.generation = sync, generation
+        own.sync, own.generation, own.started_at = sync, generation, time.monotonic()
         own.task = asyncio.create_task(sync.run(), name=f"cluster:{name}")
-        own.task.add_done_callback(lambda task: self._sync_ended(name, task))
+        own.task.add_done_callback(lambda task: self._sync_ended(name, own, task))
         log.info("syncing cluster %s (generation %d)", name, generation)
 
-    def _sync_ended(self, name: str, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
+    def _sync_ended(self, name: str, own: Owned, task: asyncio.Task[None]) -> None:
+        """A cluster's sync ended by itself: a bug, or input nothing validated. Restart it after a
+        capped exponential back-off; the error goes to the log with its traceback and to the
+        PediaCluster's status once, not once per restart."""
+        if task.cancelled() or self.owned.get(name) is not own:
             return
         exc = task.exception()
-        log.error("sync of cluster %s failed; restarting it", name, exc_info=exc)
-        self._retry_later(name)
+        now = time.monotonic()
+        if now - own.started_at > self.conf.sync_retry_max_seconds:
+            own.failures = 0  # it ran fine for a long while: start the back-off again
+        own.failures += 1
+        delay = min(2.0 ** (own.failures - 1), self.conf.sync_retry_max_seconds)
+        own.retry_at = now + delay
+        if own.failures == 1:
+            log.error("sync of cluster %s failed; restarting it in %.0fs", name, delay, exc_info=exc)
+        else:
+            log.info(
+                "sync of cluster %s failed again (%d in a row); next try in %.0fs", name, own.failures, delay
+            )
+        sync = own.sync
+        if sync is not None and own.failures == 1 and exc is not None:
+            sync.status.set_ready(False, SYNC_FAILED, f"the sync failed unexpectedly: {sync.describe(exc)}")
+            self._background_task(self._write_status(name, sync.status.render()))
+        self._retry_later(name, delay)
+
+    async def _write_status(self, name: str, body: dict[str, Any]) -> None:
+        with contextlib.suppress(*HOST_ERRORS):
+            await self.host.patch_status(name, body)
 
     async def _purge(self, name: str) -> None:
         await self.funnel.drained()

@@ -19,6 +19,8 @@ UNHEALTHY = "Unhealthy"
 INVALID_CONFIG = "InvalidConfig"
 UNAUTHORIZED = "Unauthorized"
 PENDING = "Pending"
+SYNC_FAILED = "SyncFailed"
+"""The cluster's sync stopped on an unexpected error; it is restarted with a back-off."""
 
 # syncCondition statuses
 SYNC_PENDING = "Pending"

@@ -8,6 +8,11 @@ dropped, and ``apiVersion``/``kind`` (which list items lack) are set. The encode
 untouched slices back verbatim, so ``spec``/``status`` -- most of an object -- are copied, never
 turned into Python objects (profiled: decoding and re-encoding whole objects was ~28 % of the
 synchro's CPU). Nothing about the object is kept afterwards.
+
+Secrets are stored with their values emptied (``synchro.redact_secret_values``, on by default): the
+keys of ``data`` and ``stringData`` stay (kubectl's DATA column counts them), the values become
+"", the last-applied annotation (which repeats them) goes, and the annotation
+:data:`REDACTED_ANNOTATION` says so. The store then holds no member credentials, whoever can read it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from common.events import Delete, Upsert
 from common.types import CLUSTER_ANNOTATION, GVR
 
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+REDACTED_ANNOTATION = "clusterpedia.io/redacted"
+"""Set to ``values`` on a Secret whose data/stringData values were emptied before storing."""
 
 _encoder = msgspec.json.Encoder()
 
@@ -39,6 +46,18 @@ _fields_decoder = msgspec.json.Decoder(RawFields)
 _opt_fields_decoder = msgspec.json.Decoder(RawFields | None)
 _str_decoder = msgspec.json.Decoder(str | None)
 _annotations_decoder = msgspec.json.Decoder(dict[str, str] | None)
+_map_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw] | None)
+_EMPTY = msgspec.Raw(b'""')
+
+
+_Field = msgspec.Raw | dict[str, msgspec.Raw] | dict[str, msgspec.Raw | dict[str, str]] | str | None
+"""A top-level field of an object on its way out: untouched bytes, or a rebuilt mapping."""
+
+
+def _redacted(raw: msgspec.Raw | None) -> dict[str, msgspec.Raw] | None:
+    """A data/stringData map with every value emptied (its keys kept)."""
+    values = _map_decoder.decode(raw) if raw is not None else None
+    return None if values is None else dict.fromkeys(values, _EMPTY)
 
 
 class _OwnerRef(msgspec.Struct):
@@ -87,7 +106,15 @@ def parse_resource_version(value: str) -> int:
 class ObjectTransformer:
     """Builds events for one resource of one cluster (the per-resource constants bound once)."""
 
-    __slots__ = ("_api_version", "cluster", "gvr", "kind", "namespaces", "strip_last_applied")
+    __slots__ = (
+        "_api_version",
+        "cluster",
+        "gvr",
+        "kind",
+        "namespaces",
+        "redact_values",
+        "strip_last_applied",
+    )
 
     def __init__(
         self,
@@ -97,8 +124,11 @@ class ObjectTransformer:
         *,
         strip_last_applied: bool = True,
         namespaces: NamespaceFilter | None = None,
+        redact_values: bool = False,
     ) -> None:
+        """``redact_values``: empty the values of ``data`` and ``stringData`` (for Secrets)."""
         self.cluster = cluster
+        self.redact_values = redact_values
         self.gvr = gvr
         self.kind = kind
         self.strip_last_applied = strip_last_applied
@@ -118,12 +148,20 @@ class ObjectTransformer:
         meta.pop("managedFields", None)
         ann_raw = meta.get("annotations")
         annotations = (_annotations_decoder.decode(ann_raw) if ann_raw is not None else None) or {}
-        if self.strip_last_applied:
+        if self.strip_last_applied or self.redact_values:
             annotations.pop(LAST_APPLIED_ANNOTATION, None)
         annotations[CLUSTER_ANNOTATION] = self.cluster
         out_meta: dict[str, msgspec.Raw | dict[str, str]] = dict(meta)
         out_meta["annotations"] = annotations
-        out: dict[str, msgspec.Raw | dict[str, msgspec.Raw | dict[str, str]] | str] = dict(obj)
+        out: dict[
+            str, msgspec.Raw | dict[str, msgspec.Raw] | dict[str, msgspec.Raw | dict[str, str]] | str | None
+        ]
+        out = dict(obj)
+        if self.redact_values:
+            annotations[REDACTED_ANNOTATION] = "values"
+            for key in ("data", "stringData"):
+                if key in obj:
+                    out[key] = _redacted(obj[key])
         out["metadata"] = out_meta
         # List items carry neither apiVersion nor kind; watch events do, in the watched version.
         out["apiVersion"] = self._api_version

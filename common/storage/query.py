@@ -78,12 +78,15 @@ class Continue:
     ``order`` names that key (``["name", "-cluster", ...]``) so that a token cannot be replayed with a
     different order. Offset paging (``size``/``offset`` with ``withContinue``): ``offset`` is where the
     next page starts. ``resource_version`` is the list resourceVersion of the first page, repeated on
-    every following page."""
+    every following page. ``scope`` fingerprints what was listed (resource or collection, cluster
+    path, namespace): a token is refused for another list, as kube-apiserver refuses a continue key
+    outside the list's prefix."""
 
     key: tuple[str | int, ...] = ()
     order: tuple[str, ...] = ()
     offset: int | None = None
     resource_version: str = ""
+    scope: str = ""
 
 
 @dataclass(frozen=True, slots=True)

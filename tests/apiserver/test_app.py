@@ -230,6 +230,22 @@ def test_only_metadata(app: Any) -> None:
     assert "spec" not in item
 
 
+@pytest.mark.parametrize("paging", ["limit=2", "size=2&withContinue=true"])
+def test_continue_token_is_bound_to_its_list(app: Any, paging: str) -> None:
+    """A token is bound to its list (resource, cluster path, namespace), as kube-apiserver binds a
+    continue key to the list's prefix; the other conditions may change between pages."""
+    token = call(app, P + f"/apis/apps/v1/deployments?{paging}").json()["metadata"]["continue"]
+    for other in (
+        P + "/api/v1/pods",
+        P + "/clusters/cluster-1/apis/apps/v1/deployments",
+        P + "/apis/apps/v1/namespaces/default/deployments",
+    ):
+        r = call(app, f"{other}?{paging}&continue={token}")
+        assert r.status_code == 400 and "issued for a different list" in status_of(r)["message"]
+    r = call(app, P + f"/apis/apps/v1/deployments?{paging}&clusters=cluster-2&continue={token}")
+    assert r.status_code == 200
+
+
 def test_get_one_object(app: Any) -> None:
     r = call(app, P + "/clusters/cluster-2/apis/apps/v1/namespaces/default/deployments/web")
     assert r.status_code == 200

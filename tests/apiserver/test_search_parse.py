@@ -255,15 +255,26 @@ BAD_INPUTS: list[tuple[list[tuple[str, str]], str]] = [
     # bad continue tokens
     ([("continue", "not-a-token!")], "invalid continue token"),
     ([("continue", _forged("{}"))], "invalid continue token: unknown token version"),
-    ([("continue", _forged('{"v":1,"o":["name"],"k":["a","b"]}'))], "invalid continue token: bad key"),
-    ([("continue", _forged('{"v":1,"o":["object"],"k":["x"]}'))], "invalid continue token: bad key"),
-    ([("continue", _forged('{"v":1,"o":["resource_version"],"k":["1; DROP"]}'))], "invalid continue token"),
-    ([("continue", _forged('{"v":1,"off":-3}'))], "invalid continue token: bad offset"),
-    ([("continue", _forged('{"v":1,"off":3,"rv":"x"}'))], "invalid continue token: bad resourceVersion"),
-    ([("continue", _forged("[1,2]"))], "invalid continue token"),
-    ([("continue", _forged('{"v":1,"off":100000000000000000000}'))], "invalid continue token: bad offset"),
+    ([("continue", _forged('{"v":2,"s":"","o":["name"],"k":["a","b"]}'))], "invalid continue token: bad key"),
+    ([("continue", _forged('{"v":2,"s":"","o":["object"],"k":["x"]}'))], "invalid continue token: bad key"),
     (
-        [("continue", _forged('{"v":1,"o":["resource_version"],"k":[99999999999999999999999]}'))],
+        [("continue", _forged('{"v":2,"s":"","o":["resource_version"],"k":["1; DROP"]}'))],
+        "invalid continue token",
+    ),
+    ([("continue", _forged('{"v":2,"s":"","off":-3}'))], "invalid continue token: bad offset"),
+    (
+        [("continue", _forged('{"v":2,"s":"","off":3,"rv":"x"}'))],
+        "invalid continue token: bad resourceVersion",
+    ),
+    ([("continue", _forged("[1,2]"))], "invalid continue token"),
+    ([("continue", _forged('{"v":2,"s":7,"off":3}'))], "invalid continue token: bad scope"),
+    ([("continue", _forged('{"v":1,"off":3}'))], "issued by an earlier version of this server"),
+    (
+        [("continue", _forged('{"v":2,"s":"","off":100000000000000000000}'))],
+        "invalid continue token: bad offset",
+    ),
+    (
+        [("continue", _forged('{"v":2,"s":"","o":["resource_version"],"k":[99999999999999999999999]}'))],
         "invalid continue token: bad key",
     ),
     # sizes of selectors (a store's expression limit must never surface as a 5xx)

@@ -11,6 +11,7 @@ bypass the aggregator without credentials get 401, and forged identity headers a
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import ssl
 import subprocess
@@ -28,6 +29,7 @@ from tests.e2e.kubectl_support import (
     DEPLOYMENTS,
     PODS,
     REPO,
+    RESOURCES_PATH,
     ApiTier,
     drop_columns,
     fill_from_cluster,
@@ -232,6 +234,9 @@ def _wait_available(host: Cluster, timeout: float = 90.0) -> None:
             time.sleep(0.5)
 
 
+HEAD_LIMIT = 128 * 1024
+
+
 @pytest.fixture(scope="module")
 def setup(
     host_cluster: Cluster,
@@ -251,7 +256,13 @@ def setup(
     api = ApiTier(
         workdir,
         store_url,
-        extra_args=["--authenticate", "--authorize", f"--kubeconfig={host_cluster.kubeconfig}"],
+        extra_args=[
+            "--authenticate",
+            "--authorize",
+            f"--kubeconfig={host_cluster.kubeconfig}",
+            # below the 200 KB requests of test_oversized_requests_get_a_status_through_the_host
+            f"--set=apiserver.max_request_header_bytes={HEAD_LIMIT}",
+        ],
     ).start()
     try:
         ca_bundle = base64.b64encode(api.ca_pem).decode()
@@ -491,3 +502,29 @@ def test_direct_requests_need_credentials(setup: Setup, tmp_path: Path) -> None:
     assert code == 401
     code, body = _direct(setup, "/healthz", {})
     assert code == 200 and body == "ok"
+
+
+def test_oversized_requests_get_a_status_through_the_host(setup: Setup) -> None:
+    """Requests of 70 KB (read and refused by the app) and 200 KB (refused by the API tier's
+    HTTP layer, above its limit): every answer through the aggregator is a JSON Status 4xx, never
+    the host's 503 for a connection reset while it was still writing, nor plain text."""
+    host = setup.host
+    ctx = ssl.create_default_context(cadata=host.ca_pem.decode())
+    path = f"{RESOURCES_PATH}/apis/apps/v1/deployments?clusters="
+    seen: dict[int, set[tuple[int, str]]] = {70_000: set(), 200_000: set()}
+    for i in range(50):
+        size = 70_000 if i % 2 else 200_000
+        req = urllib.request.Request(
+            host.server + path + "a" * size, headers={"Authorization": f"Bearer {host.token}"}
+        )
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+                code, ctype, body = r.status, r.headers["content-type"], r.read()
+        except urllib.error.HTTPError as e:
+            code, ctype, body = e.code, e.headers["content-type"], e.read()
+        assert ctype == "application/json", (size, code, ctype, body[:200])
+        status = json.loads(body)
+        assert status["kind"] == "Status" and status["code"] == code, status
+        seen[size].add((code, status["reason"]))
+    assert seen[200_000] == {(414, "RequestEntityTooLarge")}
+    assert len(seen[70_000]) == 1 and 400 <= min(seen[70_000])[0] < 414, seen  # the app's own answer

@@ -5,6 +5,7 @@ member's own (the golden comparison, on what the pipeline stored rather than on 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,12 +45,13 @@ SYNCED: list[GR] = [
     ("", "v1", "services"),
     ("", "v1", "configmaps"),
     ("", "v1", "namespaces"),
+    ("", "v1", "secrets"),
     ("apps", "v1", "deployments"),
     ("example.com", "v1", "widgets"),
     ("example.com", "v1alpha1", "gadgets"),
 ]
 SPEC_GROUPS = {
-    "": ["pods", "services", "configmaps", "namespaces"],
+    "": ["pods", "services", "configmaps", "namespaces", "secrets"],
     "apps": ["deployments"],
     "example.com": ["widgets", "gadgets"],
 }
@@ -128,9 +130,47 @@ def test_discovery_shows_what_the_pipeline_synced(pipeline: Pipeline) -> None:
             ("gadgets", "example.com/v1alpha1"),
             ("namespaces", "v1"),
             ("pods", "v1"),
+            ("secrets", "v1"),
             ("services", "v1"),
             ("widgets", "example.com/v1"),
         ]
     )
     short = {r[0]: r[1] for r in rows}
     assert (short["pods"], short["deployments"], short["widgets"]) == ("po", "deploy", "wg")
+
+
+def test_secret_values_are_not_stored(pipeline: Pipeline) -> None:
+    """The synchro stores Secrets with their values emptied (synchro.redact_secret_values, the
+    default): through Clusterpedia a Secret shows its keys (kubectl's DATA column) but no value."""
+    member = next(iter(pipeline.members.values()))
+    name = next(iter(pipeline.members))
+    member.kubectl(
+        "create", "secret", "generic", "db-password", "--from-literal=password=hunter2", "-n", "default"
+    )
+
+    def fetched() -> dict[str, object]:
+        out = kubectl_run(
+            kubectl_binary("1.32"),
+            pipeline.kubeconfig,
+            "--cluster",
+            name,
+            "get",
+            "secret",
+            "db-password",
+            "-n",
+            "default",
+            "-o",
+            "json",
+            check=False,
+        )
+        return json.loads(out.stdout) if out.returncode == 0 else {}
+
+    obj = wait_for(fetched, "the Secret through Clusterpedia")
+    assert obj["data"] == {"password": ""}
+    assert obj["metadata"]["annotations"]["clusterpedia.io/redacted"] == "values"
+    _, rows = parse_table(
+        kubectl_run(
+            kubectl_binary("1.32"), pipeline.kubeconfig, "--cluster", name, "get", "secret", "db-password"
+        ).stdout
+    )
+    assert rows[0][-2] == "1"  # DATA: the key count, as the member prints it

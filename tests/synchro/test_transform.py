@@ -5,7 +5,7 @@ import pytest
 
 from common.events import Delete, Upsert
 from common.types import CLUSTER_ANNOTATION, GVR
-from synchro.transform import LAST_APPLIED_ANNOTATION, NamespaceFilter, ObjectTransformer
+from synchro.transform import LAST_APPLIED_ANNOTATION, REDACTED_ANNOTATION, NamespaceFilter, ObjectTransformer
 
 DEPLOY = GVR("apps", "v1", "deployments")
 
@@ -164,3 +164,43 @@ def test_items_of_a_list_page_are_read_in_place() -> None:
 def test_a_non_object_is_a_decode_error() -> None:
     with pytest.raises(msgspec.DecodeError):
         ObjectTransformer("c1", DEPLOY, "Deployment").upsert(b"[1,2]", epoch=1)
+
+
+SECRETS = GVR("", "v1", "secrets")
+
+
+def secret(**extra: object) -> bytes:
+    return msgspec.json.encode(
+        {
+            "metadata": {
+                "name": "db",
+                "namespace": "default",
+                "resourceVersion": "7",
+                "annotations": {LAST_APPLIED_ANNOTATION: '{"data":{"password":"aHVudGVyMg=="}}'},
+            },
+            "type": "Opaque",
+            "data": {"password": "aHVudGVyMg==", "user": "YWRtaW4="},
+            **extra,
+        }
+    )
+
+
+@pytest.mark.parametrize("strip", [True, False])
+def test_secret_values_are_redacted(strip: bool) -> None:
+    """Keys stay (kubectl's DATA column counts them), values and the last-applied copy of them go."""
+    t = ObjectTransformer("c1", SECRETS, "Secret", strip_last_applied=strip, redact_values=True)
+    up = t.upsert(secret(stringData={"token": "plain"}), epoch=1)
+    assert up is not None
+    assert b"aHVudGVyMg" not in up.object and b"plain" not in up.object
+    obj = msgspec.json.decode(up.object)
+    assert obj["data"] == {"password": "", "user": ""} and obj["stringData"] == {"token": ""}
+    assert obj["type"] == "Opaque"
+    assert obj["metadata"]["annotations"] == {REDACTED_ANNOTATION: "values", CLUSTER_ANNOTATION: "c1"}
+    # a Secret without data, or with data: null, stays valid
+    empty = t.upsert(msgspec.json.encode({"metadata": {"name": "e"}, "data": None}), epoch=1)
+    assert empty is not None and msgspec.json.decode(empty.object)["data"] is None
+
+
+def test_secret_values_kept_when_the_operator_opts_in() -> None:
+    up = ObjectTransformer("c1", SECRETS, "Secret").upsert(secret(), epoch=1)
+    assert up is not None and msgspec.json.decode(up.object)["data"]["password"] == "aHVudGVyMg=="

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from apiserver.app import storage_status
-from apiserver.collections import list_collection, list_collections
-from apiserver.search import encode_continue, parse_search
+from apiserver.collections import collection_search, list_collections
+from apiserver.search import continue_scope, encode_continue, parse_search
 from apiserver.types import ListPage, Search, StoredObject
 from common.errors import NotFound
 from common.events import Delete, Event, ResourceType, Upsert
@@ -450,8 +450,9 @@ def test_continue_token_for_another_order_is_400(store: Store) -> None:
     page = list_sync(store, search(("limit", "3")))
     with pytest.raises(StorageRejected, match="issued for a different orderby"):
         list_sync(store, search(("limit", "3"), ("orderby", "name"), ("continue", token_of(page))))
+    scope = continue_scope(search())
     forged = base64.urlsafe_b64encode(
-        b'{"v":1,"o":["cluster","namespace","name"],"k":["a","b","c"]}'
+        b'{"v":2,"s":"%s","o":["cluster","namespace","name"],"k":["a","b","c"]}' % scope.encode()
     ).decode()
     assert (
         keys(list_sync(store, search(("limit", "3"), ("continue", forged))))
@@ -508,7 +509,7 @@ def test_collection(store: Store) -> None:
         ("workloads", []),
     ]
     s = parse_search([("namespaces", "default")], group="", version="", resource="")
-    page = asyncio.run(list_collection(store, settings, "things", s))
+    page = list_sync(store, collection_search(settings, "things", s))
     got = [(i.cluster, i.group, i.kind, i.name) for i in page.items]
     deployments = [(o.cluster, "apps", "Deployment", o.name) for o in DATA if o.resource == "deployments"]
     widgets_ = [(o.cluster, GROUP, "Widget", o.name) for o in LIVE_WIDGETS if o.namespace == "default"]
@@ -517,8 +518,9 @@ def test_collection(store: Store) -> None:
     token, seen = "", []
     for _ in range(len(got) + 1):
         pairs = [("namespaces", "default"), ("limit", "3"), *([("continue", token)] if token else [])]
-        page = asyncio.run(
-            list_collection(store, settings, "things", parse_search(pairs, group="", version="", resource=""))
+        page = list_sync(
+            store,
+            collection_search(settings, "things", parse_search(pairs, group="", version="", resource="")),
         )
         seen.extend((i.cluster, i.group, i.kind, i.name) for i in page.items)
         token = token_of(page)
@@ -528,12 +530,13 @@ def test_collection(store: Store) -> None:
     # offset pages (size/offset) of a collection are slices of the whole, in the same order
     for offset in (0, 2, len(got) - 1):
         pairs = [("namespaces", "default"), ("size", "3"), ("offset", str(offset))]
-        page = asyncio.run(
-            list_collection(store, settings, "things", parse_search(pairs, group="", version="", resource=""))
+        page = list_sync(
+            store,
+            collection_search(settings, "things", parse_search(pairs, group="", version="", resource="")),
         )
         assert [(i.cluster, i.group, i.kind, i.name) for i in page.items] == got[offset : offset + 3]
     with pytest.raises(NotFound, match=r'collectionresources\.pedia\.clusterpedia\.io "nope" not found'):
-        asyncio.run(list_collection(store, settings, "nope", s))
+        collection_search(settings, "nope", s)
 
 
 # ------------------------------------------------------------------- paging under concurrent writes
