@@ -30,6 +30,7 @@ import msgspec
 from cli.flags import flatten
 from common.observability import HEALTH, start_observability_server
 from common.settings import Settings
+from common.storage import load_backend
 
 log = logging.getLogger("clusterpedia.cli")
 
@@ -158,6 +159,8 @@ def run_synchro(settings: Settings) -> int:
 
 
 def run_writer(settings: Settings) -> int:
+    # The store's backend (its database driver) is imported before the tier reports ready.
+    load_backend(settings.storage)
     return run_threads(settings, {"writer": _load_writer()})
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "StoredObject",
     "UnknownCluster",
     "backend_names",
+    "load_backend",
     "open_store",
     "url_scheme",
 ]
@@ -64,6 +65,12 @@ def open_store(url: str, options: StoreOptions | None = None) -> Store:
     """The store at ``url``, opened by the backend registered for its scheme (no I/O yet).
 
     Raises ValueError when no installed backend serves the scheme, or several different ones do."""
+    return load_backend(url)(url, options or StoreOptions())
+
+
+def load_backend(url: str) -> StoreFactory:
+    """The factory of the backend for ``url``'s scheme, its module imported (a tier calls this before
+    it reports ready, so that importing a backend's driver is not left to its first request)."""
     scheme = url_scheme(url)
     found = {ep.value: ep for ep in entry_points(group=ENTRY_POINT_GROUP, name=scheme)} if scheme else {}
     if not found:
@@ -77,4 +84,4 @@ def open_store(url: str, options: StoreOptions | None = None) -> Store:
         )
     (entry,) = found.values()
     factory: StoreFactory = entry.load()
-    return factory(url, options or StoreOptions())
+    return factory
