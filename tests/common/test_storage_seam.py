@@ -17,9 +17,11 @@ from common.storage import (
     StorageUnavailable,
     StoreOptions,
     backend_names,
+    load_backend,
     open_store,
     url_scheme,
 )
+from common.storage.memory import open_memory_store
 from common.storage.sql.dialects import Dialect
 from common.storage.sql.store import SqlStore, translated
 
@@ -47,6 +49,12 @@ def test_open_store_picks_the_backend_by_scheme(tmp_path: Path, url: str, scheme
         assert isinstance(store, SqlStore) and store.name == name
     finally:
         store.close()
+
+
+def test_load_backend_returns_the_registered_factory() -> None:
+    assert load_backend("sqlite:///x.db") is SqlStore
+    assert load_backend("postgresql+psycopg://h/db") is SqlStore
+    assert load_backend("memory://") is open_memory_store
 
 
 @pytest.mark.parametrize("url", ["nope://x", "clusterpedia.db", "redis://127.0.0.1/0"])
