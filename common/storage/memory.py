@@ -356,20 +356,24 @@ def _in_set(value: str, flt: SetFilter) -> bool:
     return (flt.include is None or value in flt.include) and value not in flt.exclude
 
 
+def _in_values(value: str | None, op: Operator, values: tuple[str, ...]) -> bool:
+    """``=``, ``in``, ``!=``, ``notin``: a missing value (None) matches only the negations."""
+    if op == Operator.EQUALS:
+        return value == values[0]
+    if op == Operator.IN:
+        return value in values
+    if op == Operator.NOT_EQUALS:
+        return value != values[0]
+    return value not in values
+
+
 def _label_matches(labels: Mapping[str, str], req: LabelRequirement) -> bool:
     value = labels.get(req.key)
-    op = req.operator
-    if op == Operator.EXISTS:
+    if req.operator == Operator.EXISTS:
         return value is not None
-    if op == Operator.DOES_NOT_EXIST:
+    if req.operator == Operator.DOES_NOT_EXIST:
         return value is None
-    if op == Operator.EQUALS:
-        return value == req.values[0]
-    if op == Operator.IN:
-        return value in req.values
-    if op == Operator.NOT_EQUALS:
-        return value != req.values[0]
-    return value not in req.values  # NOT_IN: also objects without the label
+    return _in_values(value, req.operator, req.values)
 
 
 _COLUMN_PATHS: dict[tuple[str, ...], Callable[[_Row], str]] = {
@@ -402,16 +406,11 @@ def _field_text(row: _Row, path: tuple[str, ...], parsed: dict[int, Any]) -> str
 
 
 def _field_matches(text: str, req: FieldRequirement) -> bool:
-    op = req.operator
-    if op == Operator.EQUALS:
-        return text == req.values[0]
-    if op == Operator.IN:
-        return text in req.values
-    if op == Operator.NOT_EQUALS:
-        return text != req.values[0]
-    if op == Operator.NOT_IN:
-        return text not in req.values
-    raise StorageRejected(f"field selector on {'.'.join(req.path)}: operator {op} is not supported")
+    if req.operator in (Operator.EXISTS, Operator.DOES_NOT_EXIST):
+        raise StorageRejected(
+            f"field selector on {'.'.join(req.path)}: operator {req.operator} is not supported"
+        )
+    return _in_values(text, req.operator, req.values)
 
 
 def _owners(search: Search, rows: Sequence[_Row]) -> set[str]:
