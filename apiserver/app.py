@@ -23,8 +23,6 @@ from typing import Any
 
 import anyio.to_thread
 import msgspec
-from sqlalchemy import Engine, literal, select
-from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -34,8 +32,7 @@ from starlette.routing import Route
 
 from apiserver import collections as collection_store
 from apiserver import discovery, groups, openapi
-from apiserver.catalog import Catalog, ResourceType
-from apiserver.listing import get_object, list_objects
+from apiserver.catalog import Catalog
 from apiserver.metrics import MetricsMiddleware, metrics_endpoint
 from apiserver.responses import (
     ObjectRendering,
@@ -49,11 +46,25 @@ from apiserver.responses import (
 )
 from apiserver.routing import Route as ApiRoute
 from apiserver.routing import not_found, parse_path
-from apiserver.search import parse_search
+from apiserver.search import (
+    check_continue_scope,
+    continue_scope,
+    encode_continue,
+    is_valid_name,
+    parse_search,
+)
 from apiserver.tables import build_table, choose_printer, table_options
-from apiserver.types import ListPage, StoredObject
-from common.errors import MethodNotAllowed, NotFound, ServiceUnavailable, StatusError
+from apiserver.types import ListPage, Search, StoredObject
+from common.errors import BadRequest, MethodNotAllowed, NotFound, ServiceUnavailable, StatusError
 from common.settings import Settings
+from common.storage import (
+    ServedResource,
+    StorageError,
+    StorageRejected,
+    StorageUnavailable,
+    StoreReader,
+    UnknownCluster,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +102,8 @@ def _check_read(request: Request) -> None:
 
 def _list_metadata(page: ListPage) -> dict[str, Any]:
     meta: dict[str, Any] = {"resourceVersion": page.resource_version}
-    if page.continue_token:
-        meta["continue"] = page.continue_token
+    if page.next is not None:
+        meta["continue"] = encode_continue(page.next)
     if page.remaining_item_count is not None:
         meta["remainingItemCount"] = page.remaining_item_count
     return meta
@@ -111,10 +122,10 @@ def _partial(obj_bytes: bytes, meta_version: str) -> dict[str, Any]:
 class Api:
     """Request handlers bound to one store and one settings object."""
 
-    def __init__(self, settings: Settings, engine: Engine, catalog: Catalog | None = None) -> None:
+    def __init__(self, settings: Settings, store: StoreReader, catalog: Catalog | None = None) -> None:
         self.settings = settings
-        self.engine = engine
-        self.catalog = catalog or Catalog(engine)
+        self.store = store
+        self.catalog = catalog or Catalog(store)
 
     # ---- the Kubernetes-shaped API under /resources -------------------------------------------
 
@@ -169,7 +180,7 @@ class Api:
             return await self._list(request, route, rtype, same, rendering)
         return await self._get(request, route, rtype, same, rendering)
 
-    def _discovery_root(self, rows: list[ResourceType], *, legacy: bool, accept: str) -> Response:
+    def _discovery_root(self, rows: list[ServedResource], *, legacy: bool, accept: str) -> Response:
         kind = negotiate_discovery(accept)
         if kind == "legacy":
             return json_response(discovery.api_versions(rows) if legacy else discovery.api_group_list(rows))
@@ -185,17 +196,53 @@ class Api:
             for it in items
         ]
 
-    def _printer_columns(self, rtype: ResourceType, same: list[ResourceType]) -> str:
+    def _printer_columns(self, rtype: ServedResource, same: list[ServedResource]) -> str:
         if rtype.printer_columns:
             return rtype.printer_columns
         return next((r.printer_columns for r in same if r.printer_columns), "")
+
+    async def _page(self, search: Search) -> ListPage:
+        """One page from the store, its continue token bound to this list (``continue_scope``: a
+        token of another resource, collection, cluster path or namespace is a 400)."""
+        if search.continue_token is not None:
+            check_continue_scope(search.continue_token, search)
+        page = await self.store.list_objects(search)
+        if page.next is not None:
+            page = dataclasses.replace(
+                page, next=dataclasses.replace(page.next, scope=continue_scope(search))
+            )
+        return page
+
+    async def _get_one(self, route: ApiRoute) -> StoredObject:
+        """The object a get names. Without a cluster, a name found in exactly one cluster is returned;
+        a name found in several is a 400 naming those clusters — returning one of them would silently
+        hide the others, and the seed tells users to name the cluster (``kubectl --cluster
+        cluster-1 get ...``). Names that cannot exist are a 404 before the store is asked."""
+        cluster, group, resource, name = route.cluster, route.group, route.resource, route.name
+        gr = f"{resource}.{group}" if group else resource
+        if cluster and not is_valid_name(cluster):
+            raise NotFound(f'cluster "{cluster}" not found')
+        if not is_valid_name(name) or (route.namespace and not is_valid_name(route.namespace)):
+            raise NotFound(f'{gr} "{name}" not found')
+        found = await self.store.get_objects(cluster, group, resource, route.namespace, name)
+        if not found:
+            raise NotFound(
+                f'{gr} "{name}" not found', details={"name": name, "group": group, "kind": resource}
+            )
+        if len(found) > 1:
+            clusters = ", ".join(o.cluster for o in found)
+            raise BadRequest(
+                f'{gr} "{name}" exists in several clusters ({clusters}): name the cluster, e.g.'
+                f" kubectl --cluster {found[0].cluster} get {gr} {name}"
+            )
+        return found[0]
 
     async def _list(
         self,
         request: Request,
         route: ApiRoute,
-        rtype: ResourceType,
-        same: list[ResourceType],
+        rtype: ServedResource,
+        same: list[ServedResource],
         rendering: ObjectRendering,
     ) -> Response:
         search = parse_search(
@@ -209,7 +256,7 @@ class Api:
         )
         if search.page_size is None and self.settings.apiserver.default_page_size > 0:
             search = dataclasses.replace(search, limit=self.settings.apiserver.default_page_size)
-        page = await list_objects(self.engine, search)
+        page = await self._page(search)
         api_version = _gv(route.group, route.version)
         meta = _list_metadata(page)
         if rendering.kind == "table":
@@ -239,13 +286,11 @@ class Api:
         self,
         request: Request,
         route: ApiRoute,
-        rtype: ResourceType,
-        same: list[ResourceType],
+        rtype: ServedResource,
+        same: list[ServedResource],
         rendering: ObjectRendering,
     ) -> Response:
-        item = await get_object(
-            self.engine, route.cluster, route.group, route.resource, route.namespace, route.name
-        )
+        item = await self._get_one(route)
         api_version = _gv(route.group, route.version)
         (raw,) = self._objects([item], api_version)
         if rendering.kind == "table":
@@ -279,7 +324,7 @@ class Api:
             resource="",
             max_page_size=self.settings.apiserver.max_page_size,
         )
-        page = await collection_store.list_collection(self.engine, self.settings.apiserver, name, search)
+        page = await self._page(collection_store.collection_search(self.settings.apiserver, name, search))
         return groups.render_collection(
             collection, page, _list_metadata(page), group, version, rendering, dt.datetime.now(dt.UTC)
         )
@@ -316,14 +361,9 @@ class Api:
 
     async def ready(self, request: Request) -> Response:
         """Ready when the store answers (a replica without its store should leave the Service)."""
-
-        def ping() -> None:
-            with self.engine.connect() as conn:
-                conn.execute(select(literal(1))).scalar_one()
-
         try:
-            await anyio.to_thread.run_sync(ping)
-        except DBAPIError as e:
+            await self.store.ping()
+        except StorageUnavailable as e:
             log.warning("not ready: the store does not answer: %s", e)
             return PlainTextResponse("store unavailable", status_code=503)
         return PlainTextResponse("ok")
@@ -346,9 +386,23 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return status_response(err)
 
 
+def storage_status(exc: StorageError) -> StatusError:
+    """The Status a client sees for a storage error: an unknown cluster 404, a refused request 400,
+    an unavailable store 503 (its details stay in our log), any other store failure 500."""
+    if isinstance(exc, UnknownCluster):
+        return NotFound(str(exc), details={"name": exc.name, "kind": "clusters"})
+    if isinstance(exc, StorageRejected):
+        return BadRequest(str(exc))
+    if isinstance(exc, StorageUnavailable):
+        return ServiceUnavailable("the store is unavailable, retry later")
+    return StatusError("the store failed while serving the request")
+
+
 async def _store_error(request: Request, exc: Exception) -> Response:
-    log.warning("store error serving %s: %s", request.url.path, exc)
-    return status_response(ServiceUnavailable("the store is unavailable, retry later"))
+    assert isinstance(exc, StorageError)
+    if not isinstance(exc, UnknownCluster | StorageRejected):
+        log.warning("store error serving %s: %s", request.url.path, exc)
+    return status_response(storage_status(exc))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -361,14 +415,14 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 def build_app(
     settings: Settings,
-    engine: Engine,
+    store: StoreReader,
     *,
     catalog: Catalog | None = None,
     middleware: list[Any] | None = None,
 ) -> Starlette:
     """The ASGI app. ``middleware``: Starlette ``Middleware`` entries run inside the metrics one
     (authentication and authorisation, see :mod:`apiserver.auth`)."""
-    api = Api(settings, engine, catalog)
+    api = Api(settings, store, catalog)
     cp = "/apis/{group}/{version}/collectionresources"
     routes = [
         Route("/healthz", api.health, methods=ALL_METHODS),
@@ -394,7 +448,7 @@ def build_app(
         exception_handlers={
             StatusError: _status_error,
             HTTPException: _http_error,
-            DBAPIError: _store_error,
+            StorageError: _store_error,
             Exception: _unexpected,
         },
     )

@@ -1,8 +1,8 @@
 """Collection resources: several group/resources listed as one (`kubectl get collectionresources workloads`).
 
 Collections come from ``Settings.apiserver.collections`` (``workloads`` = deployments.apps +
-daemonsets.apps + statefulsets.apps by default). A collection list is one SQL statement over all its
-members (``(api_group, resource) IN ...``) with every search condition applying, ordered by cluster,
+daemonsets.apps + statefulsets.apps by default). A collection list is one search of the store over all
+its members (``Search.group_resources``) with every search condition applying, ordered by cluster,
 then group and resource (so kinds stay together within a cluster, as the seed's output shows), then
 namespace and name; keyset paging and continue work as for any list.
 """
@@ -12,10 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from sqlalchemy import Engine
-
-from apiserver.listing import list_objects
-from apiserver.types import GroupResource, ListPage, Search
+from apiserver.types import GroupResource, Search
 from common.errors import NotFound
 from common.settings import ApiserverSettings
 
@@ -61,11 +58,10 @@ def get_collection(settings: ApiserverSettings, name: str) -> Collection:
     )
 
 
-async def list_collection(engine: Engine, settings: ApiserverSettings, name: str, search: Search) -> ListPage:
-    """One page of the members of collection ``name`` matching ``search`` (parsed with any
-    group/version/resource: they are replaced by the collection's members)."""
+def collection_search(settings: ApiserverSettings, name: str, search: Search) -> Search:
+    """The search over the members of collection ``name`` (``search`` parsed with any
+    group/version/resource: they are replaced by the collection's members). Raises NotFound."""
     collection = get_collection(settings, name)
-    spanning = dataclasses.replace(
+    return dataclasses.replace(
         search, group="", version="", resource="", group_resources=collection.resources
     )
-    return await list_objects(engine, spanning)

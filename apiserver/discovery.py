@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from apiserver.catalog import ResourceType
+from common.storage import ServedResource
 
 VERBS = ["get", "list"]
 _KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
@@ -44,15 +44,15 @@ def version_priority(version: str) -> tuple[int, int, int, str]:
     return (stage, -major, -minor, version)
 
 
-def _resources_by_gv(rows: Iterable[ResourceType]) -> dict[tuple[str, str], dict[str, ResourceType]]:
+def _resources_by_gv(rows: Iterable[ServedResource]) -> dict[tuple[str, str], dict[str, ServedResource]]:
     """(group, version) -> resource -> first row seen (rows of several clusters are one resource)."""
-    out: dict[tuple[str, str], dict[str, ResourceType]] = {}
+    out: dict[tuple[str, str], dict[str, ServedResource]] = {}
     for r in rows:
         out.setdefault((r.group, r.version), {}).setdefault(r.resource, r)
     return out
 
 
-def group_versions(rows: Iterable[ResourceType]) -> dict[str, list[str]]:
+def group_versions(rows: Iterable[ServedResource]) -> dict[str, list[str]]:
     """group -> versions, preferred first; groups in name order with the core group ("") first."""
     versions: dict[str, set[str]] = {}
     for r in rows:
@@ -64,7 +64,7 @@ def _gv(group: str, version: str) -> str:
     return f"{group}/{version}" if group else version
 
 
-def api_versions(rows: Iterable[ResourceType]) -> dict[str, Any]:
+def api_versions(rows: Iterable[ServedResource]) -> dict[str, Any]:
     """``/api``: the core group's versions."""
     return {
         "kind": "APIVersions",
@@ -78,13 +78,13 @@ def _group_doc(group: str, versions: Sequence[str]) -> dict[str, Any]:
     return {"name": group, "versions": gvs, "preferredVersion": gvs[0]}
 
 
-def api_group_list(rows: Iterable[ResourceType]) -> dict[str, Any]:
+def api_group_list(rows: Iterable[ServedResource]) -> dict[str, Any]:
     """``/apis``: every non-core group."""
     groups = [_group_doc(g, vs) for g, vs in group_versions(rows).items() if g]
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
-def api_group(rows: Iterable[ResourceType], group: str) -> dict[str, Any] | None:
+def api_group(rows: Iterable[ServedResource], group: str) -> dict[str, Any] | None:
     versions = group_versions(rows).get(group)
     if not group or not versions:
         return None
@@ -95,7 +95,7 @@ def _singular(kind: str) -> str:
     return kind.lower()
 
 
-def api_resource_list(rows: Iterable[ResourceType], group: str, version: str) -> dict[str, Any] | None:
+def api_resource_list(rows: Iterable[ServedResource], group: str, version: str) -> dict[str, Any] | None:
     """``/api/v1`` or ``/apis/{g}/{v}``; None when nothing of that group/version is synced."""
     resources = _resources_by_gv(rows).get((group, version))
     if not resources:
@@ -120,8 +120,8 @@ def api_resource_list(rows: Iterable[ResourceType], group: str, version: str) ->
 
 
 def find_resource(
-    rows: Iterable[ResourceType], group: str, version: str, resource: str
-) -> tuple[ResourceType, list[ResourceType]] | None:
+    rows: Iterable[ServedResource], group: str, version: str, resource: str
+) -> tuple[ServedResource, list[ServedResource]] | None:
     """The row serving ``resource.group`` in ``version`` (for kind / scope), plus every row of that
     resource in any version (the clusters whose objects a list returns); None when not served."""
     same = [r for r in rows if r.group == group and r.resource == resource]
@@ -131,7 +131,7 @@ def find_resource(
     return exact[0], same
 
 
-def aggregated(rows: Iterable[ResourceType], *, legacy: bool, version: str) -> dict[str, Any]:
+def aggregated(rows: Iterable[ServedResource], *, legacy: bool, version: str) -> dict[str, Any]:
     """``APIGroupDiscoveryList`` (apidiscovery.k8s.io ``version``) for ``/api`` (legacy) or ``/apis``."""
     by_gv = _resources_by_gv(rows)
     items = []

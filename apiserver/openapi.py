@@ -25,9 +25,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from apiserver.catalog import ResourceType
 from apiserver.responses import status_response
 from common.errors import NotFound
+from common.storage import ServedResource
 
 _VERSION_PREFIX = re.compile(r"^(?:[A-Z][a-z]+)*?V\d+(?:(?:alpha|beta)\d+)?(?=[A-Z])")
 _DOC_SUFFIX = re.compile(r"\n\nAttributes:\n.*", re.DOTALL)
@@ -60,7 +60,7 @@ def _gv_path(group: str, version: str) -> str:
     return f"api/{version}" if not group else f"apis/{group}/{version}"
 
 
-def _kinds(rows: Iterable[ResourceType], group: str, version: str) -> list[tuple[str, str, bool]]:
+def _kinds(rows: Iterable[ServedResource], group: str, version: str) -> list[tuple[str, str, bool]]:
     """(resource, kind, namespaced) served in group/version, one per resource."""
     seen: dict[str, tuple[str, str, bool]] = {}
     for r in rows:
@@ -69,7 +69,7 @@ def _kinds(rows: Iterable[ResourceType], group: str, version: str) -> list[tuple
     return sorted(seen.values())
 
 
-def index_document(rows: Iterable[ResourceType], path_prefix: str) -> dict[str, Any]:
+def index_document(rows: Iterable[ServedResource], path_prefix: str) -> dict[str, Any]:
     """``/openapi/v3``: one entry per served group/version; the URL carries the full request prefix
     (old clients use it as is, new ones strip their own prefix and add it back)."""
     rows = list(rows)
@@ -184,7 +184,7 @@ def _custom_schema(group: str, version: str, kind: str) -> dict[str, Any]:
     }
 
 
-def group_version_document(rows: Iterable[ResourceType], group: str, version: str) -> dict[str, Any] | None:
+def group_version_document(rows: Iterable[ServedResource], group: str, version: str) -> dict[str, Any] | None:
     """The OpenAPI v3 document of one group/version (None when nothing of it is served)."""
     kinds = _kinds(rows, group, version)
     if not kinds:

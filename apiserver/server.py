@@ -38,7 +38,7 @@ from apiserver.auth import (
 from apiserver.host import HostClient, load_host_connection
 from apiserver.protocol import ApiH11Protocol, HeadLimit
 from common.settings import Settings
-from common.storage.engine import create_schema, make_engine
+from common.storage import open_store
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +124,12 @@ def auth_setup(settings: Settings) -> tuple[AuthConfig | None, str | None]:
 
 
 def create_app(settings: Settings, auth: AuthConfig | None = None) -> Starlette:
-    engine = make_engine(settings.storage)
-    create_schema(engine)
+    store = open_store(settings.storage)
+    store.migrate()
     middleware = [Middleware(HeadLimit, limit=settings.apiserver.max_request_header_bytes)]
     if auth is not None:
         middleware.append(Middleware(AuthMiddleware, config=auth))
-    return build_app(settings, engine, middleware=middleware)
+    return build_app(settings, store, middleware=middleware)
 
 
 def uvicorn_config(settings: Settings, workdir: Path) -> uvicorn.Config:

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, and_, select
 from bench.generate import BENCH_ANNOTATION
 from bench.members import Member
 from bench.stats import percentile
-from common.storage.schema import resources
+from common.storage.sql.schema import resources
 
 POLL_INTERVAL_SECONDS = 0.05
 DRAIN_TIMEOUT_SECONDS = 30.0

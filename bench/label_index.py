@@ -25,13 +25,13 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from apiserver.listing import label_plan
 from bench.limits import row_batches, synthetic_rows
 from bench.services import Services, Store
 from common.storage.query import LabelRequirement, Operator, OrderBy, Search
-from common.storage.schema import LABEL_TRIGGERS, label_dialect
-from common.storage.search import LabelIndex, count_statement, is_positive, list_statement
-from common.storage.upserts import upsert_resources
+from common.storage.sql.reading import SqlReader
+from common.storage.sql.schema import LABEL_TRIGGERS, label_dialect
+from common.storage.sql.selects import LabelIndex, count_statement, is_positive, list_statement
+from common.storage.sql.upserts import upsert_resources
 
 
 def _fill(store: Store, rows: int, *, triggers: bool) -> tuple[float, Engine]:
@@ -149,6 +149,7 @@ def run(store: Store, rows: int, repeat: int, say: Callable[[str], None]) -> Non
             " label probe per row | start from the label | API tier picks (incl. its count) |"
         )
         say("|---|---|---|---|---|---|")
+        reader = SqlReader(engine)
         for what, search, count in _queries():
             plans: dict[str, LabelIndex | None] = {"scan": None, "probe": LabelIndex()}
             if any(is_positive(r) for r in search.labels):
@@ -163,7 +164,7 @@ def run(store: Store, rows: int, repeat: int, say: Callable[[str], None]) -> Non
                     results.add(n)
                 with engine.connect() as conn:
                     start = time.perf_counter()
-                    picked = label_plan(engine, conn, search)
+                    picked = reader.label_plan(conn, search)
                     if count and picked is not None:
                         picked = picked.for_count()  # as the API tier counts withRemainingCount
                     planning = time.perf_counter() - start

@@ -26,7 +26,7 @@ from bench import generate as gen
 from bench.members import Member
 from bench.processes import cpu_seconds, server_pids
 from bench.services import Store
-from common.storage.schema import resources
+from common.storage.sql.schema import resources
 
 LIST_PAGE = 500
 INSERT_BATCH = 1000
@@ -171,7 +171,7 @@ class InsertRate:
 
 def _writer_upsert() -> Callable[[str], Insert] | None:
     try:
-        from common.storage.upserts import upsert_resources
+        from common.storage.sql.upserts import upsert_resources
     except ImportError:
         return None
     return upsert_resources
@@ -189,7 +189,7 @@ def insert_rate(store: Store, rows: int, *, statement: str = "insert") -> Insert
         if statement == "upsert":
             builder = _writer_upsert()
             if builder is None:
-                raise RuntimeError("common.storage.upserts is not available")
+                raise RuntimeError("common.storage.sql.upserts is not available")
             stmt: Insert = builder(engine.dialect.name)
         else:
             stmt = insert(resources)

@@ -18,8 +18,8 @@ from types import TracebackType
 import redis
 from sqlalchemy import Engine, create_engine, text
 
-from common.storage.engine import create_schema, make_engine, normalise_url
-from common.storage.schema import metadata
+from common.storage.sql.engine import create_schema, make_engine, normalise_url
+from common.storage.sql.schema import metadata
 
 REPO = Path(__file__).resolve().parent.parent
 STORES = ("sqlite", "postgresql", "mysql")

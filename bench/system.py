@@ -27,7 +27,7 @@ from sqlalchemy import Engine, and_, false, func, select
 from bench.members import Member
 from bench.processes import Tier, Tiers
 from bench.services import Store
-from common.storage.schema import resources
+from common.storage.sql.schema import resources
 from common.types import RBAC_GROUP
 
 

@@ -20,6 +20,7 @@ from cli import flags, running
 from cli.showconfig import reference_table, render_settings
 from common.observability import setup_logging
 from common.settings import Settings, load_settings
+from common.storage import url_scheme
 
 TIER_SECTIONS = {"apiserver": ["apiserver"], "synchro": ["synchro"], "writer": ["writer"]}
 ALL_SECTIONS = ["apiserver", "synchro", "writer"]
@@ -148,6 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, "clusterpedia all-in-one: error: --writers must be at least 1\n")
     if settings.queue.startswith("memory:"):
         return running.run_all_in_one_process(settings, ns.writers)
+    if url_scheme(settings.storage) == "memory":
+        parser.exit(
+            2,
+            "clusterpedia all-in-one: error: --storage memory:// keeps the objects inside one process:"
+            " use it with the in-process queue (--queue memory://)\n",
+        )
     return running.run_all_in_processes(ns.config, overrides, settings, ns.writers)
 
 

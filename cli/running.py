@@ -30,6 +30,7 @@ import msgspec
 from cli.flags import flatten
 from common.observability import HEALTH, start_observability_server
 from common.settings import Settings
+from common.storage import load_backend
 
 log = logging.getLogger("clusterpedia.cli")
 
@@ -55,24 +56,23 @@ def _load_apiserver() -> Callable[[Settings], None]:
 
 
 def prepare_store(settings: Settings, attempts: int = 5) -> None:
-    """Create the store's tables before the tiers start (they would otherwise race to do it)."""
-    from sqlalchemy import exc as sa_exc
+    """Create or upgrade the store's schema before the tiers start (they would otherwise race to do
+    it)."""
+    from common.storage import StorageUnavailable, open_store
 
-    from common.storage.engine import create_schema, make_engine
-
-    engine = make_engine(settings.storage)
+    store = open_store(settings.storage)
     try:
         for attempt in range(attempts):
             try:
-                create_schema(engine)
+                store.migrate()
                 return
-            except sa_exc.DBAPIError:
+            except StorageUnavailable:
                 # another process creating the same tables at the same moment
                 if attempt == attempts - 1:
                     raise
                 time.sleep(0.2 * (attempt + 1))
     finally:
-        engine.dispose()
+        store.close()
 
 
 def run_migrate(settings: Settings) -> int:
@@ -159,6 +159,8 @@ def run_synchro(settings: Settings) -> int:
 
 
 def run_writer(settings: Settings) -> int:
+    # The store's backend (its database driver) is imported before the tier reports ready.
+    load_backend(settings.storage)
     return run_threads(settings, {"writer": _load_writer()})
 
 

@@ -124,7 +124,8 @@ class WriterSettings(msgspec.Struct, kw_only=True):
 
 class Settings(msgspec.Struct, kw_only=True):
     storage: str = "sqlite:///clusterpedia.db"
-    """Store URL: sqlite:///file.db (embedded), postgresql://..., mysql://..."""
+    """Store URL: sqlite:///file.db (embedded), postgresql://..., mysql://..., memory:// (in-process, lost
+    at exit: all-in-one with the in-process queue), or the scheme of any installed storage backend."""
     queue: str = "memory://"
     """Queue URL: memory:// (in-process, embedded) or redis://host:port/db."""
     queue_max_len: int = 100_000

@@ -3,6 +3,7 @@
 Store fixtures (module scope, a clean database per test module):
     sqlite_url, postgres_url, mysql_url, redis_url -> str
     store_url -> str, parametrized over sqlite / postgresql / mysql
+    backend_url -> str, backend -> Store: parametrized over every registered storage backend
 Cluster fixtures (tests/harness/cluster.py):
     member_cluster(name="cluster-1", version="current", controller_manager=False) -> Cluster  (factory)
     two_member_clusters -> tuple[Cluster, Cluster]  (cluster-1 current, cluster-2 older; module scope)
@@ -16,13 +17,16 @@ sweep stops anything a finalizer could not reach (tests/harness/processes.py).
 
 from __future__ import annotations
 
+import os
 import signal
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
 import pytest
 
+from common.storage import Store, backend_names, open_store
 from tests.harness import processes
 from tests.harness.cluster import Cluster, start_clusters
 from tests.harness.paths import KUBECTL_VERSIONS, kubectl_binary
@@ -98,6 +102,33 @@ def store_url(request: pytest.FixtureRequest) -> str:
     fixture = {"sqlite": "sqlite_url", "postgresql": "postgres_url", "mysql": "mysql_url"}[request.param]
     url: str = request.getfixturevalue(fixture)
     return url
+
+
+@pytest.fixture(scope="module", params=backend_names())
+def backend_url(request: pytest.FixtureRequest) -> str:
+    """A fresh store of every registered storage backend (ids: sqlite, postgresql, mysql, memory):
+    the shared storage suite (tests/common/storage/) runs on each. A backend this project does not
+    ship is tested on the URL in $CLUSTERPEDIA_TEST_STORE_<SCHEME> (never skipped)."""
+    name: str = request.param
+    if name == "memory":
+        return f"memory://test-{uuid.uuid4().hex}"
+    fixture = {"sqlite": "sqlite_url", "postgresql": "postgres_url", "mysql": "mysql_url"}.get(name)
+    if fixture is not None:
+        url: str = request.getfixturevalue(fixture)
+        return url
+    env = f"CLUSTERPEDIA_TEST_STORE_{name.upper()}"
+    if not os.environ.get(env):
+        pytest.fail(f"storage backend {name!r} is installed: set {env} to a store URL to test it")
+    return os.environ[env]
+
+
+@pytest.fixture(scope="module")
+def backend(backend_url: str) -> Iterator[Store]:
+    """The store at ``backend_url``, migrated; closed after the module."""
+    store = open_store(backend_url)
+    store.migrate()
+    yield store
+    store.close()
 
 
 # ---------------------------------------------------------------- clusters

@@ -10,8 +10,8 @@ import pytest
 import redis
 from sqlalchemy import func, insert, select, text
 
-from common.storage.engine import create_schema, make_engine
-from common.storage.schema import SCHEMA_VERSION, resources, schema_version
+from common.storage.sql.engine import create_schema, make_engine
+from common.storage.sql.schema import SCHEMA_VERSION, resources, schema_version
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,7 @@
-"""Writer tier: consume the event queue and keep the SQL store equal to the member clusters.
+"""Writer tier: consume the event queue and keep the store equal to the member clusters.
 
 ``run_writer(settings, stop_event)`` is the entry point (``writer.worker``); ``batching`` plans a
-batch, ``applying`` executes it with the statements of ``common.storage.upserts``.
+batch, the store (``common.storage``, opened by URL) applies it.
 """
 
 from writer.worker import Writer, run_writer

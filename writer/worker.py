@@ -3,7 +3,7 @@
 Entry point: :func:`run_writer` (``settings``, a ``threading.Event`` to stop). Setting the event
 (SIGTERM) lets the current batch finish; whatever is not acked stays pending in the queue and is
 re-read by this consumer name or reclaimed by another writer, and re-applying is harmless because
-every statement is guarded by resourceVersion (see ``common.storage.upserts``).
+every write of the store is guarded by resourceVersion (``common.storage.base``, the guarantees).
 
 Barriers (``ListDone``, ``PurgeCluster``) and why later entries may overtake them
 ---------------------------------------------------------------------------------
@@ -42,26 +42,23 @@ from functools import partial
 from typing import TypeVar
 
 import redis.exceptions
-from sqlalchemy import Engine
-from sqlalchemy import exc as sa_exc
 
 from common.events import Event
 from common.observability import HEALTH
 from common.queue import Consumer, Delivery, entry_order, open_consumer
 from common.settings import Settings
-from common.storage.engine import create_schema, make_engine
+from common.storage import StorageRejected, StorageUnavailable, Store, StoreOptions, StoreWriter, open_store
 from writer import metrics
-from writer.applying import Applier
 from writer.batching import Barrier, Purge, Writes, plan
 
 log = logging.getLogger("clusterpedia.writer")
 
 T = TypeVar("T")
 
-_REJECTED = (sa_exc.DataError, sa_exc.IntegrityError, UnicodeDecodeError)
+_REJECTED = (StorageRejected,)
 """The store refuses the data itself: retrying cannot help (the event is logged and dropped)."""
 
-_TRANSIENT = (sa_exc.DBAPIError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+_TRANSIENT = (StorageUnavailable, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 """Errors of the store or the queue a retry may get past (deadlocks, lost connections, restarts)."""
 
 _IDLE_BLOCK_SECONDS = 0.5
@@ -82,11 +79,20 @@ def _generation(consumer: Consumer) -> int:
 
 
 class Writer:
-    def __init__(self, settings: Settings, consumer: Consumer, engine: Engine, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        consumer: Consumer,
+        store: StoreWriter,
+        stop: threading.Event,
+        *,
+        name: str = "",
+    ) -> None:
         self.settings = settings
         self.cfg = settings.writer
         self.consumer = consumer
-        self.applier = Applier(engine, chunk_rows=self.cfg.purge_chunk_rows)
+        self.store = store
+        self.store_name = name
         self.stop = stop
         # entry id -> (barrier, queue generation when read, monotonic time when read)
         self._barriers: dict[str, tuple[Barrier | Purge, int, float]] = {}
@@ -100,7 +106,7 @@ class Writer:
         self._component = threading.current_thread().name
         log.info(
             "writer started",
-            extra={"consumer": getattr(self.consumer, "name", ""), "store": self.applier.dialect},
+            extra={"consumer": getattr(self.consumer, "name", ""), "store": self.store_name},
         )
         delay = 0.05
         while not self.stop.is_set():
@@ -167,7 +173,7 @@ class Writer:
 
     def _apply_writes(self, writes: Writes) -> None:
         try:
-            self._retrying(lambda: self.applier.apply_writes(writes))
+            self._retrying(partial(self._write, writes))
         except _REJECTED as exc:
             log.warning("store rejected a batch, applying its events one by one: %s", exc)
             self._apply_one_by_one(writes.deliveries)
@@ -179,12 +185,15 @@ class Writer:
         for kind, n in counts.items():
             metrics.EVENTS_APPLIED.labels(type=kind).inc(n)
 
+    def _write(self, writes: Writes) -> None:
+        self.store.apply(writes.upserts(), writes.deletes(), list(writes.resource_types.values()))
+
     def _apply_one_by_one(self, deliveries: Sequence[Delivery]) -> None:
         for d in deliveries:
             single = Writes()
             single.add(d)
             try:
-                self._retrying(partial(self.applier.apply_writes, single))
+                self._retrying(partial(self._write, single))
                 metrics.EVENTS_APPLIED.labels(type=_event_type(d.event)).inc()
             except _REJECTED as exc:
                 metrics.EVENTS_DROPPED.labels(type=_event_type(d.event)).inc()
@@ -219,7 +228,7 @@ class Writer:
 
     def _apply_barrier(self, barrier: Barrier | Purge) -> None:
         if isinstance(barrier, Barrier):
-            n = self._retrying(partial(self.applier.apply_list_done, barrier.event))
+            n = self._retrying(partial(self.store.list_done, barrier.event))
             metrics.ROWS_REMOVED.labels(cause="list_done").inc(n)
             if n:
                 log.info(
@@ -227,7 +236,7 @@ class Writer:
                     extra={"event": _describe(barrier.event), "rows": n},
                 )
         else:
-            n = self._retrying(partial(self.applier.purge, barrier.event))
+            n = self._retrying(partial(self.store.purge, barrier.event))
             metrics.ROWS_REMOVED.labels(cause="purge").inc(n)
             log.info("purged cluster data", extra={"event": _describe(barrier.event), "rows": n})
         self._ack([barrier.delivery], _event_type(barrier.event))
@@ -241,7 +250,7 @@ class Writer:
             metrics.QUEUE_PENDING.set(pending)
         if now >= self._next_gc:
             self._next_gc = now + self.cfg.tombstone_gc_interval_seconds
-            n = self._retrying(lambda: self.applier.collect_tombstones(self.cfg.tombstone_ttl_seconds))
+            n = self._retrying(partial(self.store.collect_tombstones, self.cfg.tombstone_ttl_seconds))
             metrics.ROWS_REMOVED.labels(cause="tombstone_gc").inc(n)
             if n:
                 log.info("removed expired tombstones", extra={"rows": n})
@@ -308,8 +317,8 @@ def _until_ready(what: str, fn: Callable[[], T], stop: threading.Event, max_dela
     return None
 
 
-def _create_schema(engine: Engine) -> bool:
-    create_schema(engine)
+def _migrate(store: Store) -> bool:
+    store.migrate()
     return True
 
 
@@ -318,28 +327,32 @@ def run_writer(
     stop_event: threading.Event,
     *,
     consumer: Consumer | None = None,
-    engine: Engine | None = None,
+    store: Store | None = None,
 ) -> None:
     """Run one writer until ``stop_event`` is set (the current batch is finished first).
 
-    ``consumer`` / ``engine`` default to ones opened from ``settings.queue`` / ``settings.storage``
+    ``consumer`` / ``store`` default to ones opened from ``settings.queue`` / ``settings.storage``
     (and closed on return); tests and embedders may pass their own. The store and the queue may
     come up after the writer: it waits for them (not ready meanwhile)."""
-    own_engine = engine is None
-    eng = engine if engine is not None else make_engine(settings.storage)
+    own_store = store is None
+    st = store if store is not None else open_store(settings.storage, _store_options(settings))
     cons: Consumer | None = consumer
     max_delay = settings.writer.retry_max_seconds
     try:
-        if _until_ready("creating the schema", partial(_create_schema, eng), stop_event, max_delay) is None:
+        if _until_ready("creating the schema", partial(_migrate, st), stop_event, max_delay) is None:
             return
         if cons is None:
             connect = partial(open_consumer, settings.queue, settings)
             cons = _until_ready("connecting to the queue", connect, stop_event, max_delay)
             if cons is None:
                 return
-        Writer(settings, cons, eng, stop_event).run()
+        Writer(settings, cons, st, stop_event, name=st.name).run()
     finally:
         if consumer is None and cons is not None:
             cons.close()
-        if own_engine:
-            eng.dispose()
+        if own_store:
+            st.close()
+
+
+def _store_options(settings: Settings) -> StoreOptions:
+    return StoreOptions(chunk_rows=settings.writer.purge_chunk_rows)

@@ -1,7 +1,7 @@
 """A storage-neutral description of one search: what the API tier parsed, what the SQL builders read.
 
 The API tier turns a kubectl request (path, label selector, field selector, URL query) into a
-``Search``; ``common.storage.search`` turns a ``Search`` into a SQLAlchemy statement for the dialect
+``Search``; ``common.storage.sql.selects`` turns a ``Search`` into a SQLAlchemy statement for the dialect
 at hand. The types live in ``common`` because both sides need them and tiers never import each other;
 ``apiserver.types`` re-exports them for the API tier.
 
@@ -154,6 +154,15 @@ class Search:
         if self.continue_token is not None:
             return self.continue_token.offset is not None
         return self.size is not None or self.offset is not None
+
+    @property
+    def one_cluster(self) -> str:
+        """The one cluster the search is confined to (the path's, or the only one of ``clusters``),
+        or "" (several or all): owner names are looked up there."""
+        if self.single_cluster:
+            return self.single_cluster
+        inc = self.clusters.include
+        return inc[0] if inc is not None and len(inc) == 1 else ""
 
     @property
     def page_size(self) -> int | None:

@@ -1,7 +1,7 @@
-"""Fills a real store the way the writer does (its upsert statements), from plain object dicts.
+"""Fills a real store the way the writer does (``StoreWriter.apply``), from plain object dicts.
 
 Tests of the HTTP half use it to put objects — hand-written or read back from real member clusters
-with ``kubectl get -o json`` — into SQLite/PostgreSQL/MySQL without running the sync pipeline.
+with ``kubectl get -o json`` — into any store without running the sync pipeline.
 """
 
 from __future__ import annotations
@@ -10,16 +10,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Engine
-
 from common.events import ResourceType, Upsert
-from common.storage.upserts import (
-    resource_type_row,
-    upsert_resource_types,
-    upsert_resources,
-    upsert_row,
-    utc_now,
-)
+from common.storage import StoreWriter
 from common.types import CLUSTER_ANNOTATION
 
 
@@ -33,7 +25,7 @@ def stored_bytes(cluster: str, obj: Mapping[str, Any]) -> bytes:
 
 
 def add_type(
-    engine: Engine,
+    store: StoreWriter,
     cluster: str,
     group: str,
     version: str,
@@ -56,19 +48,18 @@ def add_type(
         storage_version=version,
         printer_columns=printer_columns,
     )
-    with engine.begin() as conn:
-        conn.execute(upsert_resource_types(engine.dialect.name), [resource_type_row(event, utc_now())])
+    store.apply([], [], [event])
 
 
 def add_objects(
-    engine: Engine,
+    store: StoreWriter,
     cluster: str,
     group: str,
     version: str,
     resource: str,
     objects: Iterable[Mapping[str, Any]],
 ) -> int:
-    rows = []
+    events: list[Upsert] = []
     for i, obj in enumerate(objects):
         meta = obj.get("metadata", {})
         owner = next((r.get("uid", "") for r in meta.get("ownerReferences", []) if r.get("controller")), "")
@@ -87,8 +78,7 @@ def add_objects(
             created_at=meta.get("creationTimestamp", ""),
             object=stored_bytes(cluster, obj),
         )
-        rows.append(upsert_row(event, utc_now()))
-    if rows:
-        with engine.begin() as conn:
-            conn.execute(upsert_resources(engine.dialect.name), rows)
-    return len(rows)
+        events.append(event)
+    if events:  # sorted by key, as the writer applies them
+        store.apply(sorted(events, key=lambda e: (e.namespace, e.name)), [], [])
+    return len(events)

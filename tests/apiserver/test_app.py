@@ -1,5 +1,5 @@
-"""The HTTP surface of the API tier over real stores (SQLite, PostgreSQL, MariaDB): discovery, lists,
-tables, gets, errors.
+"""The HTTP surface of the API tier over every storage backend (SQLite, PostgreSQL, MariaDB, memory):
+discovery, lists, tables, gets, errors.
 
 Requests go through the ASGI app in-process (httpx's ASGI transport); the store is filled with the
 writer's own upsert statements. kubectl's own behaviour on top of this is covered in tests/e2e.
@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine
 
 from apiserver.app import build_app
 from apiserver.metrics import request_kind
 from common.settings import Settings
-from common.storage.engine import create_schema, make_engine
+from common.storage import Store
+from common.storage.sql.store import SqlStore
 from tests.apiserver.storefill import add_objects, add_type, stored_bytes
 
 P = "/apis/clusterpedia.io/v1beta1/resources"
@@ -64,17 +63,17 @@ WIDGET_COLUMNS = json.dumps(
 
 
 @pytest.fixture(scope="module")
-def engine(store_url: str) -> Iterator[Engine]:
-    """The same store contents on SQLite, PostgreSQL and MariaDB (the ``store_url`` fixture)."""
-    eng = make_engine(store_url)
-    create_schema(eng)
+def store(backend: Store) -> Store:
+    """The same store contents on every backend (the ``backend`` fixture)."""
     for cluster in ("cluster-1", "cluster-2"):
-        add_type(eng, cluster, "apps", "v1", "deployments", "Deployment", short_names=["deploy"])
-        add_type(eng, cluster, "", "v1", "namespaces", "Namespace", namespaced=False, short_names=["ns"])
-    add_type(eng, "cluster-1", "", "v1", "pods", "Pod", short_names=["po"])
-    add_objects(eng, "cluster-1", "apps", "v1", "deployments", [deployment("coredns", "kube-system", 2, 10)])
+        add_type(backend, cluster, "apps", "v1", "deployments", "Deployment", short_names=["deploy"])
+        add_type(backend, cluster, "", "v1", "namespaces", "Namespace", namespaced=False, short_names=["ns"])
+    add_type(backend, "cluster-1", "", "v1", "pods", "Pod", short_names=["po"])
     add_objects(
-        eng,
+        backend, "cluster-1", "apps", "v1", "deployments", [deployment("coredns", "kube-system", 2, 10)]
+    )
+    add_objects(
+        backend,
         "cluster-2",
         "apps",
         "v1",
@@ -83,7 +82,7 @@ def engine(store_url: str) -> Iterator[Engine]:
     )
     for cluster in ("cluster-1", "cluster-2"):
         add_objects(
-            eng,
+            backend,
             cluster,
             "",
             "v1",
@@ -99,11 +98,13 @@ def engine(store_url: str) -> Iterator[Engine]:
             ],
         )
     # the same CRD synced in two versions: cluster-1 serves v1beta1, cluster-2 v1
-    add_type(eng, "cluster-1", "example.com", "v1beta1", "widgets", "Widget", printer_columns=WIDGET_COLUMNS)
-    add_type(eng, "cluster-2", "example.com", "v1", "widgets", "Widget", printer_columns=WIDGET_COLUMNS)
+    add_type(
+        backend, "cluster-1", "example.com", "v1beta1", "widgets", "Widget", printer_columns=WIDGET_COLUMNS
+    )
+    add_type(backend, "cluster-2", "example.com", "v1", "widgets", "Widget", printer_columns=WIDGET_COLUMNS)
     widget = {"kind": "Widget", "metadata": {"name": "w", "namespace": "default"}, "spec": {"size": 3}}
     add_objects(
-        eng,
+        backend,
         "cluster-1",
         "example.com",
         "v1beta1",
@@ -111,15 +112,14 @@ def engine(store_url: str) -> Iterator[Engine]:
         [{**widget, "apiVersion": "example.com/v1beta1"}],
     )
     add_objects(
-        eng, "cluster-2", "example.com", "v1", "widgets", [{**widget, "apiVersion": "example.com/v1"}]
+        backend, "cluster-2", "example.com", "v1", "widgets", [{**widget, "apiVersion": "example.com/v1"}]
     )
-    yield eng
-    eng.dispose()
+    return backend
 
 
 @pytest.fixture(scope="module")
-def app(engine: Engine) -> Any:
-    return build_app(Settings(storage=str(engine.url)), engine)
+def app(store: Store, backend_url: str) -> Any:
+    return build_app(Settings(storage=backend_url), store)
 
 
 def call(app: Any, path: str, accept: str = "", method: str = "GET") -> httpx.Response:
@@ -160,7 +160,7 @@ def test_discovery_legacy_and_aggregated(app: Any) -> None:
     assert nf.status_code == 404 and 'cluster "cluster-9" not found' in status_of(nf)["message"]
 
 
-def test_json_list_splices_stored_bytes(app: Any, engine: Engine) -> None:
+def test_json_list_splices_stored_bytes(app: Any, store: Store) -> None:
     r = call(app, P + "/apis/apps/v1/deployments")
     assert r.status_code == 200
     body = r.json()
@@ -176,7 +176,7 @@ def test_json_list_splices_stored_bytes(app: Any, engine: Engine) -> None:
     ]
     # each item is the stored JSON, byte for byte (PostgreSQL's JSONB keeps its own normal form)
     web = stored_bytes("cluster-2", deployment("web", "default", 1, 12))
-    if engine.dialect.name != "postgresql":
+    if store.name != "postgresql":
         assert web in r.content
     assert body["items"][1] == json.loads(web)
 
@@ -230,6 +230,22 @@ def test_only_metadata(app: Any) -> None:
     assert "spec" not in item
 
 
+@pytest.mark.parametrize("paging", ["limit=2", "size=2&withContinue=true"])
+def test_continue_token_is_bound_to_its_list(app: Any, paging: str) -> None:
+    """A token is bound to its list (resource, cluster path, namespace), as kube-apiserver binds a
+    continue key to the list's prefix; the other conditions may change between pages."""
+    token = call(app, P + f"/apis/apps/v1/deployments?{paging}").json()["metadata"]["continue"]
+    for other in (
+        P + "/api/v1/pods",
+        P + "/clusters/cluster-1/apis/apps/v1/deployments",
+        P + "/apis/apps/v1/namespaces/default/deployments",
+    ):
+        r = call(app, f"{other}?{paging}&continue={token}")
+        assert r.status_code == 400 and "issued for a different list" in status_of(r)["message"]
+    r = call(app, P + f"/apis/apps/v1/deployments?{paging}&clusters=cluster-2&continue={token}")
+    assert r.status_code == 200
+
+
 def test_get_one_object(app: Any) -> None:
     r = call(app, P + "/clusters/cluster-2/apis/apps/v1/namespaces/default/deployments/web")
     assert r.status_code == 200
@@ -237,9 +253,19 @@ def test_get_one_object(app: Any) -> None:
     r = call(app, P + "/apis/apps/v1/namespaces/default/deployments/web", TABLE)
     assert r.json()["rows"][0]["cells"][:2] == ["cluster-2", "web"]
     ambiguous = call(app, P + "/apis/apps/v1/namespaces/kube-system/deployments/coredns")
-    assert ambiguous.status_code == 400 and "cluster" in status_of(ambiguous)["message"]
+    assert ambiguous.status_code == 400
+    assert status_of(ambiguous)["message"] == (
+        'deployments.apps "coredns" exists in several clusters (cluster-1, cluster-2): name the cluster,'
+        " e.g. kubectl --cluster cluster-1 get deployments.apps coredns"
+    )
     missing = call(app, P + "/clusters/cluster-1/apis/apps/v1/namespaces/default/deployments/web")
     assert missing.status_code == 404 and status_of(missing)["reason"] == "NotFound"
+    assert status_of(missing)["message"] == 'deployments.apps "web" not found'
+    hostile = call(app, P + "/clusters/cluster-1/apis/apps/v1/namespaces/default/deployments/x';%20DROP")
+    assert (
+        hostile.status_code == 404
+        and status_of(hostile)["message"] == 'deployments.apps "x\'; DROP" not found'
+    )
     ns = call(app, P + "/clusters/cluster-1/api/v1/namespaces/default")
     assert ns.json()["kind"] == "Namespace"
     partial = call(
@@ -391,8 +417,8 @@ def test_metrics_label_requests_by_kind() -> None:
 
 
 def test_store_down_is_a_503_status(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'missing' / 'store.db'}")  # its directory does not exist
-    app = build_app(Settings(storage=str(engine.url)), engine)
+    url = f"sqlite:///{tmp_path / 'missing' / 'store.db'}"  # its directory does not exist
+    app = build_app(Settings(storage=url), SqlStore(url))
     r = call(app, P + "/api")
     assert r.status_code == 503 and status_of(r)["reason"] == "ServiceUnavailable"
     assert call(app, "/readyz").status_code == 503

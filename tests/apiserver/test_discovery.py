@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from apiserver.catalog import ResourceType
 from apiserver.discovery import (
     aggregated,
     api_group,
@@ -13,6 +12,7 @@ from apiserver.discovery import (
     version_priority,
 )
 from apiserver.openapi import group_version_document, index_document
+from common.storage import ServedResource
 
 
 def rt(
@@ -23,8 +23,8 @@ def rt(
     kind: str,
     namespaced: bool = True,
     short: tuple[str, ...] = (),
-) -> ResourceType:
-    return ResourceType(
+) -> ServedResource:
+    return ServedResource(
         cluster, group, version, resource, kind, namespaced, short, ("get", "list", "watch"), version, ""
     )
 

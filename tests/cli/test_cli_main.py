@@ -179,6 +179,10 @@ def test_config_masks_passwords_unless_asked(tmp_path: Path) -> None:
         (["config", "--set", "writer.no_such_field=1"], "expected KEY=VALUE"),
         (["config", "--set", "writer.batch_max_events=lots"], "invalid configuration"),
         (["writer", "--log-format", "xml"], "log_format must be json or text"),
+        (
+            ["all-in-one", "--storage", "memory://", "--queue", "redis://127.0.0.1:1/0"],
+            "--storage memory:// keeps the objects inside one process",
+        ),
     ],
 )
 def test_bad_configuration_is_a_clear_usage_error(args: list[str], message: str) -> None:

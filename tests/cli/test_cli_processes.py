@@ -95,17 +95,20 @@ def test_writer_reports_ready_and_stops_on_sigterm(
     assert "writer stopped" in log.read_text()
 
 
+@pytest.mark.parametrize("storage", ["sqlite", "memory"])
 def test_all_in_one_memory_serves_and_stops_on_sigterm(
     start: Callable[..., tuple[subprocess.Popen[bytes], Path]],
     member_cluster: Callable[..., Cluster],
     sqlite_url: str,
+    storage: str,
 ) -> None:
+    """The in-process queue, with the SQLite store or the in-process one (``memory://``)."""
     host = member_cluster("aio-host")
     host.kubectl("apply", "-f", str(Path(__file__).resolve().parents[2] / "charts" / "clusterpedia" / "crds"))
     api_port, metrics_port = free_port(), free_port()
     proc, log = start(
         "all-in-one",
-        f"--storage={sqlite_url}",
+        f"--storage={sqlite_url if storage == 'sqlite' else 'memory://'}",
         f"--kubeconfig={host.kubeconfig}",
         f"--port={api_port}",
         f"--metrics-port={metrics_port}",

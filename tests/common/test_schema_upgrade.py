@@ -11,11 +11,12 @@ import logging
 import pytest
 from sqlalchemy import Engine, insert, inspect, select, text, update
 
-from apiserver.listing import list_objects_sync
 from apiserver.search import parse_search
-from common.storage.engine import create_schema, label_index_ready, make_engine
+from common.storage import StorageError
 from common.storage.query import Search
-from common.storage.schema import (
+from common.storage.sql.engine import create_schema, label_index_ready, make_engine
+from common.storage.sql.reading import SqlReader
+from common.storage.sql.schema import (
     LABEL_TRIGGERS,
     SCHEMA_VERSION,
     label_dialect,
@@ -23,7 +24,7 @@ from common.storage.schema import (
     resources,
     schema_version,
 )
-from common.storage.search import list_statement
+from common.storage.sql.selects import list_statement
 
 
 def _index_names(engine: Engine) -> set[str]:
@@ -88,7 +89,7 @@ def test_store_newer_than_the_release_is_refused(store_url: str) -> None:
         create_schema(engine)
         with engine.begin() as conn:
             conn.execute(update(schema_version).values(version=SCHEMA_VERSION + 1))
-        with pytest.raises(RuntimeError, match="newer than this release"):
+        with pytest.raises(StorageError, match="newer than this release"):
             create_schema(engine)
         with engine.begin() as conn:
             conn.execute(update(schema_version).values(version=SCHEMA_VERSION))
@@ -122,7 +123,7 @@ def _labelled_row(name: str, **labels: str) -> dict[str, object]:
 
 def _label_search(engine: Engine, selector: str) -> list[str]:
     search = parse_search([("labelSelector", selector)], group="", version="v1", resource="pods")
-    return [o.name for o in list_objects_sync(engine, search).items]
+    return [o.name for o in SqlReader(engine).list_objects(search).items]
 
 
 def _drop_label_index(engine: Engine) -> None:
@@ -180,7 +181,7 @@ def test_labels_without_triggers_are_read_from_the_objects(
                     " FOR EACH ROW SET @unused = 1"
                 )
             )
-        with caplog.at_level(logging.WARNING, logger="common.storage.engine"):
+        with caplog.at_level(logging.WARNING, logger="common.storage.sql.engine"):
             create_schema(engine)
         assert "cannot create the triggers that index labels" in caplog.text
         with engine.connect() as conn:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
-from common.storage import search as sql
+from common.storage import paging
 from common.storage.query import (
     FieldRequirement,
     GroupResource,
@@ -21,6 +21,7 @@ from common.storage.query import (
     SetFilter,
     full_order,
 )
+from common.storage.sql import selects as sql
 
 DIALECTS: dict[str, Dialect] = {
     "postgresql": postgresql.dialect(),  # type: ignore[no-untyped-call]
@@ -267,7 +268,7 @@ def test_owner_seniority_nests_one_subquery_per_generation(dialect: str, seniori
 def test_keyset_predicate_follows_mixed_directions(dialect: str) -> None:
     s = Search(group="", resource="pods", orderby=(OrderBy("name", True),))
     order = full_order(s)
-    assert sql.order_names(order) == ("-name", "cluster", "namespace")
+    assert paging.order_names(order) == ("-name", "cluster", "namespace")
     text, params = where(Search(group="", resource="pods", orderby=(OrderBy("name", True),)), dialect)
     stmt = sql.list_statement(s, dialect, after=["n", "c", "ns"], limit=8)
     text, params = compiled(stmt, dialect)
@@ -331,10 +332,10 @@ def test_collection_page_is_one_limited_page_per_member(dialect: str) -> None:
 
 
 def test_keyset_key_values_are_typed() -> None:
-    assert sql.key_value("created_at", "2024-01-02T03:04:05") == dt.datetime(2024, 1, 2, 3, 4, 5)
-    assert sql.key_value("resource_version", 12) == 12
+    assert paging.key_value("created_at", "2024-01-02T03:04:05") == dt.datetime(2024, 1, 2, 3, 4, 5)
+    assert paging.key_value("resource_version", 12) == 12
     with pytest.raises(ValueError):
-        sql.key_value("created_at", "tomorrow")
+        paging.key_value("created_at", "tomorrow")
     with pytest.raises(ValueError):
         sql.after_key(full_order(BASE), ["only-one"])
 

@@ -9,7 +9,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
 from common.events import Delete, ResourceType, Upsert
-from common.storage import upserts as sql
+from common.storage.sql import upserts as sql
 
 DIALECTS: dict[str, Dialect] = {
     "postgresql": postgresql.dialect(),  # type: ignore[no-untyped-call]

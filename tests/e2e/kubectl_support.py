@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import Engine
 
+from common.storage import StoreWriter
 from tests.apiserver.storefill import add_objects, add_type
 from tests.harness.certs import CertificateAuthority
 from tests.harness.cluster import Cluster, free_port
@@ -144,7 +144,7 @@ class ApiTier:
 
 
 def fill_from_cluster(
-    engine: Engine, cluster: Cluster, kinds: Sequence[Kind], *, name: str | None = None
+    store: StoreWriter, cluster: Cluster, kinds: Sequence[Kind], *, name: str | None = None
 ) -> dict[str, int]:
     """Store every object of ``kinds`` from ``cluster`` (as ``name``), as the writer would."""
     counts = {}
@@ -155,7 +155,7 @@ def fill_from_cluster(
             obj.setdefault("apiVersion", kind.group + "/" + kind.version if kind.group else kind.version)
             obj.setdefault("kind", kind.kind)
         add_type(
-            engine,
+            store,
             name or cluster.name,
             kind.group,
             kind.version,
@@ -166,12 +166,12 @@ def fill_from_cluster(
             printer_columns=printer_columns,
         )
         counts[kind.resource] = add_objects(
-            engine, name or cluster.name, kind.group, kind.version, kind.resource, objects
+            store, name or cluster.name, kind.group, kind.version, kind.resource, objects
         )
     return counts
 
 
-def fill_crd_from_cluster(engine: Engine, cluster: Cluster, crd_name: str) -> Kind:
+def fill_crd_from_cluster(store: StoreWriter, cluster: Cluster, crd_name: str) -> Kind:
     """Store a CRD's resource type (with its printer columns) and all its objects."""
     crd = cluster.get_json("customresourcedefinition", crd_name)
     version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
@@ -184,7 +184,7 @@ def fill_crd_from_cluster(engine: Engine, cluster: Cluster, crd_name: str) -> Ki
         tuple(crd["spec"]["names"].get("shortNames", [])),
     )
     add_type(
-        engine,
+        store,
         cluster.name,
         kind.group,
         kind.version,
@@ -195,7 +195,7 @@ def fill_crd_from_cluster(engine: Engine, cluster: Cluster, crd_name: str) -> Ki
         printer_columns=json.dumps(version.get("additionalPrinterColumns", [])).encode(),
     )
     objects = cluster.get_json(kind.kubectl_name, "-A")["items"]
-    add_objects(engine, cluster.name, kind.group, kind.version, kind.resource, objects)
+    add_objects(store, cluster.name, kind.group, kind.version, kind.resource, objects)
     return kind
 
 

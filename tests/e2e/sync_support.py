@@ -20,8 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from common.settings import Settings, SynchroSettings, WriterSettings
-from common.storage.engine import make_engine
-from common.storage.schema import resources
+from common.storage.sql.engine import make_engine
+from common.storage.sql.schema import resources
 from common.types import RBAC_GROUP
 from tests.harness.cluster import Cluster
 from tests.harness.processes import Process

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from common.storage.engine import create_schema, make_engine
+from common.storage import open_store
 from tests.e2e.kubectl_support import (
     DEPLOYMENTS,
     PODS,
@@ -245,14 +245,14 @@ def setup(
 ) -> Iterator[Setup]:
     workdir = tmp_path_factory.mktemp("aggregation")
     store_url = f"sqlite:///{workdir / 'store.db'}"
-    engine = make_engine(store_url)
-    create_schema(engine)
+    store = open_store(store_url)
+    store.migrate()
     members = {c.name: c for c in two_member_clusters}
     for name, cluster in members.items():
         cluster.apply(SEED_OBJECTS[name])
         _wait_rollout(cluster)
-        fill_from_cluster(engine, cluster, [DEPLOYMENTS, PODS])
-    engine.dispose()
+        fill_from_cluster(store, cluster, [DEPLOYMENTS, PODS])
+    store.close()
     api = ApiTier(
         workdir,
         store_url,

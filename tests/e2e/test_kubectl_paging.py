@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 
-from common.storage.engine import create_schema, make_engine
+from common.storage import Store, open_store
 from tests.apiserver.storefill import add_objects, add_type
 from tests.e2e.kubectl_support import ApiTier, kubectl_run
 from tests.harness.paths import KUBECTL_VERSIONS, kubectl_binary
@@ -44,31 +43,31 @@ def configmap(name: str, ns: str, rv: int) -> dict[str, object]:
 
 
 @dataclass
-class Store:
-    engine: Engine
+class Served:
+    store: Store
     api: ApiTier
     kubeconfig: Path
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     workdir = tmp_path_factory.mktemp("paging")
     url = f"sqlite:///{workdir / 'store.db'}"
-    engine = make_engine(url)
-    create_schema(engine)
+    store = open_store(url)
+    store.migrate()
     for cluster in ("cluster-1", "cluster-2"):
-        add_type(engine, cluster, "", "v1", "configmaps", "ConfigMap", short_names=["cm"])
+        add_type(store, cluster, "", "v1", "configmaps", "ConfigMap", short_names=["cm"])
         objs = [configmap(f"cm-{i:03d}", NAMESPACES[i % 3], 10 + i) for i in range(PER_CLUSTER)]
-        add_objects(engine, cluster, "", "v1", "configmaps", objs)
+        add_objects(store, cluster, "", "v1", "configmaps", objs)
     api = ApiTier(workdir, url).start()
     try:
-        yield Store(engine, api, api.kubeconfig(workdir / "kubeconfig", ["cluster-1", "cluster-2"]))
+        yield Served(store, api, api.kubeconfig(workdir / "kubeconfig", ["cluster-1", "cluster-2"]))
     finally:
         api.stop()
-        engine.dispose()
+        store.close()
 
 
-def _keep_writing(engine: Engine, stop: threading.Event, max_batches: int = 100) -> int:
+def _keep_writing(store: Store, stop: threading.Event, max_batches: int = 100) -> int:
     """Update existing objects (new resourceVersions) and add new ones until told to stop."""
     batches = 0
     rv = 10_000
@@ -76,10 +75,10 @@ def _keep_writing(engine: Engine, stop: threading.Event, max_batches: int = 100)
         rv += 1
         i = batches % PER_CLUSTER
         add_objects(
-            engine, "cluster-1", "", "v1", "configmaps", [configmap(f"cm-{i:03d}", NAMESPACES[i % 3], rv)]
+            store, "cluster-1", "", "v1", "configmaps", [configmap(f"cm-{i:03d}", NAMESPACES[i % 3], rv)]
         )
         add_objects(
-            engine, "cluster-2", "", "v1", "configmaps", [configmap(f"new-{batches:03d}", "alpha", rv)]
+            store, "cluster-2", "", "v1", "configmaps", [configmap(f"new-{batches:03d}", "alpha", rv)]
         )
         batches += 1
         stop.wait(0.01)
@@ -87,15 +86,15 @@ def _keep_writing(engine: Engine, stop: threading.Event, max_batches: int = 100)
 
 
 @pytest.mark.parametrize("version", KUBECTL_VERSIONS)
-def test_chunked_list_returns_each_object_once_while_writes_continue(store: Store, version: str) -> None:
+def test_chunked_list_returns_each_object_once_while_writes_continue(served: Served, version: str) -> None:
     stop = threading.Event()
     result: list[int] = []
-    writer = threading.Thread(target=lambda: result.append(_keep_writing(store.engine, stop)))
+    writer = threading.Thread(target=lambda: result.append(_keep_writing(served.store, stop)))
     writer.start()
     try:
         out = kubectl_run(
             kubectl_binary(version),
-            store.kubeconfig,
+            served.kubeconfig,
             "get",
             "configmaps",
             "-A",
@@ -122,10 +121,10 @@ def test_chunked_list_returns_each_object_once_while_writes_continue(store: Stor
             assert (cluster, NAMESPACES[i % 3], f"cm-{i:03d}") in keys
 
 
-def test_chunked_table_with_search_conditions(store: Store) -> None:
+def test_chunked_table_with_search_conditions(served: Served) -> None:
     out = kubectl_run(
         kubectl_binary("1.32"),
-        store.kubeconfig,
+        served.kubeconfig,
         "get",
         "cm",
         "-n",
@@ -156,17 +155,17 @@ BAD = [
 
 @pytest.mark.parametrize(("args", "reason", "words"), BAD)
 def test_bad_search_conditions_are_4xx_with_a_message(
-    store: Store, args: list[str], reason: str, words: str
+    served: Served, args: list[str], reason: str, words: str
 ) -> None:
-    proc = kubectl_run(kubectl_binary("1.32"), store.kubeconfig, "get", "cm", "-A", *args, check=False)
+    proc = kubectl_run(kubectl_binary("1.32"), served.kubeconfig, "get", "cm", "-A", *args, check=False)
     assert proc.returncode != 0
     assert f"Error from server ({reason})" in proc.stderr, proc.stderr
     assert words in proc.stderr
 
 
-def test_unknown_cluster_and_unserved_verbs(store: Store) -> None:
+def test_unknown_cluster_and_unserved_verbs(served: Served) -> None:
     kubectl = kubectl_binary("1.32")
-    kc = store.kubeconfig
+    kc = served.kubeconfig
     proc = kubectl_run(
         kubectl,
         kc,

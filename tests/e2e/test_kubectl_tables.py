@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from common.storage.engine import create_schema, make_engine
+from common.storage import open_store
 from tests.e2e.kubectl_support import (
     CLUSTERROLES,
     CONFIGMAPS,
@@ -135,8 +135,8 @@ def world(
 ) -> Iterator[World]:
     workdir = tmp_path_factory.mktemp("kubectl-tables")
     store_url = f"sqlite:///{workdir / 'store.db'}"
-    engine = make_engine(store_url)
-    create_schema(engine)
+    store = open_store(store_url)
+    store.migrate()
     members = {c.name: c for c in two_member_clusters}
     widget = None
     for cluster in two_member_clusters:
@@ -152,10 +152,10 @@ def world(
     for cluster in two_member_clusters:
         _wait_quiet(cluster)
     for cluster in two_member_clusters:
-        fill_from_cluster(engine, cluster, BUILTIN)
-        widget = fill_crd_from_cluster(engine, cluster, "widgets.example.com")
-        fill_crd_from_cluster(engine, cluster, "gadgets.example.com")  # no printer columns: NAME AGE
-    engine.dispose()
+        fill_from_cluster(store, cluster, BUILTIN)
+        widget = fill_crd_from_cluster(store, cluster, "widgets.example.com")
+        fill_crd_from_cluster(store, cluster, "gadgets.example.com")  # no printer columns: NAME AGE
+    store.close()
     assert widget is not None
     api = ApiTier(workdir, store_url).start()
     try:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from common.storage.engine import make_engine
-from common.storage.schema import resource_types, resources
+from common.storage.sql.engine import make_engine
+from common.storage.sql.schema import resource_types, resources
 from tests.e2e.sync_support import (
     GR,
     cluster_rows,

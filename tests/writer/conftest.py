@@ -1,4 +1,4 @@
-"""Helpers for the writer tests: an engine on the store under test, and reading its rows back."""
+"""Helpers for the writer tests: the SQL store under test (and its engine), reading its rows back."""
 
 from __future__ import annotations
 
@@ -8,59 +8,22 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, select
 
-from common.events import Delete, ListDone, Upsert
-from common.storage.engine import create_schema, make_engine
-from common.storage.schema import resources
+from common.storage.sql.schema import resources
+from common.storage.sql.store import SqlStore
+from tests.common.storage.events import Objects
 
 
 @pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    eng = make_engine(store_url)
-    create_schema(eng)
-    yield eng
-    eng.dispose()
+def sql_store(store_url: str) -> Iterator[SqlStore]:
+    st = SqlStore(store_url)
+    st.migrate()
+    yield st
+    st.close()
 
 
-class Objects:
-    """Events about deployments of one cluster, for tests."""
-
-    def __init__(self, cluster: str) -> None:
-        self.cluster = cluster
-
-    def upsert(
-        self,
-        name: str,
-        rv: int,
-        epoch: int = 1,
-        *,
-        ns: str = "default",
-        body: str = "",
-        gvr: tuple[str, str, str, str] = ("apps", "v1", "deployments", "Deployment"),
-    ) -> Upsert:
-        """An upsert of ``name`` (a deployment unless ``gvr`` = (group, version, resource, kind))."""
-        obj = body or f'{{"metadata":{{"name":"{name}","resourceVersion":"{rv}"}}}}'
-        group, version, resource, kind = gvr
-        return Upsert(
-            self.cluster,
-            group,
-            version,
-            resource,
-            kind,
-            ns,
-            name,
-            f"uid-{name}",
-            rv,
-            epoch,
-            "",
-            "",
-            obj.encode(),
-        )
-
-    def delete(self, name: str, rv: int, *, ns: str = "default") -> Delete:
-        return Delete(self.cluster, "apps", "v1", "deployments", ns, name, rv)
-
-    def list_done(self, epoch: int) -> ListDone:
-        return ListDone(self.cluster, "apps", "v1", "deployments", epoch)
+@pytest.fixture
+def engine(sql_store: SqlStore) -> Engine:
+    return sql_store.engine
 
 
 class StoreView:

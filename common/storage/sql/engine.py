@@ -14,7 +14,9 @@ from sqlalchemy import Connection, Engine, create_engine, event, insert, select,
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from common.storage.schema import (
+from common.storage.base import StorageError
+from common.storage.sql.dialects import Dialect
+from common.storage.sql.schema import (
     LABEL_BACKFILL,
     LABEL_TRIGGERS,
     LABELS_FEATURE,
@@ -34,24 +36,23 @@ log = logging.getLogger(__name__)
 def normalise_url(url: str) -> str:
     """Pick our driver for bare ``postgresql://`` / ``mysql://`` URLs."""
     u = make_url(url)
-    if u.drivername in ("postgresql", "postgres"):
-        u = u.set(drivername="postgresql+psycopg")
-    elif u.drivername in ("mysql", "mariadb"):
-        u = u.set(drivername="mysql+pymysql")
-        if "charset" not in u.query:
-            u = u.update_query_dict({"charset": "utf8mb4"})
+    if "+" not in u.drivername:
+        u = u.set(drivername=Dialect.of(u.drivername).driver)
+    if Dialect.of(u.drivername) is Dialect.MYSQL and "charset" not in u.query:
+        u = u.update_query_dict({"charset": "utf8mb4"})
     return u.render_as_string(hide_password=False)
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     url = normalise_url(url)
+    embedded = Dialect.of(make_url(url).drivername).embedded
     kwargs: dict[str, Any] = {"future": True}
-    if url.startswith("sqlite"):
+    if embedded:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
     engine = create_engine(url, **kwargs)
-    if url.startswith("sqlite"):
+    if embedded:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -72,7 +73,8 @@ def create_schema(engine: Engine) -> None:
     to date by creating the indexes of ``metadata`` it lacks (those of its dialect). The version row
     is read ``FOR UPDATE`` so that two processes upgrading at once take turns (PostgreSQL; MySQL
     commits each DDL statement itself, hence the per-index existence check)."""
-    if engine.dialect.name == "postgresql":
+    dialect = Dialect.of(engine.dialect.name)
+    if dialect.jsonb:
         _try_pg_trgm(engine)
     metadata.create_all(engine, tables=_tables(engine.dialect.name), checkfirst=True)
     with engine.begin() as conn:
@@ -80,8 +82,9 @@ def create_schema(engine: Engine) -> None:
         if row is None:
             conn.execute(insert(schema_version).values(id=1, version=SCHEMA_VERSION))
         elif row[0] > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"store schema version {row[0]} is newer than this release understands ({SCHEMA_VERSION})"
+            raise StorageError(
+                f"store schema version {row[0]} is newer than this release understands ({SCHEMA_VERSION}):"
+                " run a release at least as new as the one that wrote it"
             )
         elif row[0] < SCHEMA_VERSION:
             conn.execute(update(schema_version).values(version=SCHEMA_VERSION))
@@ -89,7 +92,7 @@ def create_schema(engine: Engine) -> None:
         # later (pg_trgm created by a superuser, or by another process racing this one's
         # create_all), is built now.
         _add_missing_indexes(conn)
-        if engine.dialect.name == "postgresql":
+        if dialect.jsonb:
             _pg_lz4_objects(conn)
     _label_index(engine)
 
@@ -109,7 +112,7 @@ def label_index_ready(conn: Connection) -> bool:
 
 
 def _label_triggers(conn: Connection) -> set[str]:
-    if conn.dialect.name == "sqlite":
+    if Dialect.of(conn.dialect.name) is Dialect.SQLITE:
         query = text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'resources'")
     else:
         query = text(
@@ -167,7 +170,7 @@ def _labels_unindexed(engine: Engine, reason: str) -> None:
         conn.execute(store_features.delete().where(store_features.c.name == LABELS_FEATURE))
 
 
-def _create_label_triggers(engine: Engine, kind: str) -> None:
+def _create_label_triggers(engine: Engine, kind: Dialect) -> None:
     for name, ddl in LABEL_TRIGGERS[kind].items():
         with engine.begin() as conn:
             if name in _label_triggers(conn):

@@ -36,7 +36,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from common.events import Delete as DeleteEvent
 from common.events import ResourceType, Upsert
-from common.storage.schema import resource_types, resources
+from common.storage.sql.dialects import Dialect
+from common.storage.sql.schema import resource_types, resources
+from common.storage.times import parse_timestamp
 
 RESOURCE_KEY = ("cluster", "api_group", "resource", "namespace", "name")
 """Columns of the unique key of ``resources`` (``uq_resources_key``)."""
@@ -66,17 +68,15 @@ matter when the row exists, the rest fills an inserted tombstone."""
 
 RESOURCE_TYPE_COLUMNS = tuple(c.name for c in resource_types.columns)
 
-_MYSQL = ("mysql", "mariadb")
+_INSERTS = {Dialect.POSTGRESQL: postgresql.insert, Dialect.SQLITE: sqlite.insert, Dialect.MYSQL: mysql.insert}
 
 
 def _dialect_insert(dialect: str, table: Any) -> Any:
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    if dialect in _MYSQL:
-        return mysql.insert(table)
-    raise ValueError(f"unsupported dialect {dialect!r}")
+    return _INSERTS[Dialect.of(dialect)](table)
+
+
+def _on_duplicate_key(dialect: str) -> bool:
+    return Dialect.of(dialect).on_duplicate_key
 
 
 def _upsert_guard(new_rv: ColumnElement[Any]) -> ColumnElement[bool]:
@@ -95,7 +95,7 @@ def upsert_resources(dialect: str) -> Insert:
     Execute with a list of row dicts (keys: ``UPSERT_COLUMNS``), at most one row per key."""
     stmt = _dialect_insert(dialect, resources)
     content = [c for c in UPSERT_COLUMNS if c not in RESOURCE_KEY and c not in ("resource_version", "epoch")]
-    if dialect in _MYSQL:
+    if _on_duplicate_key(dialect):
         new = stmt.inserted
         guard = _upsert_guard(new.resource_version)
         ordered: list[tuple[str, Any]] = []
@@ -128,7 +128,7 @@ def tombstone_resources(dialect: str) -> Insert:
     Execute with a list of row dicts (keys: ``TOMBSTONE_COLUMNS``, ``deleted`` true)."""
     stmt = _dialect_insert(dialect, resources)
     cur = resources.c
-    if dialect in _MYSQL:
+    if _on_duplicate_key(dialect):
         new = stmt.inserted
         guard = new.resource_version >= cur.resource_version
         ordered = [
@@ -169,7 +169,7 @@ def tombstone_older_epochs(cluster: str, group: str, resource: str, epoch: int, 
 
 
 def _chunked_delete(dialect: str, conditions: Sequence[ColumnElement[bool]], limit: int) -> Delete:
-    if dialect in _MYSQL:
+    if _on_duplicate_key(dialect):
         return delete(resources).where(*conditions).with_dialect_options(mysql_limit=limit)
     ids = select(resources.c.id).where(*conditions).limit(limit).scalar_subquery()
     return delete(resources).where(resources.c.id.in_(ids))
@@ -210,7 +210,7 @@ def upsert_resource_types(dialect: str) -> Insert:
     stmt = _dialect_insert(dialect, resource_types)
     key = [c.name for c in resource_types.primary_key.columns]
     rest = [c for c in RESOURCE_TYPE_COLUMNS if c not in key]
-    if dialect in _MYSQL:
+    if _on_duplicate_key(dialect):
         return stmt.on_duplicate_key_update([(c, stmt.inserted[c]) for c in rest])  # type: ignore[no-any-return]
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=[resource_types.c[c] for c in key],
@@ -219,24 +219,6 @@ def upsert_resource_types(dialect: str) -> Insert:
 
 
 # -- rows: event -> bound parameters of the statements above
-
-
-def utc_now() -> dt.datetime:
-    """Naive UTC, as every DateTime column of the schema stores."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def parse_timestamp(value: str) -> dt.datetime | None:
-    """RFC 3339 (``2024-05-01T10:00:00Z``) -> naive UTC; None when empty or malformed."""
-    if not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-    return parsed
 
 
 _JSON_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
@@ -252,8 +234,9 @@ def strip_json_nul(obj: bytes) -> bytes:
     return _JSON_NUL.sub(rb"\1", obj)
 
 
-def upsert_row(event: Upsert, now: dt.datetime, dialect: str = "") -> dict[str, Any]:
-    obj = strip_json_nul(event.object) if dialect == "postgresql" else event.object
+def upsert_row(event: Upsert, now: dt.datetime, *, jsonb: bool = False) -> dict[str, Any]:
+    """``jsonb``: the store keeps objects as JSONB (``Dialect.jsonb``), which cannot hold NUL."""
+    obj = strip_json_nul(event.object) if jsonb else event.object
     return {
         "cluster": event.cluster,
         "api_group": event.group,

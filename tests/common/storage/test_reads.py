@@ -1,4 +1,5 @@
-"""Searches executed on each real store (SQLite, PostgreSQL, MariaDB): filters, orders, owners, paging.
+"""The shared storage suite, reader side: searches on every registered backend (SQLite, PostgreSQL,
+MariaDB, memory): filters, orders, owners, paging, gets, counts, collections.
 
 A fixed set of objects is written once per store; every search is checked against a plain-Python
 evaluation of the same conditions over that set (the oracle), so the expectations are computed, not
@@ -13,21 +14,20 @@ import base64
 import datetime as dt
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, insert, select, update
 
-from apiserver.collections import list_collection, list_collections
-from apiserver.listing import get_object, get_object_sync, list_objects, list_objects_sync
-from apiserver.search import continue_scope, parse_search
+from apiserver.app import storage_status
+from apiserver.collections import collection_search, list_collections
+from apiserver.search import continue_scope, encode_continue, parse_search
 from apiserver.types import ListPage, Search, StoredObject
-from common.errors import BadRequest, NotFound
+from common.errors import NotFound
+from common.events import Delete, Event, ResourceType, Upsert
 from common.settings import ApiserverSettings
-from common.storage.engine import create_schema, make_engine
-from common.storage.schema import resource_types, resources
+from common.storage import StorageRejected, Store, UnknownCluster
 
 T0 = dt.datetime(2024, 1, 1)
 CLUSTERS = ("cluster-1", "cluster-2")
@@ -49,30 +49,31 @@ class Obj:
     body: dict[str, Any] = field(default_factory=dict)
     deleted: bool = False
 
-    def row(self) -> dict[str, Any]:
+    def event(self) -> Event:
+        """How a writer would store it: an upsert, or for a deleted object a delete (a tombstone)."""
+        if self.deleted:
+            return Delete(self.cluster, self.group, "v1", self.resource, self.namespace, self.name, self.rv)
         meta: dict[str, Any] = {"name": self.name, "uid": self.uid, "resourceVersion": str(self.rv)}
         if self.namespace:
             meta["namespace"] = self.namespace
         meta.update(self.body.get("metadata", {}))
         obj = {"apiVersion": f"{self.group}/v1" if self.group else "v1", "kind": self.kind, **self.body}
         obj["metadata"] = meta
-        return {
-            "cluster": self.cluster,
-            "api_group": self.group,
-            "version": "v1",
-            "resource": self.resource,
-            "kind": self.kind,
-            "namespace": self.namespace,
-            "name": self.name,
-            "uid": self.uid,
-            "owner_uid": self.owner_uid,
-            "resource_version": self.rv,
-            "epoch": 1,
-            "created_at": self.created_at,
-            "synced_at": T0,
-            "deleted": self.deleted,
-            "object": json.dumps(obj),
-        }
+        return Upsert(
+            cluster=self.cluster,
+            group=self.group,
+            version="v1",
+            resource=self.resource,
+            kind=self.kind,
+            namespace=self.namespace,
+            name=self.name,
+            uid=self.uid,
+            resource_version=self.rv,
+            epoch=1,
+            owner_uid=self.owner_uid,
+            created_at=self.created_at.isoformat() + "Z",
+            object=json.dumps(obj).encode(),
+        )
 
     def labels(self) -> dict[str, str]:
         labels: dict[str, str] = self.body.get("metadata", {}).get("labels", {})
@@ -134,26 +135,17 @@ def owner_chain() -> list[Obj]:
     ]
 
 
-def register_types(engine: Engine, clusters: tuple[str, ...], grs: list[tuple[str, str, str]]) -> None:
-    rows = [
-        {
-            "cluster": c,
-            "api_group": g,
-            "resource": r,
-            "version": "v1",
-            "kind": k,
-            "namespaced": True,
-            "short_names": "[]",
-            "verbs": "[]",
-            "storage_version": "v1",
-            "printer_columns": "",
-            "updated_at": T0,
-        }
-        for c in clusters
-        for g, r, k in grs
-    ]
-    with engine.begin() as conn:
-        conn.execute(insert(resource_types), rows)
+def register_types(store: Store, clusters: tuple[str, ...], grs: list[tuple[str, str, str]]) -> None:
+    store.apply(
+        [], [], [ResourceType(c, g, "v1", r, k, True, [], [], "v1") for c in clusters for g, r, k in grs]
+    )
+
+
+def write(store: Store, events: list[Event]) -> None:
+    """Events of distinct objects, applied as one batch (the writer's order: upserts, then deletes)."""
+    store.apply(
+        [e for e in events if isinstance(e, Upsert)], [e for e in events if isinstance(e, Delete)], []
+    )
 
 
 DATA = widgets() + owner_chain()
@@ -161,11 +153,9 @@ LIVE_WIDGETS = [o for o in DATA if o.resource == RESOURCE and not o.deleted]
 
 
 @pytest.fixture(scope="module")
-def engine(store_url: str) -> Iterator[Engine]:
-    eng = make_engine(store_url)
-    create_schema(eng)
+def store(backend: Store) -> Store:
     register_types(
-        eng,
+        backend,
         CLUSTERS,
         [
             (GROUP, RESOURCE, "Widget"),
@@ -174,10 +164,21 @@ def engine(store_url: str) -> Iterator[Engine]:
             ("", "pods", "Pod"),
         ],
     )
-    with eng.begin() as conn:
-        conn.execute(insert(resources), [o.row() for o in DATA])
-    yield eng
-    eng.dispose()
+    write(backend, [o.event() for o in DATA])
+    return backend
+
+
+def list_sync(store: Store, search: Search) -> ListPage:
+    return asyncio.run(store.list_objects(search))
+
+
+def get_sync(store: Store, cluster: str, group: str, resource: str, ns: str, name: str) -> list[StoredObject]:
+    return asyncio.run(store.get_objects(cluster, group, resource, ns, name))
+
+
+def token_of(page: ListPage) -> str:
+    """The continue token the API tier would send for this page ("" on the last one)."""
+    return encode_continue(page.next) if page.next is not None else ""
 
 
 def search(*pairs: tuple[str, str], resource: str = RESOURCE, group: str = GROUP, **kw: str) -> Search:
@@ -199,15 +200,15 @@ def oracle(
 P = "search.clusterpedia.io/"
 
 
-def test_default_order_and_no_tombstones(engine: Engine) -> None:
-    page = list_objects_sync(engine, search())
+def test_default_order_and_no_tombstones(store: Store) -> None:
+    page = list_sync(store, search())
     assert keys(page) == oracle(lambda o: True)
-    assert page.continue_token == "" and page.remaining_item_count is None
+    assert token_of(page) == "" and page.remaining_item_count is None
     assert page.resource_version == str(max(o.rv for o in LIVE_WIDGETS))
 
 
-def test_stored_object_fields(engine: Engine) -> None:
-    item = list_objects_sync(engine, search(("names", "w-1"), ("clusters", "cluster-2")))
+def test_stored_object_fields(store: Store) -> None:
+    item = list_sync(store, search(("names", "w-1"), ("clusters", "cluster-2")))
     assert [(i.cluster, i.namespace, i.name) for i in item.items] == [
         ("cluster-2", "default", "w-1"),
         ("cluster-2", "kube-system", "w-1"),
@@ -237,8 +238,8 @@ def test_stored_object_fields(engine: Engine) -> None:
         ),
     ],
 )
-def test_orderby(engine: Engine, pairs: list[tuple[str, str]], sort: Callable[[Obj], Any] | None) -> None:
-    got = keys(list_objects_sync(engine, search(*pairs)))
+def test_orderby(store: Store, pairs: list[tuple[str, str]], sort: Callable[[Obj], Any] | None) -> None:
+    got = keys(list_sync(store, search(*pairs)))
     if sort is None:  # name desc, then cluster, namespace ascending
         expected = sorted(oracle(lambda o: True), key=lambda k: (k[0], k[1]))
         expected.sort(key=lambda k: k[2], reverse=True)
@@ -251,9 +252,9 @@ def _rev(s: str) -> tuple[int, ...]:
     return (*(-ord(c) for c in s), 1)
 
 
-def test_seed_orderby_name_sorts_by_name_then_cluster(engine: Engine) -> None:
-    page = list_objects_sync(
-        engine,
+def test_seed_orderby_name_sorts_by_name_then_cluster(store: Store) -> None:
+    page = list_sync(
+        store,
         search(
             (
                 "labelSelector",
@@ -328,13 +329,13 @@ def test_seed_orderby_name_sorts_by_name_then_cluster(engine: Engine) -> None:
         ),
     ],
 )
-def test_filters(engine: Engine, pairs: list[tuple[str, str]], pred: Callable[[Obj], bool]) -> None:
+def test_filters(store: Store, pairs: list[tuple[str, str]], pred: Callable[[Obj], bool]) -> None:
     expected = oracle(pred)
-    assert keys(list_objects_sync(engine, search(*pairs))) == expected
+    assert keys(list_sync(store, search(*pairs))) == expected
 
 
-def test_path_cluster_and_namespace(engine: Engine) -> None:
-    page = list_objects_sync(engine, search(cluster="cluster-1", namespace="kube-system"))
+def test_path_cluster_and_namespace(store: Store) -> None:
+    page = list_sync(store, search(cluster="cluster-1", namespace="kube-system"))
     assert keys(page) == oracle(lambda o: o.cluster == "cluster-1" and o.namespace == "kube-system")
 
 
@@ -343,12 +344,12 @@ def test_path_cluster_and_namespace(engine: Engine) -> None:
     [{"cluster": "cluster-9"}, {"pairs": [("clusters", "cluster-1,cluster-9")]}],
     ids=["path", "query"],
 )
-def test_unknown_cluster_is_404_in_both_forms(engine: Engine, kwargs: dict[str, Any]) -> None:
+def test_unknown_cluster_is_404_in_both_forms(store: Store, kwargs: dict[str, Any]) -> None:
     kwargs = dict(kwargs)
     pairs = kwargs.pop("pairs", [])
-    with pytest.raises(NotFound, match='cluster "cluster-9" not found') as info:
-        list_objects_sync(engine, search(*pairs, **kwargs))
-    assert info.value.status()["code"] == 404
+    with pytest.raises(UnknownCluster, match='cluster "cluster-9" not found') as info:
+        list_sync(store, search(*pairs, **kwargs))
+    assert storage_status(info.value).status()["code"] == 404
 
 
 @pytest.mark.parametrize(
@@ -369,57 +370,55 @@ def test_unknown_cluster_is_404_in_both_forms(engine: Engine, kwargs: dict[str, 
     ],
 )
 def test_owner_queries(
-    engine: Engine, pairs: list[tuple[str, str]], resource: str, expected: list[str]
+    store: Store, pairs: list[tuple[str, str]], resource: str, expected: list[str]
 ) -> None:
     group = "" if resource == "pods" else "apps"
     needs_cluster = (
         any(k == "ownerName" or "owner-name" in v for k, v in pairs)
         and ("clusters", "cluster-1") not in pairs
     )
-    page = list_objects_sync(
-        engine,
+    page = list_sync(
+        store,
         search(*pairs, resource=resource, group=group, **({"cluster": "cluster-1"} if needs_cluster else {})),
     )
     assert [i.name for i in page.items] == expected
     assert all(i.cluster == "cluster-1" for i in page.items)
 
 
-def test_owner_uid_without_cluster_spans_clusters_but_follows_uids(engine: Engine) -> None:
-    page = list_objects_sync(
-        engine, search(("ownerUID", "d2-web"), ("ownerSeniority", "1"), resource="pods", group="")
+def test_owner_uid_without_cluster_spans_clusters_but_follows_uids(store: Store) -> None:
+    page = list_sync(
+        store, search(("ownerUID", "d2-web"), ("ownerSeniority", "1"), resource="pods", group="")
     )
     assert keys(page) == [("cluster-2", "default", "web-1-a")]
 
 
-def test_size_offset_pages_with_continue_and_remaining_count(engine: Engine) -> None:
+def test_size_offset_pages_with_continue_and_remaining_count(store: Store) -> None:
     everything = oracle(lambda o: True)
     seen: list[tuple[str, str, str]] = []
     s = search(("size", "5"), ("offset", "3"), ("withContinue", "true"), ("withRemainingCount", "true"))
-    first = list_objects_sync(engine, s)
+    first = list_sync(store, s)
     assert keys(first) == everything[3:8]
     assert first.remaining_item_count == len(everything) - 8
     page = first
     seen.extend(keys(page))
-    while page.continue_token:
-        page = list_objects_sync(
-            engine, search(("size", "5"), ("withContinue", "true"), ("continue", page.continue_token))
-        )
+    while token_of(page):
+        page = list_sync(store, search(("size", "5"), ("withContinue", "true"), ("continue", token_of(page))))
         seen.extend(keys(page))
         assert page.resource_version == first.resource_version
     assert seen == everything[3:]
     # without withContinue, an offset page carries no token
-    assert list_objects_sync(engine, search(("size", "5"))).continue_token == ""
+    assert list_sync(store, search(("size", "5"))).next is None
 
 
-def test_keyset_pages_with_remaining_count(engine: Engine) -> None:
+def test_keyset_pages_with_remaining_count(store: Store) -> None:
     everything = oracle(lambda o: o.labels().get("app") != "db")
     seen: list[tuple[str, str, str]] = []
     token = ""
     for _ in range(len(everything) + 1):
         pairs = [("limit", "4"), ("labelSelector", "app!=db"), ("withRemainingCount", "1")]
-        page = list_objects_sync(engine, search(*pairs, *([("continue", token)] if token else [])))
+        page = list_sync(store, search(*pairs, *([("continue", token)] if token else [])))
         seen.extend(keys(page))
-        token = page.continue_token
+        token = token_of(page)
         if not token:
             assert page.remaining_item_count is None
             break
@@ -431,99 +430,77 @@ def test_keyset_pages_with_remaining_count(engine: Engine) -> None:
     "orderby",
     ["", "name", "name desc", "cluster desc,namespace desc,name desc", "created_at", "resource_version desc"],
 )
-def test_keyset_pages_walk_the_whole_order(engine: Engine, orderby: str) -> None:
+def test_keyset_pages_walk_the_whole_order(store: Store, orderby: str) -> None:
     """Every order, one direction throughout (a row-value comparison on PostgreSQL) or mixed:
     small pages put together are exactly the unpaged list."""
     base = [("orderby", orderby)] if orderby else []
-    everything = keys(list_objects_sync(engine, search(*base)))
+    everything = keys(list_sync(store, search(*base)))
     seen: list[tuple[str, str, str]] = []
     token = ""
     for _ in range(len(everything) + 1):
-        page = list_objects_sync(
-            engine, search(*base, ("limit", "3"), *([("continue", token)] if token else []))
-        )
+        page = list_sync(store, search(*base, ("limit", "3"), *([("continue", token)] if token else [])))
         seen.extend(keys(page))
-        token = page.continue_token
+        token = token_of(page)
         if not token:
             break
     assert len(everything) > 6 and seen == everything
 
 
-def test_continue_token_for_another_order_is_400(engine: Engine) -> None:
-    page = list_objects_sync(engine, search(("limit", "3")))
-    with pytest.raises(BadRequest, match="issued for a different orderby"):
-        list_objects_sync(
-            engine, search(("limit", "3"), ("orderby", "name"), ("continue", page.continue_token))
-        )
+def test_continue_token_for_another_order_is_400(store: Store) -> None:
+    page = list_sync(store, search(("limit", "3")))
+    with pytest.raises(StorageRejected, match="issued for a different orderby"):
+        list_sync(store, search(("limit", "3"), ("orderby", "name"), ("continue", token_of(page))))
     scope = continue_scope(search())
     forged = base64.urlsafe_b64encode(
         b'{"v":2,"s":"%s","o":["cluster","namespace","name"],"k":["a","b","c"]}' % scope.encode()
     ).decode()
     assert (
-        keys(list_objects_sync(engine, search(("limit", "3"), ("continue", forged))))
+        keys(list_sync(store, search(("limit", "3"), ("continue", forged))))
         == oracle(lambda o: o.cluster > "a")[:3]
     )
 
 
-@pytest.mark.parametrize("paging", [("limit", "3"), ("size", "3")])
-def test_continue_token_for_another_list_is_400(engine: Engine, paging: tuple[str, str]) -> None:
-    """A token is bound to its list (resource, cluster path, namespace), as kube-apiserver binds a
-    continue key to the list's prefix; the other conditions may change between pages."""
-    page = list_objects_sync(engine, search(paging, ("withContinue", "true")))
-    assert page.continue_token
-    token = ("continue", page.continue_token)
-    for other in (
-        search(paging, token, resource="pods", group=""),
-        search(paging, token, cluster="cluster-1"),
-        search(paging, token, namespace="default"),
-    ):
-        with pytest.raises(BadRequest, match="issued for a different list"):
-            list_objects_sync(engine, other)
-    assert list_objects_sync(engine, search(paging, token, ("clusters", "cluster-2"))).items
-
-
-def test_only_metadata(engine: Engine) -> None:
-    page = list_objects_sync(
-        engine, search(("onlyMetadata", "true"), ("names", "w-0"), ("clusters", "cluster-1"))
-    )
+def test_only_metadata(store: Store) -> None:
+    page = list_sync(store, search(("onlyMetadata", "true"), ("names", "w-0"), ("clusters", "cluster-1")))
     assert len(page.items) == 2
     obj = json.loads(page.items[0].object)
     assert set(obj) == {"apiVersion", "kind", "metadata"}
     assert obj["kind"] == "Widget" and obj["metadata"]["name"] == "w-0"
 
 
-def test_get_object(engine: Engine) -> None:
-    got = get_object_sync(engine, "cluster-2", GROUP, RESOURCE, "kube-system", "w-3")
-    assert (got.cluster, got.namespace, got.name) == ("cluster-2", "kube-system", "w-3")
-    # found in one cluster only: returned without naming the cluster
-    lonely = get_object_sync(engine, "", "", "pods", "default", "lonely")
-    assert lonely.cluster == "cluster-1"
-    with pytest.raises(NotFound, match=r'^widgets\.example\.com "nope" not found$'):
-        get_object_sync(engine, "cluster-1", GROUP, RESOURCE, "default", "nope")
-    with pytest.raises(NotFound, match=r'^pods "w-dead" not found$'):
-        get_object_sync(engine, "", "", "pods", "default", "w-dead")
-    with pytest.raises(NotFound, match=r'^widgets\.example\.com "w-dead" not found$'):
-        get_object_sync(engine, "cluster-1", GROUP, RESOURCE, "default", "w-dead")  # a tombstone
-    with pytest.raises(NotFound, match=r'^cluster "cluster-9" not found$'):
-        get_object_sync(engine, "cluster-9", GROUP, RESOURCE, "default", "w-1")
-    with pytest.raises(BadRequest, match=r"exists in several clusters \(cluster-1, cluster-2\)"):
-        get_object_sync(engine, "", GROUP, RESOURCE, "default", "w-1")
-    with pytest.raises(NotFound):
-        get_object_sync(engine, "cluster-1", GROUP, RESOURCE, "default", "x'; DROP TABLE resources; --")
+def test_get_objects(store: Store) -> None:
+    """The store finds a name in one cluster or in all of them (the API tier decides what a name in
+    several clusters means: tests/apiserver/test_app.py)."""
+
+    def found(*key: str) -> list[tuple[str, str, str]]:
+        return [(o.cluster, o.namespace, o.name) for o in get_sync(store, *key)]
+
+    assert found("cluster-2", GROUP, RESOURCE, "kube-system", "w-3") == [("cluster-2", "kube-system", "w-3")]
+    assert found("", "", "pods", "default", "lonely") == [("cluster-1", "default", "lonely")]
+    assert found("cluster-1", GROUP, RESOURCE, "default", "nope") == []
+    assert found("", "", "pods", "default", "w-dead") == []
+    assert found("cluster-1", GROUP, RESOURCE, "default", "w-dead") == []  # a tombstone
+    assert found("", GROUP, RESOURCE, "default", "w-1") == [
+        ("cluster-1", "default", "w-1"),
+        ("cluster-2", "default", "w-1"),
+    ]
+    assert found("cluster-1", GROUP, RESOURCE, "default", "x'; DROP TABLE resources; --") == []
+    with pytest.raises(UnknownCluster, match=r'^cluster "cluster-9" not found$'):
+        get_sync(store, "cluster-9", GROUP, RESOURCE, "default", "w-1")
 
 
-def test_async_entry_points(engine: Engine) -> None:
-    async def run() -> tuple[ListPage, StoredObject]:
-        return await list_objects(engine, search(("limit", "2"))), await get_object(
-            engine, "cluster-1", GROUP, RESOURCE, "default", "w-0"
-        )
+def test_count_objects(store: Store) -> None:
+    for pairs, pred in [
+        ((), lambda o: True),
+        ((("labelSelector", "app=web"),), lambda o: o.labels().get("app") == "web"),
+        ((("clusters", "cluster-2"), ("limit", "2")), lambda o: o.cluster == "cluster-2"),
+    ]:
+        assert asyncio.run(store.count_objects(search(*pairs))) == len(oracle(pred))
+    with pytest.raises(UnknownCluster):
+        asyncio.run(store.count_objects(search(("clusters", "cluster-9"))))
 
-    page, obj = asyncio.run(run())
-    assert len(page.items) == 2 and page.continue_token
-    assert obj.name == "w-0"
 
-
-def test_collection(engine: Engine) -> None:
+def test_collection(store: Store) -> None:
     settings = ApiserverSettings(
         collections={"things": ["widgets.example.com", "deployments.apps"], "workloads": []}
     )
@@ -532,7 +509,7 @@ def test_collection(engine: Engine) -> None:
         ("workloads", []),
     ]
     s = parse_search([("namespaces", "default")], group="", version="", resource="")
-    page = asyncio.run(list_collection(engine, settings, "things", s))
+    page = list_sync(store, collection_search(settings, "things", s))
     got = [(i.cluster, i.group, i.kind, i.name) for i in page.items]
     deployments = [(o.cluster, "apps", "Deployment", o.name) for o in DATA if o.resource == "deployments"]
     widgets_ = [(o.cluster, GROUP, "Widget", o.name) for o in LIVE_WIDGETS if o.namespace == "default"]
@@ -541,27 +518,25 @@ def test_collection(engine: Engine) -> None:
     token, seen = "", []
     for _ in range(len(got) + 1):
         pairs = [("namespaces", "default"), ("limit", "3"), *([("continue", token)] if token else [])]
-        page = asyncio.run(
-            list_collection(
-                engine, settings, "things", parse_search(pairs, group="", version="", resource="")
-            )
+        page = list_sync(
+            store,
+            collection_search(settings, "things", parse_search(pairs, group="", version="", resource="")),
         )
         seen.extend((i.cluster, i.group, i.kind, i.name) for i in page.items)
-        token = page.continue_token
+        token = token_of(page)
         if not token:
             break
     assert seen == got
     # offset pages (size/offset) of a collection are slices of the whole, in the same order
     for offset in (0, 2, len(got) - 1):
         pairs = [("namespaces", "default"), ("size", "3"), ("offset", str(offset))]
-        page = asyncio.run(
-            list_collection(
-                engine, settings, "things", parse_search(pairs, group="", version="", resource="")
-            )
+        page = list_sync(
+            store,
+            collection_search(settings, "things", parse_search(pairs, group="", version="", resource="")),
         )
         assert [(i.cluster, i.group, i.kind, i.name) for i in page.items] == got[offset : offset + 3]
     with pytest.raises(NotFound, match=r'collectionresources\.pedia\.clusterpedia\.io "nope" not found'):
-        asyncio.run(list_collection(engine, settings, "nope", s))
+        collection_search(settings, "nope", s)
 
 
 # ------------------------------------------------------------------- paging under concurrent writes
@@ -569,21 +544,17 @@ def test_collection(engine: Engine) -> None:
 PAGING_GROUP, PAGING_RESOURCE = "paging.example.com", "items"
 
 
-def _item(cluster: str, ns: str, name: str, rv: int) -> dict[str, Any]:
-    return Obj(
-        cluster, PAGING_GROUP, PAGING_RESOURCE, "Item", ns, name, f"{cluster}/{ns}/{name}", rv, T0
-    ).row()
+def _item(group: str, cluster: str, ns: str, name: str, rv: int) -> Event:
+    return Obj(cluster, group, PAGING_RESOURCE, "Item", ns, name, f"{cluster}/{ns}/{name}", rv, T0).event()
 
 
 @pytest.mark.parametrize("orderby", ["", "name desc", "created_at"])
-def test_keyset_paging_is_exactly_once_under_concurrent_writes(engine: Engine, orderby: str) -> None:
+def test_keyset_paging_is_exactly_once_under_concurrent_writes(store: Store, orderby: str) -> None:
     rng = random.Random(4)  # fixed seed: the same interleaving every run
     print(f"random seed 4, orderby {orderby!r}")
     group = f"{PAGING_GROUP}-{len(orderby)}"
     initial = [(CLUSTERS[i % 2], ("a", "m", "z")[i % 3], f"obj-{i:03d}") for i in range(150)]
-    with engine.begin() as conn:
-        rows = [_item(c, ns, n, i + 1) | {"api_group": group} for i, (c, ns, n) in enumerate(initial)]
-        conn.execute(insert(resources), rows)
+    write(store, [_item(group, c, ns, n, i + 1) for i, (c, ns, n) in enumerate(initial)])
     rv = 1000
     added: list[tuple[str, str, str]] = []
     seen: list[tuple[str, str, str]] = []
@@ -595,50 +566,33 @@ def test_keyset_paging_is_exactly_once_under_concurrent_writes(engine: Engine, o
             *([("orderby", orderby)] if orderby else []),
             *([("continue", token)] if token else []),
         ]
-        page = list_objects_sync(engine, search(*pairs, group=group, resource=PAGING_RESOURCE))
+        page = list_sync(store, search(*pairs, group=group, resource=PAGING_RESOURCE))
         pages += 1
         assert len(page.items) <= 7
         seen.extend((i.cluster, i.namespace, i.name) for i in page.items)
-        token = page.continue_token
+        token = token_of(page)
         if not token:
             break
         # Between pages, other writers insert new objects (sorting before and after the cursor),
         # update existing ones in place, and delete some of the new ones.
-        with engine.begin() as conn:
-            for _ in range(3):
-                rv += 1
-                key = (
-                    rng.choice(CLUSTERS),
-                    rng.choice(("a", "m", "z", "b")),
-                    f"new-{rv}-{rng.choice('aoz')}",
-                )
-                added.append(key)
-                conn.execute(insert(resources).values(_item(*key, rv) | {"api_group": group}))
-            for c, ns, n in rng.sample(initial, 4):
-                rv += 1
-                conn.execute(
-                    update(resources)
-                    .where(
-                        resources.c.api_group == group,
-                        resources.c.cluster == c,
-                        resources.c.namespace == ns,
-                        resources.c.name == n,
-                    )
-                    .values(resource_version=rv, object=_item(c, ns, n, rv)["object"])
-                )
-            if added and rng.random() < 0.5:
-                c, ns, n = added.pop(rng.randrange(len(added)))
-                conn.execute(
-                    delete(resources).where(
-                        resources.c.api_group == group,
-                        resources.c.cluster == c,
-                        resources.c.namespace == ns,
-                        resources.c.name == n,
-                    )
-                )
+        events: list[Event] = []
+        for _ in range(3):
+            rv += 1
+            key = (rng.choice(CLUSTERS), rng.choice(("a", "m", "z", "b")), f"new-{rv}-{rng.choice('aoz')}")
+            added.append(key)
+            events.append(_item(group, *key, rv))
+        for c, ns, n in rng.sample(initial, 4):
+            rv += 1
+            events.append(_item(group, c, ns, n, rv))
+        if added and rng.random() < 0.5:
+            c, ns, n = added.pop(rng.randrange(len(added)))
+            rv += 1
+            events = [e for e in events if (e.cluster, e.namespace, e.name) != (c, ns, n)]
+            events.append(Delete(c, group, "v1", PAGING_RESOURCE, ns, n, rv))
+        write(store, events)
     assert not token, "paging did not finish"
     assert len(seen) == len(set(seen)), "an object was returned twice"
     assert set(initial) <= set(seen), "an object present throughout was skipped"
-    with engine.connect() as conn:
-        still = set(conn.execute(select(resources.c.cluster).where(resources.c.api_group == group)).scalars())
-    assert still == set(CLUSTERS)
+    still = list_sync(store, search(group=group, resource=PAGING_RESOURCE)).items
+    assert {o.cluster for o in still} == set(CLUSTERS)
+    assert {(o.cluster, o.namespace, o.name) for o in still} == set(initial) | set(added)

@@ -18,7 +18,6 @@ inserted and updated between pages.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -43,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from common.storage.paging import NULL_CREATED_AT, key_value
 from common.storage.query import (
     FieldRequirement,
     GroupResource,
@@ -52,14 +52,11 @@ from common.storage.query import (
     Search,
     full_order,
 )
-from common.storage.schema import PG_LABELS, resource_labels, resource_types, resources
+from common.storage.sql.dialects import Dialect
+from common.storage.sql.schema import PG_LABELS, resource_labels, resource_types, resources
 
 _r = resources.c
 _l = resource_labels.c
-
-NULL_CREATED_AT = dt.datetime(1970, 1, 1)
-"""Objects without a creation time sort (and page) as if created at the epoch."""
-
 
 LIST_COLUMNS = (
     _r.cluster,
@@ -82,10 +79,6 @@ _COLUMN_PATHS: dict[tuple[str, ...], ColumnElement[Any]] = {
 }
 
 
-def _is_pg(dialect: str) -> bool:
-    return dialect == "postgresql"
-
-
 def _json_path(path: Sequence[str]) -> str:
     """MySQL/SQLite JSON path; segments are pre-validated (no quotes, no backslashes)."""
     return "$" + "".join(f'."{seg}"' for seg in path)
@@ -95,13 +88,14 @@ def json_text(path: Sequence[str], dialect: str, *, strings_only: bool = False) 
     """The value at ``path`` of the stored object as text (``3``, ``true``, ``Running``), NULL if
     missing. The path is a bound parameter on every dialect. ``strings_only``: the value is known to
     be a JSON string (a label), which spares SQLite the type dance."""
-    if _is_pg(dialect):
+    d = Dialect.of(dialect)
+    if d.jsonb:
         extracted: ColumnElement[Any] = type_coerce(_r.object, JSONB)[tuple(path)].astext
         return extracted
     p = _json_path(path)
-    if dialect == "sqlite" and strings_only:
+    if d.sql_json_values and strings_only:
         return func.json_extract(_r.object, p)
-    if dialect == "sqlite":
+    if d.sql_json_values:
         # json_extract returns SQL values: booleans as 1/0, numbers as numbers; make them JSON text.
         kind = func.json_type(_r.object, p)
         return case(
@@ -136,7 +130,7 @@ def field_condition(req: FieldRequirement, dialect: str) -> ColumnElement[bool]:
 
 class LabelIndex(NamedTuple):
     """Label requirements read ``resource_labels`` (SQLite, MySQL/MariaDB, once
-    ``common.storage.engine.label_index_ready``); ``drive``: the index in ``search.labels`` of the
+    ``common.storage.sql.engine.label_index_ready``); ``drive``: the index in ``search.labels`` of the
     positive requirement the statement starts from (few rows carry it), or None (probe per row);
     ``rarest``: the positive requirement with the fewest label rows, where a statement that reads
     every match (a count) starts whatever their number."""
@@ -178,18 +172,19 @@ def label_condition(
     """Kubernetes semantics: ``!=`` and ``notin`` also match objects without the label.
 
     ``label_index``: the store keeps ``resource_labels`` (SQLite, MySQL/MariaDB; see
-    ``common.storage.engine.label_index_ready``), so the condition reads it instead of the objects:
+    ``common.storage.sql.engine.label_index_ready``), so the condition reads it instead of the objects:
     ``drive`` (a positive requirement of few rows) as ``id IN (ids with the label)``, which starts
     from those rows; otherwise as a correlated EXISTS, one primary-key probe per row the scan visits,
     which lets an ordered, limited page stop early when the label is common."""
-    if label_index and not _is_pg(dialect):
+    d = Dialect.of(dialect)
+    if label_index and d.label_table:
         conds = _labelled(req.key, _label_values(req))
         if drive and is_positive(req):
             return _r.id.in_(select(_l.resource_id).where(*conds))
         probe = exists().where(_l.resource_id == _r.id, *conds).correlate(resources)
         return probe if is_positive(req) else ~probe
     path = ("metadata", "labels", req.key)
-    if _is_pg(dialect) and req.operator in (
+    if d.jsonb and req.operator in (
         Operator.EQUALS,
         Operator.NOT_EQUALS,
         Operator.IN,
@@ -228,14 +223,6 @@ def _owner_condition(search: Search, cluster: str) -> ColumnElement[bool]:
     return _r.owner_uid.in_(owners)
 
 
-def _single_cluster(search: Search) -> str:
-    """The one cluster a search is confined to, or "" (several or all)."""
-    if search.single_cluster:
-        return search.single_cluster
-    inc = search.clusters.include
-    return inc[0] if inc is not None and len(inc) == 1 else ""
-
-
 def where_clause(
     search: Search, dialect: str, *, label_index: LabelIndex | None = None
 ) -> ColumnElement[bool]:
@@ -268,7 +255,7 @@ def where_clause(
     if search.before is not None:
         conds.append(_r.created_at < search.before)
     if search.owner_uid or search.owner_name:
-        conds.append(_owner_condition(search, _single_cluster(search)))
+        conds.append(_owner_condition(search, search.one_cluster))
     if search.fuzzy_name:
         conds.append(_r.name.contains(search.fuzzy_name, autoescape=True))
     conds += [
@@ -284,11 +271,6 @@ def where_clause(
     return and_(*conds)
 
 
-def order_names(order: Sequence[OrderBy]) -> tuple[str, ...]:
-    """``("name", "-cluster", ...)``: how a continue token records the order it was issued for."""
-    return tuple(("-" if o.desc else "") + o.field for o in order)
-
-
 def _order_column(field: str, columns: Any = _r) -> ColumnElement[Any]:
     """The column (of ``resources`` or of a subquery with the same column names) a field orders by."""
     if field == "created_at":
@@ -302,15 +284,6 @@ def order_clauses(order: Sequence[OrderBy], columns: Any = _r) -> list[ColumnEle
         _order_column(o.field, columns).desc() if o.desc else _order_column(o.field, columns).asc()
         for o in order
     ]
-
-
-def key_value(field: str, value: str | int) -> Any:
-    """A continue-token key value as the column compares it (raises ValueError if malformed)."""
-    if field == "created_at":
-        return dt.datetime.fromisoformat(str(value))
-    if field == "resource_version":
-        return int(value)
-    return str(value)
 
 
 def after_key(
@@ -337,7 +310,7 @@ def after_key(
     if len(order) != len(key):
         raise ValueError("key does not match the order")
     values = [key_value(o.field, v) for o, v in zip(order, key, strict=True)]
-    if _is_pg(dialect) and len({o.desc for o in order}) == 1:
+    if dialect and Dialect.of(dialect).row_value_keyset and len({o.desc for o in order}) == 1:
         columns = [_order_column(o.field) for o in order]
         if group_resource is not None and {o.field for o in order}.isdisjoint(("api_group", "resource")):
             # after the leading cluster (uq_resources_key) or first (the api_group, resource indexes)
@@ -453,3 +426,25 @@ def get_statement(cluster: str, group: str, resource: str, namespace: str, name:
 def known_clusters_statement(names: Sequence[str]) -> Select[Any]:
     """Which of ``names`` are clusters the store knows (has resource types for)."""
     return select(resource_types.c.cluster).where(resource_types.c.cluster.in_(list(names))).distinct()
+
+
+def served_resources_statement() -> Select[Any]:
+    """Every ``resource_types`` row (the catalog), ordered by cluster, group, resource."""
+    t = resource_types.c
+    return select(
+        t.cluster,
+        t.api_group,
+        t.version,
+        t.resource,
+        t.kind,
+        t.namespaced,
+        t.short_names,
+        t.verbs,
+        t.storage_version,
+        t.printer_columns,
+    ).order_by(t.cluster, t.api_group, t.resource)
+
+
+def ping_statement() -> Select[Any]:
+    """``SELECT 1``: whether the store answers (readiness)."""
+    return select(literal(1))

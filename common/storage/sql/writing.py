@@ -1,51 +1,53 @@
-"""Execute the writer's steps against the store (the thin I/O edge around ``common.storage.upserts``).
+"""Executes the writer's steps on a SQL store (the thin I/O edge around ``upserts``).
 
-Each method is one unit of commit: ``apply_writes`` is one transaction, ``apply_list_done`` one
-statement, ``purge`` and ``collect_tombstones`` a series of small transactions (chunks), so a
-cluster with millions of rows never holds one giant transaction or lock set.
+Each method is one unit of commit: ``apply`` is one transaction, ``list_done`` one statement,
+``purge`` and ``collect_tombstones`` a series of small transactions (chunks), so a cluster with
+millions of rows never holds one giant transaction or lock set.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
+from collections.abc import Sequence
 
 from sqlalchemy import Engine
 
-from common.events import ListDone, PurgeCluster
-from common.storage import upserts as sql
-from writer.batching import Writes
+from common.events import Delete, ListDone, PurgeCluster, ResourceType, Upsert
+from common.storage.sql import upserts as sql
+from common.storage.sql.dialects import Dialect
+from common.storage.times import utc_now
 
-log = logging.getLogger("clusterpedia.writer")
 
+class SqlWriter:
+    """The writes of one SQL store (blocking, as the writer tier is)."""
 
-class Applier:
     def __init__(self, engine: Engine, *, chunk_rows: int = 5000) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.chunk_rows = chunk_rows
+        self._jsonb = Dialect.of(self.dialect).jsonb
         self._upsert = sql.upsert_resources(self.dialect)
         self._tombstone = sql.tombstone_resources(self.dialect)
         self._resource_type = sql.upsert_resource_types(self.dialect)
 
-    def apply_writes(self, writes: Writes) -> None:
-        now = sql.utc_now()
-        upserts = [sql.upsert_row(e, now, self.dialect) for e in writes.upserts()]
-        deletes = [sql.tombstone_row(e, now) for e in writes.deletes()]
-        types = [sql.resource_type_row(e, now) for e in writes.resource_types.values()]
+    def apply(
+        self, upserts: Sequence[Upsert], deletes: Sequence[Delete], resource_types: Sequence[ResourceType]
+    ) -> None:
+        now = utc_now()
+        upsert_rows = [sql.upsert_row(e, now, jsonb=self._jsonb) for e in upserts]
+        tombstone_rows = [sql.tombstone_row(e, now) for e in deletes]
+        type_rows = [sql.resource_type_row(e, now) for e in resource_types]
         with self.engine.begin() as conn:
-            if upserts:
-                conn.execute(self._upsert, upserts)
-            if deletes:
-                conn.execute(self._tombstone, deletes)
-            if types:
-                conn.execute(self._resource_type, types)
+            if upsert_rows:
+                conn.execute(self._upsert, upsert_rows)
+            if tombstone_rows:
+                conn.execute(self._tombstone, tombstone_rows)
+            if type_rows:
+                conn.execute(self._resource_type, type_rows)
 
-    def apply_list_done(self, event: ListDone) -> int:
+    def list_done(self, event: ListDone) -> int:
         """Tombstone what the list of ``event.epoch`` did not return; the number of rows."""
-        stmt = sql.tombstone_older_epochs(
-            event.cluster, event.group, event.resource, event.epoch, sql.utc_now()
-        )
+        stmt = sql.tombstone_older_epochs(event.cluster, event.group, event.resource, event.epoch, utc_now())
         with self.engine.begin() as conn:
             return int(conn.execute(stmt).rowcount)
 
@@ -67,7 +69,7 @@ class Applier:
 
     def collect_tombstones(self, ttl_seconds: float) -> int:
         """Delete tombstones older than ``ttl_seconds``; the number of rows."""
-        cutoff = sql.utc_now() - dt.timedelta(seconds=ttl_seconds)
+        cutoff = utc_now() - dt.timedelta(seconds=ttl_seconds)
         total = 0
         while True:
             stmt = sql.expired_tombstones(self.dialect, cutoff, limit=self.chunk_rows)

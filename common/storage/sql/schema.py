@@ -36,12 +36,14 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect as SaDialect
 from sqlalchemy.schema import SchemaItem
 from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.sql.ddl import BaseDDLElement
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine, UserDefinedType
+
+from common.storage.sql.dialects import Dialect
 
 SCHEMA_VERSION = 1
 
@@ -105,7 +107,7 @@ def _when_pg_trgm(
     tables: list[Table] | None = None,
     state: Any | None = None,
     *,
-    dialect: Dialect,
+    dialect: SaDialect,
     compiler: DDLCompiler | None = None,
     checkfirst: bool = False,
 ) -> bool:
@@ -141,7 +143,7 @@ resources = Table(
     Index("ix_resources_owner", "owner_uid"),
     Index("ix_resources_uid", "uid"),
     Index("ix_resources_tombstones", "deleted", "synced_at"),  # tombstone GC without a table scan
-    # PostgreSQL: label selectors are `labels @> {...}` (common/storage/search.py); a GIN index on
+    # PostgreSQL: label selectors are `labels @> {...}` (common/storage/sql/selects.py); a GIN index on
     # the labels alone serves them without indexing (and slowing the writes of) whole objects.
     Index(
         "ix_resources_labels_gin",
@@ -213,12 +215,12 @@ capability only once its row is here."""
 LABELS_FEATURE = "resource_labels"
 
 
-def _label_rows(kind: str, row: str, source: str = "") -> str:
+def _label_rows(kind: Dialect, row: str, source: str = "") -> str:
     """``INSERT .. SELECT`` of the label rows of ``row`` (``NEW`` in a trigger; ``r`` for every row
     of ``resources``, with ``source`` = its FROM item). Only this module's constants go in.
     INSERT OR IGNORE / INSERT IGNORE: a label that does not fit never fails the object's write
     (kube-apiserver validates labels, so that is for objects it never made)."""
-    if kind == "sqlite":
+    if kind is Dialect.SQLITE:
         return f"""
     INSERT OR IGNORE INTO resource_labels (resource_id, label_key, label_value)
     SELECT {row}.id, j.key, j.value FROM {source}json_each({row}.object, '$.metadata.labels') AS j
@@ -231,18 +233,18 @@ def _label_rows(kind: str, row: str, source: str = "") -> str:
                     COLUMNS (label_key VARCHAR({LABEL_KEY_LENGTH}) PATH '$')) AS k"""  # noqa: S608
 
 
-LABEL_TRIGGERS: dict[str, dict[str, str]] = {
-    "sqlite": {
+LABEL_TRIGGERS: dict[Dialect, dict[str, str]] = {
+    Dialect.SQLITE: {
         "resources_labels_insert": f"""
 CREATE TRIGGER IF NOT EXISTS resources_labels_insert AFTER INSERT ON resources
-BEGIN{_label_rows("sqlite", "NEW")};
+BEGIN{_label_rows(Dialect.SQLITE, "NEW")};
 END""",
         # An upsert that re-delivers the same object (relists, replays) leaves the labels alone.
         "resources_labels_update": f"""
 CREATE TRIGGER IF NOT EXISTS resources_labels_update AFTER UPDATE OF object ON resources
 WHEN OLD.object IS NOT NEW.object
 BEGIN
-    DELETE FROM resource_labels WHERE resource_id = OLD.id;{_label_rows("sqlite", "NEW")};
+    DELETE FROM resource_labels WHERE resource_id = OLD.id;{_label_rows(Dialect.SQLITE, "NEW")};
 END""",  # noqa: S608
         "resources_labels_delete": """
 CREATE TRIGGER IF NOT EXISTS resources_labels_delete AFTER DELETE ON resources
@@ -250,15 +252,17 @@ BEGIN
     DELETE FROM resource_labels WHERE resource_id = OLD.id;
 END""",
     },
-    "mysql": {
+    Dialect.MYSQL: {
         "resources_labels_insert": f"""
-CREATE TRIGGER resources_labels_insert AFTER INSERT ON resources FOR EACH ROW{_label_rows("mysql", "NEW")}""",
+CREATE TRIGGER resources_labels_insert AFTER INSERT ON resources FOR EACH ROW{
+            _label_rows(Dialect.MYSQL, "NEW")
+        }""",
         # ON DUPLICATE KEY UPDATE fires the update triggers even when the guard kept the row.
         "resources_labels_update": f"""
 CREATE TRIGGER resources_labels_update AFTER UPDATE ON resources FOR EACH ROW
 BEGIN
   IF NOT (OLD.object <=> NEW.object) THEN
-    DELETE FROM resource_labels WHERE resource_id = OLD.id;{_label_rows("mysql", "NEW")};
+    DELETE FROM resource_labels WHERE resource_id = OLD.id;{_label_rows(Dialect.MYSQL, "NEW")};
   END IF;
 END""",  # noqa: S608
         "resources_labels_delete": """
@@ -267,19 +271,16 @@ CREATE TRIGGER resources_labels_delete AFTER DELETE ON resources FOR EACH ROW
     },
 }
 
-LABEL_BACKFILL: dict[str, str] = {
-    kind: _label_rows(kind, "r", "resources AS r, ") for kind in ("sqlite", "mysql")
+LABEL_BACKFILL: dict[Dialect, str] = {
+    kind: _label_rows(kind, "r", "resources AS r, ") for kind in (Dialect.SQLITE, Dialect.MYSQL)
 }
 """The label rows of objects stored before the triggers existed (a store made by an older release)."""
 
 
-def label_dialect(dialect: str) -> str | None:
+def label_dialect(dialect: str) -> Dialect | None:
     """Key of ``LABEL_TRIGGERS`` for a SQLAlchemy dialect name; None where labels use no table."""
-    if dialect == "sqlite":
-        return "sqlite"
-    if dialect in ("mysql", "mariadb"):
-        return "mysql"
-    return None
+    d = Dialect.of(dialect)
+    return d if d.label_table else None
 
 
 schema_version = Table(

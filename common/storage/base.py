@@ -1,0 +1,208 @@
+"""The storage interface: what the tiers may ask of a store, and the few errors it answers with.
+
+Tiers hand the store parsed requests (a ``Search``, a batch of events) and get back pages, objects,
+counts and these errors; they never see SQL, a connection or a driver exception (DESIGN section 7).
+The reader is asyncio code (the API tier serves many requests on one loop: a backend that blocks
+runs its work in a worker thread, as the SQL one does); the writer is plain blocking code (a writer
+is a loop around a transaction), like the queue's consumer.
+
+Guarantees every backend keeps (DESIGN section 5), whatever it stores in:
+
+* An older event never overwrites a newer object: an upsert applies when its resourceVersion is
+  above the stored one, or equal to it on a live object (a re-delivery: only the epoch moves, and
+  the epoch never goes back). A delete leaves a tombstone at its resourceVersion, so a late older
+  upsert cannot resurrect the object; ``list_done`` tombstones what a list did not return. Several
+  writers may apply one queue at once, each event possibly twice.
+* Reads never return tombstones. A list is in the search's total order (``query.full_order``);
+  keyset pages (``Search.limit`` and a keyset ``Continue``) return each object present throughout
+  a paged list exactly once while other objects change between pages.
+* A backend may decline a search condition it cannot serve: :class:`StorageRejected` with a clear
+  message, which the API tier answers as a 400.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from common.events import Delete, ListDone, PurgeCluster, ResourceType, Upsert
+from common.storage.query import Continue, Search
+
+
+class StorageError(Exception):
+    """A store failure a tier can act on; the message says what happened in the user's words."""
+
+
+class StorageUnavailable(StorageError):
+    """The store does not answer or failed transiently (down, connection lost, deadlock, pool
+    exhausted): retrying later may succeed. The API tier answers 503."""
+
+
+class StorageRejected(StorageError):
+    """The store refuses this data or request (a value it cannot hold, a search condition it cannot
+    serve, a continue token that does not fit): retrying cannot help. The API tier answers 400;
+    a writer drops the event (logged)."""
+
+
+class UnknownCluster(StorageError):
+    """A search names a cluster the store knows nothing about (the API tier answers 404)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f'cluster "{name}" not found')
+        self.name = name
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """One object as stored: its identity and the raw JSON (never parsed by the store).
+
+    ``object`` already carries the cluster annotation ``shadow.clusterpedia.io/cluster-name`` and has
+    no managedFields. With ``Search.only_metadata`` it holds only ``apiVersion``, ``kind`` and
+    ``metadata``."""
+
+    cluster: str
+    group: str
+    version: str
+    resource: str
+    kind: str
+    namespace: str  # "" for cluster-scoped objects
+    name: str
+    resource_version: int
+    created_at: dt.datetime | None  # naive UTC
+    object: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    """One page of a list.
+
+    ``next``: where the next page starts, None on the last page (and, for offset paging, when the
+    search did not ask ``with_continue``); the API tier encodes it as the continue token.
+    ``remaining_item_count``: objects after this page, only when the search asked
+    ``with_remaining_count`` and there is a next page. ``resource_version``: the list's
+    ``metadata.resourceVersion`` — the highest object resourceVersion of the first page (``"0"``
+    when empty), repeated from the continue token on later pages. Member clusters have unrelated
+    resourceVersions, so it is an opaque marker, not a watch position."""
+
+    items: list[StoredObject]
+    next: Continue | None = None
+    remaining_item_count: int | None = None
+    resource_version: str = "0"
+
+
+@dataclass(frozen=True, slots=True)
+class ServedResource:
+    """What one cluster serves of one resource (from its discovery): the catalog the API tier builds
+    discovery, routing and table printing from. ``printer_columns``: a CRD's
+    ``additionalPrinterColumns`` as JSON text, "" for built-in kinds."""
+
+    cluster: str
+    group: str
+    version: str
+    resource: str
+    kind: str
+    namespaced: bool
+    short_names: tuple[str, ...]
+    verbs: tuple[str, ...]
+    storage_version: str
+    printer_columns: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """Tuning a backend may use (or ignore); from the tiers' settings."""
+
+    chunk_rows: int = 5000
+    """Most rows one purge or tombstone-collection transaction removes."""
+    pool_size: int = 5
+    """Connections a backend with a pool keeps per process."""
+
+
+class StoreReader(Protocol):
+    """The API tier's view of the store."""
+
+    async def resource_types(self) -> list[ServedResource]:
+        """Every resource of every cluster, ordered by cluster, group, resource."""
+        ...
+
+    async def list_objects(self, search: Search) -> ListPage:
+        """One page of the objects matching ``search`` (a collection when ``search.group_resources``
+        is set). Raises UnknownCluster (the path cluster or one of ``search.clusters.include`` is
+        unknown), StorageRejected (a continue token that does not fit the search), StorageUnavailable."""
+        ...
+
+    async def count_objects(self, search: Search) -> int:
+        """How many objects match ``search`` (ignoring its paging)."""
+        ...
+
+    async def get_objects(
+        self, cluster: str, group: str, resource: str, namespace: str, name: str
+    ) -> list[StoredObject]:
+        """The object named so in ``cluster``, or in every cluster that has one (``cluster`` ""),
+        ordered by cluster; at most a few dozen. Raises UnknownCluster for an unknown ``cluster``."""
+        ...
+
+    async def ping(self) -> None:
+        """Return when the store answers (readiness); raise StorageUnavailable when it does not."""
+        ...
+
+
+class StoreWriter(Protocol):
+    """The writer tier's view of the store; each method is one unit of commit (or a series of
+    small ones), guarded as the module docstring says, so applying anything twice is harmless."""
+
+    def apply(
+        self, upserts: Sequence[Upsert], deletes: Sequence[Delete], resource_types: Sequence[ResourceType]
+    ) -> None:
+        """Write a batch in one transaction: at most one event per object, sorted by key (concurrent
+        writers then lock in the same order). Raises StorageRejected when the store refuses the data
+        of some event (the writer retries them one by one to find it), StorageUnavailable."""
+        ...
+
+    def list_done(self, event: ListDone) -> int:
+        """Tombstone the live objects of the event's resource with an epoch below its epoch and a
+        resourceVersion at or below it (the list did not return them); the number of objects."""
+        ...
+
+    def purge(self, event: PurgeCluster) -> int:
+        """Remove a cluster's objects and resource types (or one group/resource's), tombstones
+        included, in chunks of ``StoreOptions.chunk_rows``; the number of objects."""
+        ...
+
+    def collect_tombstones(self, ttl_seconds: float) -> int:
+        """Remove tombstones last written more than ``ttl_seconds`` ago; the number removed."""
+        ...
+
+
+class Store(StoreReader, StoreWriter, Protocol):
+    """A backend, as ``open_store(url)`` returns it."""
+
+    name: str
+    """For logs and metrics: ``sqlite``, ``postgresql``, ``mysql``, ..."""
+
+    def migrate(self) -> None:
+        """Create or upgrade what the store needs (idempotent; every tier runs it at start). Raises
+        StorageUnavailable (also when several processes race to do it: retry), StorageError (a
+        store this release cannot use, e.g. one written by a newer release)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store is not used afterwards."""
+        ...
+
+
+class ChangeFeed(Protocol):
+    """Reserved for watch (DESIGN section 9); no backend provides it yet and no tier asks for it.
+
+    It will give every write a global, monotonically increasing revision, let a list report the
+    revision it read at, and stream the changes after a revision that match a search, in revision
+    order, with ``Expired`` for a revision older than the retained history (LISTEN/NOTIFY or a
+    polled revision column for SQL, in-process for SQLite all-in-one and memory). Its methods are
+    defined by the watch work, not guessed here."""
+
+
+StoreFactory = Callable[[str, StoreOptions], Store]
+"""What a backend registers in the entry-point group ``clusterpedia.storage``: ``factory(url,
+options)`` opens the store at ``url`` (no I/O yet: ``migrate`` or the first request connects)."""

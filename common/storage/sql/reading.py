@@ -1,0 +1,156 @@
+"""Runs searches on a SQL store: pages, counts, gets, the catalog, readiness.
+
+The statements come from ``selects`` (pure); this module only executes them (synchronously: the
+store runs it in a worker thread) and turns rows into ``StoredObject``s and ``ListPage``s, with the
+paging rules of ``common.storage.paging`` that every backend shares. Label selectors are planned
+here (``label_plan``): which requirement a statement starts from depends on how many label rows
+match, which only the store can tell.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row
+
+from common.storage.base import ListPage, ServedResource, StoredObject, UnknownCluster
+from common.storage.paging import Key, list_page, stored_object
+from common.storage.query import Search
+from common.storage.sql.engine import label_index_ready
+from common.storage.sql.selects import (
+    LabelIndex,
+    count_statement,
+    get_statement,
+    is_positive,
+    known_clusters_statement,
+    label_rows_statement,
+    list_statement,
+    ping_statement,
+    served_resources_statement,
+)
+
+
+def check_clusters(conn: Connection, names: Sequence[str]) -> None:
+    """UnknownCluster for the first of ``names`` the store knows nothing about."""
+    wanted = list(dict.fromkeys(n for n in names if n))
+    if not wanted:
+        return
+    known = set(conn.execute(known_clusters_statement(wanted)).scalars())
+    for name in wanted:
+        if name not in known:
+            raise UnknownCluster(name)
+
+
+LABEL_INDEX_RECHECK_SECONDS = 30.0
+
+DRIVE_LABEL_ROWS = 2_000
+"""A positive label requirement matching fewer label rows than this is where a statement starts
+(``LabelIndex.drive``); above it, a page is read in order, probing each row's labels, and stops
+once full. Counting up to this bound is an index-only range read (about a millisecond)."""
+
+
+def _json_list(text: str) -> tuple[str, ...]:
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return ()
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+class SqlReader:
+    """The reads of one SQL store (blocking; ``SqlStore`` runs them in a worker thread)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._label_index: tuple[float, bool] | None = None  # (checked at, ready)
+
+    def _uses_label_index(self, conn: Connection) -> bool:
+        """Whether the store's label table is complete (see ``label_index_ready``). Once it is, it
+        stays so; until then (an upgrade backfilling it, or MySQL without the privilege for its
+        triggers) it is asked again every ``LABEL_INDEX_RECHECK_SECONDS``, so API replicas pick it up
+        without a restart."""
+        now = time.monotonic()
+        cached = self._label_index
+        if cached is not None and (cached[1] or now - cached[0] < LABEL_INDEX_RECHECK_SECONDS):
+            return cached[1]
+        ready = label_index_ready(conn)
+        self._label_index = (now, ready)
+        return ready
+
+    def label_plan(self, conn: Connection, search: Search) -> LabelIndex | None:
+        """How this search's label requirements are answered (None: from the stored objects)."""
+        if not search.labels or not self._uses_label_index(conn):
+            return None
+        best: tuple[int, int] | None = None  # (label rows, index in search.labels)
+        for i, req in enumerate(search.labels):
+            if is_positive(req):
+                rows = int(conn.execute(label_rows_statement(req, DRIVE_LABEL_ROWS)).scalar_one())
+                best = min(best or (rows, i), (rows, i))
+        if best is None:
+            return LabelIndex()
+        # A whole list (no page size) reads every match anyway: start from the rarest label.
+        page_drive = best[1] if best[0] < DRIVE_LABEL_ROWS or search.page_size is None else None
+        return LabelIndex(drive=page_drive, rarest=best[1])
+
+    def list_objects(self, search: Search) -> ListPage:
+        dialect = self.dialect
+        with self.engine.connect() as conn:
+            check_clusters(conn, [search.single_cluster, *(search.clusters.include or ())])
+            labels = self.label_plan(conn, search)
+            counting = labels.for_count() if labels is not None else None
+
+            def fetch(after: Key | None, limit: int | None, offset: int | None) -> list[Row[Any]]:
+                stmt = list_statement(
+                    search, dialect, after=after, limit=limit, offset=offset, label_index=labels
+                )
+                return list(conn.execute(stmt))
+
+            def count(after: Key | None) -> int:
+                stmt = count_statement(search, dialect, after=after, label_index=counting)
+                return int(conn.execute(stmt).scalar_one())
+
+            rows, nxt, remaining, rv = list_page(search, fetch, count)
+        items = [stored_object(r, search.only_metadata) for r in rows]
+        return ListPage(items=items, next=nxt, remaining_item_count=remaining, resource_version=rv)
+
+    def count_objects(self, search: Search) -> int:
+        with self.engine.connect() as conn:
+            check_clusters(conn, [search.single_cluster, *(search.clusters.include or ())])
+            labels = self.label_plan(conn, search)
+            counting = labels.for_count() if labels is not None else None
+            return int(conn.execute(count_statement(search, self.dialect, label_index=counting)).scalar_one())
+
+    def get_objects(
+        self, cluster: str, group: str, resource: str, namespace: str, name: str
+    ) -> list[StoredObject]:
+        with self.engine.connect() as conn:
+            check_clusters(conn, [cluster])
+            rows = list(conn.execute(get_statement(cluster, group, resource, namespace, name)))
+        return [stored_object(r) for r in rows]
+
+    def resource_types(self) -> list[ServedResource]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(served_resources_statement()).all()
+        return [
+            ServedResource(
+                cluster=r.cluster,
+                group=r.api_group,
+                version=r.version,
+                resource=r.resource,
+                kind=r.kind,
+                namespaced=bool(r.namespaced),
+                short_names=_json_list(r.short_names),
+                verbs=_json_list(r.verbs),
+                storage_version=r.storage_version,
+                printer_columns=r.printer_columns or "",
+            )
+            for r in rows
+        ]
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(ping_statement()).scalar_one()
