@@ -32,8 +32,10 @@ from starlette.routing import Route
 
 from apiserver import collections as collection_store
 from apiserver import discovery, groups, openapi
+from apiserver.auth import ANONYMOUS
 from apiserver.catalog import Catalog
 from apiserver.metrics import MetricsMiddleware, metrics_endpoint
+from apiserver.permissions import User
 from apiserver.responses import (
     ObjectRendering,
     discovery_content_type,
@@ -54,8 +56,16 @@ from apiserver.search import (
     parse_search,
 )
 from apiserver.tables import build_table, choose_printer, table_options
-from apiserver.types import ListPage, Search, StoredObject
-from common.errors import BadRequest, MethodNotAllowed, NotFound, ServiceUnavailable, StatusError
+from apiserver.types import GroupResource, ListPage, Search, StoredObject
+from apiserver.visibility import MODES, MemberRBAC
+from common.errors import (
+    BadRequest,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+    StatusError,
+)
 from common.settings import Settings
 from common.storage import (
     ServedResource,
@@ -126,6 +136,11 @@ class Api:
         self.settings = settings
         self.store = store
         self.catalog = catalog or Catalog(store)
+        mode = settings.apiserver.authorization_mode
+        if mode not in MODES:
+            raise ValueError(f"apiserver.authorization_mode {mode!r}: expected one of {', '.join(MODES)}")
+        self.rbac = MemberRBAC(store) if mode == "member-rbac" else None
+        """member-rbac: what each caller sees is what their members' RBAC lets them read."""
 
     # ---- the Kubernetes-shaped API under /resources -------------------------------------------
 
@@ -201,9 +216,13 @@ class Api:
             return rtype.printer_columns
         return next((r.printer_columns for r in same if r.printer_columns), "")
 
-    async def _page(self, search: Search) -> ListPage:
+    async def _page(self, search: Search, request: Request) -> ListPage:
         """One page from the store, its continue token bound to this list (``continue_scope``: a
-        token of another resource, collection, cluster path or namespace is a 400)."""
+        token of another resource, collection, cluster path or namespace is a 400), restricted to
+        what the caller may read (member-rbac)."""
+        if self.rbac is not None:
+            spanned = search.group_resources or (GroupResource(search.group, search.resource),)
+            search = dataclasses.replace(search, visibility=await self.rbac.grants(_caller(request), spanned))
         if search.continue_token is not None:
             check_continue_scope(search.continue_token, search)
         page = await self.store.list_objects(search)
@@ -213,7 +232,7 @@ class Api:
             )
         return page
 
-    async def _get_one(self, route: ApiRoute) -> StoredObject:
+    async def _get_one(self, route: ApiRoute, request: Request) -> StoredObject:
         """The object a get names. Without a cluster, a name found in exactly one cluster is returned;
         a name found in several is a 400 naming those clusters — returning one of them would silently
         hide the others, and the seed tells users to name the cluster (``kubectl --cluster
@@ -225,6 +244,8 @@ class Api:
         if not is_valid_name(name) or (route.namespace and not is_valid_name(route.namespace)):
             raise NotFound(f'{gr} "{name}" not found')
         found = await self.store.get_objects(cluster, group, resource, route.namespace, name)
+        if self.rbac is not None:
+            found = await self._readable(found, route, _caller(request))
         if not found:
             raise NotFound(
                 f'{gr} "{name}" not found', details={"name": name, "group": group, "kind": resource}
@@ -236,6 +257,23 @@ class Api:
                 f" kubectl --cluster {found[0].cluster} get {gr} {name}"
             )
         return found[0]
+
+    async def _readable(self, found: list[StoredObject], route: ApiRoute, user: User) -> list[StoredObject]:
+        """The objects of a get the caller may read. A caller who may not read that name in the
+        path's cluster (or, without a cluster, in any) gets the 403 the member would answer,
+        whether or not the object exists."""
+        assert self.rbac is not None
+        await self.rbac.refresh()
+        ns, group, resource = route.namespace, route.group, route.resource
+        clusters = [route.cluster] if route.cluster else list(self.rbac.clusters())
+        if not any(self.rbac.access(user, c, group, resource).allows(ns, route.name) for c in clusters):
+            where = f'in the namespace "{ns}"' if ns else "at the cluster scope"
+            raise Forbidden(
+                f'{resource}{"." + group if group else ""} "{route.name}" is forbidden: User "{user.name}"'
+                f' cannot get resource "{resource}" in API group "{group}" {where}',
+                details={"name": route.name, "group": group, "kind": resource},
+            )
+        return [o for o in found if self.rbac.access(user, o.cluster, group, resource).allows(ns, route.name)]
 
     async def _list(
         self,
@@ -256,7 +294,7 @@ class Api:
         )
         if search.page_size is None and self.settings.apiserver.default_page_size > 0:
             search = dataclasses.replace(search, limit=self.settings.apiserver.default_page_size)
-        page = await self._page(search)
+        page = await self._page(search, request)
         api_version = _gv(route.group, route.version)
         meta = _list_metadata(page)
         if rendering.kind == "table":
@@ -290,7 +328,7 @@ class Api:
         same: list[ServedResource],
         rendering: ObjectRendering,
     ) -> Response:
-        item = await self._get_one(route)
+        item = await self._get_one(route, request)
         api_version = _gv(route.group, route.version)
         (raw,) = self._objects([item], api_version)
         if rendering.kind == "table":
@@ -324,7 +362,9 @@ class Api:
             resource="",
             max_page_size=self.settings.apiserver.max_page_size,
         )
-        page = await self._page(collection_store.collection_search(self.settings.apiserver, name, search))
+        page = await self._page(
+            collection_store.collection_search(self.settings.apiserver, name, search), request
+        )
         return groups.render_collection(
             collection, page, _list_metadata(page), group, version, rendering, dt.datetime.now(dt.UTC)
         )
@@ -367,6 +407,12 @@ class Api:
             log.warning("not ready: the store does not answer: %s", e)
             return PlainTextResponse("store unavailable", status_code=503)
         return PlainTextResponse("ok")
+
+
+def _caller(request: Request) -> User:
+    """The identity the auth middleware established (anonymous without authentication)."""
+    info = request.scope.get("state", {}).get("user") or ANONYMOUS
+    return User(info.name, frozenset(info.groups))
 
 
 async def _status_error(request: Request, exc: Exception) -> Response:

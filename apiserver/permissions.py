@@ -15,8 +15,10 @@ the host authenticated them), it computes, per group/resource, where that user m
 - rules: verbs ``get``/``list``/``*``; ``apiGroups`` and ``resources`` with ``*``; a subresource
   rule (``pods/log``) grants nothing on the resource itself; ``resourceNames`` restrict to those
   names;
-- aggregated ClusterRoles (``aggregationRule.clusterRoleSelectors``) gain the rules of every
-  ClusterRole whose labels match, whether or not the member's controller has copied them yet.
+- aggregated ClusterRoles (``view``, ``edit``, ``admin``, and any with an ``aggregationRule``)
+  count with the ``rules`` the member's clusterrole-aggregation controller wrote into them, which
+  is what the member's own authorizer reads: a selector the controller has not applied yet grants
+  nothing here either.
 
 The result, :class:`Access` per group/resource, is turned into a store predicate by the caller, so
 pages, ``continue`` and counts stay exact (no filtering after paging).
@@ -24,7 +26,7 @@ pages, ``continue`` and counts stay exact (no filtering after paging).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -35,7 +37,6 @@ READ_VERBS = frozenset({"get", "list", "*"})
 class _Meta(msgspec.Struct):
     name: str = ""
     namespace: str = ""
-    labels: dict[str, str] | None = None
 
 
 class PolicyRule(msgspec.Struct):
@@ -45,47 +46,11 @@ class PolicyRule(msgspec.Struct):
     resourceNames: list[str] | None = None
 
 
-class _Requirement(msgspec.Struct):
-    key: str
-    operator: str
-    values: list[str] | None = None
-
-
-class LabelSelector(msgspec.Struct):
-    matchLabels: dict[str, str] | None = None
-    matchExpressions: list[_Requirement] | None = None
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        """Kubernetes label selector semantics (an empty selector matches everything)."""
-        for key, value in (self.matchLabels or {}).items():
-            if labels.get(key) != value:
-                return False
-        for req in self.matchExpressions or ():
-            values = req.values or []
-            present = req.key in labels
-            if req.operator == "In" and not (present and labels[req.key] in values):
-                return False
-            if req.operator == "NotIn" and present and labels[req.key] in values:
-                return False
-            if req.operator == "Exists" and not present:
-                return False
-            if req.operator == "DoesNotExist" and present:
-                return False
-            if req.operator not in ("In", "NotIn", "Exists", "DoesNotExist"):
-                return False  # unknown operator: matches nothing, as an invalid selector would
-        return True
-
-
-class AggregationRule(msgspec.Struct):
-    clusterRoleSelectors: list[LabelSelector] | None = None
-
-
 class Role(msgspec.Struct):
     """A Role or a ClusterRole."""
 
     metadata: _Meta = msgspec.field(default_factory=_Meta)
     rules: list[PolicyRule] | None = None
-    aggregationRule: AggregationRule | None = None
 
 
 class Subject(msgspec.Struct):
@@ -178,26 +143,12 @@ class MemberPolicy:
         self.cluster_roles = {r.metadata.name: r for r in cluster_roles}
         self.role_bindings = list(role_bindings)
         self.cluster_role_bindings = list(cluster_role_bindings)
-        self._aggregated: dict[str, list[PolicyRule]] = {}
 
     def cluster_role_rules(self, name: str) -> list[PolicyRule]:
-        """A ClusterRole's rules, with those of the ClusterRoles its aggregationRule selects."""
-        cached = self._aggregated.get(name)
-        if cached is not None:
-            return cached
+        """A ClusterRole's rules as stored (for an aggregated one, what the member's controller
+        aggregated into it: the authorizer reads nothing else)."""
         role = self.cluster_roles.get(name)
-        rules: list[PolicyRule] = list(role.rules or ()) if role is not None else []
-        selectors = (role.aggregationRule.clusterRoleSelectors or []) if role and role.aggregationRule else []
-        if selectors:
-            for other in self.cluster_roles.values():
-                if other.metadata.name == name:
-                    continue
-                labels = other.metadata.labels or {}
-                if any(sel.matches(labels) for sel in selectors):
-                    # one level, as the aggregation controller copies rules (not selectors)
-                    rules.extend(other.rules or ())
-        self._aggregated[name] = rules
-        return rules
+        return list(role.rules or ()) if role is not None else []
 
     def _rules(self, ref: RoleRef, namespace: str) -> list[PolicyRule]:
         if ref.kind == "ClusterRole":

@@ -73,6 +73,8 @@ class System:
                 "CLUSTERPEDIA_LOG_FORMAT": "text",
                 "CLUSTERPEDIA_APISERVER__BIND_HOST": "127.0.0.1",
                 "CLUSTERPEDIA_APISERVER__PORT": str(self.api_port),
+                # queries go straight to the API tier, unauthenticated: everything, as an admin sees it
+                "CLUSTERPEDIA_APISERVER__AUTHORIZATION_MODE": "host-only",
             },
         )
         self.synchro: Tier | None = None

@@ -35,6 +35,10 @@ class ApiserverSettings(msgspec.Struct, kw_only=True):
     """Require the aggregator's client certificate (or a bearer token checked with a TokenReview)."""
     authorize: bool = False
     """Authorise each user with a SubjectAccessReview against the host cluster."""
+    authorization_mode: str = "member-rbac"
+    """member-rbac: each caller sees only what each member's own RBAC lets them read (the user and
+    groups the host authenticated; anonymous without authenticate). host-only: whoever passes the
+    host's check reads everything synced."""
     workers: int = 1
     """uvicorn worker processes."""
     default_page_size: int = 0

@@ -460,6 +460,14 @@ def _condition(search: Search, owners: set[str] | None) -> Callable[[_Row], bool
             return False
         if not all(_label_matches(r.labels, req) for req in search.labels):
             return False
+        if search.visibility is not None and not any(
+            g.cluster == r.cluster
+            and g.group == r.api_group
+            and g.resource == r.resource
+            and g.allows(r.namespace, r.name)
+            for g in search.visibility
+        ):
+            return False
         return all(_field_matches(_field_text(r, req.path, parsed), req) for req in search.fields)
 
     return test

@@ -105,6 +105,27 @@ class SetFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class Grant:
+    """Objects of one resource in one cluster that the caller may read (its member's RBAC,
+    evaluated by the API tier): every object when ``everywhere``; otherwise those in
+    ``namespaces``, those named in ``names`` (any namespace, and cluster-scoped ones) and the
+    ``(namespace, name)`` pairs of ``named_in``."""
+
+    cluster: str
+    group: str
+    resource: str
+    everywhere: bool = False
+    namespaces: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    named_in: tuple[tuple[str, str], ...] = ()
+
+    def allows(self, namespace: str, name: str) -> bool:
+        if self.everywhere or name in self.names:
+            return True
+        return bool(namespace) and (namespace in self.namespaces or (namespace, name) in self.named_in)
+
+
+@dataclass(frozen=True, slots=True)
 class Search:
     """Every condition of one list request, parsed and validated.
 
@@ -147,6 +168,10 @@ class Search:
     with_continue: bool = False
     with_remaining_count: bool = False
     only_metadata: bool = False
+    visibility: tuple[Grant, ...] | None = None
+    """The caller's permissions (``member-rbac``): only objects some grant allows match; an empty
+    tuple matches nothing. None: no restriction (``host-only``). A store applies it as a
+    condition of the query itself, never after paging, so pages, continue and counts stay exact."""
 
     @property
     def offset_paging(self) -> bool:

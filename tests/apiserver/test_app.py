@@ -17,7 +17,7 @@ import pytest
 
 from apiserver.app import build_app
 from apiserver.metrics import request_kind
-from common.settings import Settings
+from common.settings import ApiserverSettings, Settings
 from common.storage import Store
 from common.storage.sql.store import SqlStore
 from tests.apiserver.storefill import add_objects, add_type, stored_bytes
@@ -32,6 +32,9 @@ AGG_V2 = (
     "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
 )
 AGG_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+
+HOST_ONLY = ApiserverSettings(authorization_mode="host-only")
+"""These tests read everything; member-rbac is tested in tests/apiserver/test_app_permissions.py."""
 
 
 def deployment(name: str, ns: str, replicas: int = 1, rv: int = 1) -> dict[str, Any]:
@@ -119,7 +122,7 @@ def store(backend: Store) -> Store:
 
 @pytest.fixture(scope="module")
 def app(store: Store, backend_url: str) -> Any:
-    return build_app(Settings(storage=backend_url), store)
+    return build_app(Settings(storage=backend_url, apiserver=HOST_ONLY), store)
 
 
 def call(app: Any, path: str, accept: str = "", method: str = "GET") -> httpx.Response:
@@ -418,7 +421,7 @@ def test_metrics_label_requests_by_kind() -> None:
 
 def test_store_down_is_a_503_status(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'missing' / 'store.db'}"  # its directory does not exist
-    app = build_app(Settings(storage=url), SqlStore(url))
+    app = build_app(Settings(storage=url, apiserver=HOST_ONLY), SqlStore(url))
     r = call(app, P + "/api")
     assert r.status_code == 503 and status_of(r)["reason"] == "ServiceUnavailable"
     assert call(app, "/readyz").status_code == 503

@@ -130,26 +130,22 @@ def test_service_account_subjects() -> None:
     assert p.access(User("system:serviceaccount:other:ci"), "", "pods").nothing
 
 
-def test_aggregated_cluster_roles() -> None:
-    agg = role(
-        "monitoring",
-        [],
-        aggregationRule={
-            "clusterRoleSelectors": [{"matchLabels": {"rbac.example.com/aggregate-to-monitoring": "true"}}]
-        },
-    )
+def test_aggregated_cluster_roles_count_with_the_rules_their_controller_wrote() -> None:
+    """The member's authorizer reads ``rules`` only: the clusterrole-aggregation controller copies
+    the selected roles' rules there. A selector it has not applied yet grants nothing (as on the
+    member); the rules it wrote grant what they say."""
+    selector = {
+        "clusterRoleSelectors": [{"matchLabels": {"rbac.example.com/aggregate-to-monitoring": "true"}}]
+    }
     part = role(
         "pods-part", [VIEW_PODS], meta={"labels": {"rbac.example.com/aggregate-to-monitoring": "true"}}
     )
-    other = role("deploy-part", [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["*"]}])
-    p = policy(
-        cluster_roles=[agg, part, other],
-        crbs=[
-            binding("c", ("ClusterRole", "monitoring"), [{"kind": "Group", "name": "system:authenticated"}])
-        ],
-    )
-    assert p.access(ALICE, "", "pods").everywhere
-    assert p.access(ALICE, "apps", "deployments").nothing
+    crb = binding("c", ("ClusterRole", "monitoring"), [{"kind": "Group", "name": "system:authenticated"}])
+    pending = policy(cluster_roles=[role("monitoring", [], aggregationRule=selector), part], crbs=[crb])
+    assert pending.access(ALICE, "", "pods").nothing
+    done = policy(cluster_roles=[role("monitoring", [VIEW_PODS], aggregationRule=selector), part], crbs=[crb])
+    assert done.access(ALICE, "", "pods").everywhere
+    assert done.access(ALICE, "apps", "deployments").nothing
 
 
 def test_access_union_and_everywhere_absorbs() -> None:

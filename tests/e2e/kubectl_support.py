@@ -98,6 +98,12 @@ class ApiTier:
             f"--tls-cert-file={self.cert_file}",
             f"--tls-key-file={self.key_file}",
             "--log-format=text",
+            # the kubectl tests read everything; member-rbac has its own tests (test_caller_permissions)
+            *(
+                []
+                if any(a.startswith("--authorization-mode") for a in extra_args)
+                else ["--authorization-mode=host-only"]
+            ),
             *extra_args,
         ]
         self.process = Process("clusterpedia-apiserver", argv, workdir / "apiserver.log")

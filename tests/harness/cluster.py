@@ -67,6 +67,7 @@ DEFAULT_CONTROLLERS = (
     "serviceaccount-token-controller",
     "serviceaccount-controller",
     "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation-controller",  # fills aggregated ClusterRoles such as view (member-rbac tests)
 )
 START_TIMEOUT_SECONDS = 120.0
 _GO_ENV = {"GOMAXPROCS": "2"}

@@ -45,6 +45,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from common.storage.paging import NULL_CREATED_AT, key_value
 from common.storage.query import (
     FieldRequirement,
+    Grant,
     GroupResource,
     LabelRequirement,
     Operator,
@@ -268,7 +269,37 @@ def where_clause(
         for i, req in enumerate(search.labels)
     ]
     conds += [field_condition(req, dialect) for req in search.fields]
+    if search.visibility is not None:
+        conds.append(visibility_condition(search.visibility))
     return and_(*conds)
+
+
+def visibility_condition(grants: Sequence[Grant]) -> ColumnElement[bool]:
+    """Rows some grant allows: per (cluster, group, resource), everything, or namespaces, names
+    and (namespace, name) pairs. Grants of one cluster and resource that allow everything are
+    merged into one ``cluster IN (...)`` so an administrator's query stays the plain one."""
+    whole: dict[tuple[str, str], list[str]] = {}
+    parts: list[ColumnElement[bool]] = []
+    for g in grants:
+        if g.everywhere:
+            whole.setdefault((g.group, g.resource), []).append(g.cluster)
+            continue
+        allowed: list[ColumnElement[bool]] = []
+        if g.namespaces:
+            allowed.append(_r.namespace.in_(list(g.namespaces)))
+        if g.names:
+            allowed.append(_r.name.in_(list(g.names)))
+        if g.named_in:
+            allowed.append(tuple_(_r.namespace, _r.name).in_(list(g.named_in)))
+        if allowed:
+            parts.append(
+                and_(
+                    _r.cluster == g.cluster, _r.api_group == g.group, _r.resource == g.resource, or_(*allowed)
+                )
+            )
+    for (group, resource), clusters in whole.items():
+        parts.insert(0, and_(_r.cluster.in_(clusters), _r.api_group == group, _r.resource == resource))
+    return or_(*parts) if parts else false()
 
 
 def _order_column(field: str, columns: Any = _r) -> ColumnElement[Any]:

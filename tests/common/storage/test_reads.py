@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime as dt
 import json
 import random
@@ -28,6 +29,7 @@ from common.errors import NotFound
 from common.events import Delete, Event, ResourceType, Upsert
 from common.settings import ApiserverSettings
 from common.storage import StorageRejected, Store, UnknownCluster
+from common.storage.query import Grant
 
 T0 = dt.datetime(2024, 1, 1)
 CLUSTERS = ("cluster-1", "cluster-2")
@@ -537,6 +539,53 @@ def test_collection(store: Store) -> None:
         assert [(i.cluster, i.group, i.kind, i.name) for i in page.items] == got[offset : offset + 3]
     with pytest.raises(NotFound, match=r'collectionresources\.pedia\.clusterpedia\.io "nope" not found'):
         collection_search(settings, "nope", s)
+
+
+# ------------------------------------------------------------------- caller permissions (visibility)
+
+VISIBILITY_CASES = [
+    ((), lambda o: False),
+    ((Grant("cluster-1", GROUP, RESOURCE, everywhere=True),), lambda o: o.cluster == "cluster-1"),
+    (
+        (Grant("cluster-2", GROUP, RESOURCE, namespaces=("default",)),),
+        lambda o: (o.cluster, o.namespace) == ("cluster-2", "default"),
+    ),
+    (
+        (
+            Grant("cluster-1", GROUP, RESOURCE, names=("w-1",)),
+            Grant("cluster-2", GROUP, RESOURCE, named_in=(("kube-system", "w-2"), ("default", "w-3"))),
+            Grant("cluster-2", "apps", "deployments", everywhere=True),  # another resource: no widgets
+        ),
+        lambda o: (
+            (o.cluster == "cluster-1" and o.name == "w-1")
+            or (o.cluster, o.namespace, o.name)
+            in {("cluster-2", "kube-system", "w-2"), ("cluster-2", "default", "w-3")}
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("grants", "pred"), VISIBILITY_CASES)
+def test_visibility_is_part_of_the_query(
+    store: Store, grants: tuple[Grant, ...], pred: Callable[[Obj], bool]
+) -> None:
+    """Only what some grant allows, and paging and counts over exactly that (no filtering after
+    paging: pages stay full, remainingItemCount is the allowed count)."""
+    want = oracle(pred)
+    assert keys(list_sync(store, dataclasses.replace(search(), visibility=grants))) == want
+    seen: list[tuple[str, str, str]] = []
+    token = ""
+    for _ in range(len(want) + 1):
+        pairs = [("limit", "2"), ("withRemainingCount", "true"), *([("continue", token)] if token else [])]
+        page = list_sync(store, dataclasses.replace(search(*pairs), visibility=grants))
+        assert len(page.items) == min(2, len(want) - len(seen))
+        seen.extend(keys(page))
+        token = token_of(page)
+        if not token:
+            break
+        assert page.remaining_item_count == len(want) - len(seen)
+    assert seen == want
+    assert asyncio.run(store.count_objects(dataclasses.replace(search(), visibility=grants))) == len(want)
 
 
 # ------------------------------------------------------------------- paging under concurrent writes

@@ -1,0 +1,136 @@
+"""``member-rbac``: which objects a caller may read, from the members' own RBAC in the store.
+
+The synchro keeps every member's Roles, ClusterRoles, RoleBindings and ClusterRoleBindings in the
+store (``synchro.sync_member_rbac``). This module reads them back, one :class:`MemberPolicy` per
+cluster, and turns "what may this user read of these resources" into :class:`Grant` values that
+the store applies as a condition of the query itself (DESIGN section 8), so pages, ``continue``
+and ``remainingItemCount`` stay exact.
+
+Freshness: at most once per ``refresh_seconds`` (1 s) a request checks a fingerprint of the
+stored RBAC (per RBAC resource: object count and highest resourceVersion); when it changed, the
+policies are read again and every cached decision is dropped. A binding created or removed in a
+member therefore takes effect within the sync latency plus that second. Decisions are cached per
+(user, groups, cluster, resource) until then.
+
+A cluster whose RBAC is not in the store (not synced yet, or the synchro may not read it) shows
+nothing: permissions fail closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+
+from apiserver.permissions import Access, Binding, MemberPolicy, Role, User, binding_decoder, role_decoder
+from common.storage import StoreReader
+from common.storage.query import Grant, GroupResource, OrderBy, Search
+from common.types import RBAC_GROUP, RBAC_RESOURCES
+
+MODES = ("member-rbac", "host-only")
+
+Fingerprint = tuple[tuple[int, int], ...]
+
+
+class MemberRBAC:
+    """The members' RBAC as read from the store, and the decisions made from it."""
+
+    def __init__(self, store: StoreReader, *, refresh_seconds: float = 1.0) -> None:
+        self.store = store
+        self.refresh_seconds = refresh_seconds
+        self._policies: dict[str, MemberPolicy] = {}
+        self._fingerprint: Fingerprint | None = None
+        self._checked_at = float("-inf")
+        self._lock = asyncio.Lock()
+        self._decisions: dict[tuple[str, frozenset[str], str, str, str], Access] = {}
+
+    async def refresh(self) -> None:
+        """Re-read the policies when the stored RBAC changed (checked at most once per interval)."""
+        if time.monotonic() - self._checked_at < self.refresh_seconds:
+            return
+        async with self._lock:
+            started = time.monotonic()
+            if started - self._checked_at < self.refresh_seconds:
+                return  # another request refreshed meanwhile
+            fingerprint = await self._current_fingerprint()
+            if fingerprint != self._fingerprint:
+                self._policies = await self._load()
+                self._decisions = {}
+                self._fingerprint = fingerprint
+            self._checked_at = started
+
+    async def _current_fingerprint(self) -> Fingerprint:
+        out: list[tuple[int, int]] = []
+        for resource in RBAC_RESOURCES:
+            search = Search(group=RBAC_GROUP, version="v1", resource=resource)
+            count = await self.store.count_objects(search)
+            newest = await self.store.list_objects(
+                Search(
+                    group=RBAC_GROUP,
+                    version="v1",
+                    resource=resource,
+                    orderby=(OrderBy("resource_version", desc=True),),
+                    limit=1,
+                )
+            )
+            out.append((count, newest.items[0].resource_version if newest.items else 0))
+        return tuple(out)
+
+    async def _load(self) -> dict[str, MemberPolicy]:
+        roles: dict[str, dict[str, list[Role]]] = {}
+        bindings: dict[str, dict[str, list[Binding]]] = {}
+        for resource in RBAC_RESOURCES:
+            page = await self.store.list_objects(Search(group=RBAC_GROUP, version="v1", resource=resource))
+            for item in page.items:
+                if resource.endswith("bindings"):
+                    bindings.setdefault(item.cluster, {}).setdefault(resource, []).append(
+                        binding_decoder.decode(item.object)
+                    )
+                else:
+                    roles.setdefault(item.cluster, {}).setdefault(resource, []).append(
+                        role_decoder.decode(item.object)
+                    )
+        return {
+            cluster: MemberPolicy(
+                roles.get(cluster, {}).get("roles", []),
+                roles.get(cluster, {}).get("clusterroles", []),
+                bindings.get(cluster, {}).get("rolebindings", []),
+                bindings.get(cluster, {}).get("clusterrolebindings", []),
+            )
+            for cluster in set(roles) | set(bindings)
+        }
+
+    def access(self, user: User, cluster: str, group: str, resource: str) -> Access:
+        """Where ``user`` may read ``resource`` in ``cluster`` (nothing for an unknown cluster)."""
+        key = (user.name, user.groups, cluster, group, resource)
+        found = self._decisions.get(key)
+        if found is None:
+            policy = self._policies.get(cluster)
+            found = policy.access(user, group, resource) if policy is not None else Access()
+            self._decisions[key] = found
+        return found
+
+    def clusters(self) -> Iterable[str]:
+        return self._policies.keys()
+
+    async def grants(self, user: User, resources: Sequence[GroupResource]) -> tuple[Grant, ...]:
+        """What ``user`` may read of ``resources``, in every cluster, as store conditions."""
+        await self.refresh()
+        out: list[Grant] = []
+        for cluster in sorted(self.clusters()):
+            for gr in resources:
+                a = self.access(user, cluster, gr.group, gr.resource)
+                if a.nothing:
+                    continue
+                out.append(
+                    Grant(
+                        cluster,
+                        gr.group,
+                        gr.resource,
+                        everywhere=a.everywhere,
+                        namespaces=tuple(sorted(a.namespaces)),
+                        names=tuple(sorted(a.names)),
+                        named_in=tuple(sorted((ns, n) for ns, names in a.names_in.items() for n in names)),
+                    )
+                )
+        return tuple(out)

@@ -1,0 +1,213 @@
+"""member-rbac in the API tier, over the memory store: lists, gets, collections and counts show a
+caller exactly what the members' stored RBAC lets them read (the end-to-end version, against real
+members' own decisions, is tests/e2e/test_caller_permissions.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from apiserver.app import build_app
+from apiserver.auth import UserInfo
+from common.settings import ApiserverSettings, Settings
+from common.storage import Store, open_store
+from common.types import RBAC_GROUP
+from tests.apiserver.storefill import add_objects, add_type
+
+R = "/apis/clusterpedia.io/v1beta1/resources"
+
+
+class AsUser:
+    """Stands in for the auth middleware: the identity comes from test headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            name = headers.get(b"x-test-user", b"system:anonymous").decode()
+            groups = tuple(g for g in headers.get(b"x-test-groups", b"").decode().split(",") if g)
+            scope.setdefault("state", {})["user"] = UserInfo(name, (*groups, "system:authenticated"))
+        await self.app(scope, receive, send)
+
+
+def rbac(store: Store, cluster: str, kind: str, resource: str, objects: list[dict[str, Any]]) -> None:
+    add_objects(
+        store,
+        cluster,
+        RBAC_GROUP,
+        "v1",
+        resource,
+        [{"apiVersion": f"{RBAC_GROUP}/v1", "kind": kind, **o} for o in objects],
+    )
+
+
+def ref(kind: str, name: str) -> dict[str, str]:
+    return {"apiGroup": RBAC_GROUP, "kind": kind, "name": name}
+
+
+@pytest.fixture(scope="module")
+def app() -> Any:
+    store = open_store("memory://permissions-app")
+    for cluster in ("c1", "c2"):
+        add_type(store, cluster, "", "v1", "configmaps", "ConfigMap")
+        add_type(store, cluster, "", "v1", "namespaces", "Namespace", namespaced=False)
+        add_type(store, cluster, "apps", "v1", "deployments", "Deployment")
+        add_objects(
+            store,
+            cluster,
+            "",
+            "v1",
+            "configmaps",
+            [
+                {"kind": "ConfigMap", "metadata": {"name": f"cm-{i}", "namespace": ns}}
+                for ns in ("a", "b")
+                for i in range(3)
+            ],
+        )
+        add_objects(
+            store, cluster, "", "v1", "namespaces", [{"kind": "Namespace", "metadata": {"name": "a"}}]
+        )
+        add_objects(
+            store,
+            cluster,
+            "apps",
+            "v1",
+            "deployments",
+            [{"kind": "Deployment", "metadata": {"name": "web", "namespace": "a"}}],
+        )
+        rbac(
+            store,
+            cluster,
+            "ClusterRole",
+            "clusterroles",
+            [
+                {
+                    "metadata": {"name": "read-all"},
+                    "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list"]}],
+                },
+                {
+                    "metadata": {"name": "cm-1"},
+                    "rules": [
+                        {
+                            "apiGroups": [""],
+                            "resources": ["configmaps"],
+                            "resourceNames": ["cm-1"],
+                            "verbs": ["get"],
+                        }
+                    ],
+                },
+            ],
+        )
+    # c1: dev reads namespace a (every resource); c2: ops read everything, dev reads cm-1 in b
+    rbac(
+        store,
+        "c1",
+        "RoleBinding",
+        "rolebindings",
+        [
+            {
+                "metadata": {"name": "dev-a", "namespace": "a"},
+                "roleRef": ref("ClusterRole", "read-all"),
+                "subjects": [{"kind": "User", "name": "dev"}],
+            },
+        ],
+    )
+    rbac(
+        store,
+        "c2",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        [
+            {
+                "metadata": {"name": "ops"},
+                "roleRef": ref("ClusterRole", "read-all"),
+                "subjects": [{"kind": "Group", "name": "ops"}],
+            },
+        ],
+    )
+    rbac(
+        store,
+        "c2",
+        "RoleBinding",
+        "rolebindings",
+        [
+            {
+                "metadata": {"name": "dev-cm-1", "namespace": "b"},
+                "roleRef": ref("ClusterRole", "cm-1"),
+                "subjects": [{"kind": "User", "name": "dev"}],
+            },
+        ],
+    )
+    settings = Settings(
+        storage="memory://permissions-app", apiserver=ApiserverSettings(authorization_mode="member-rbac")
+    )
+    return AsUser(build_app(settings, store))
+
+
+def get(app: Any, path: str, user: str = "", groups: str = "") -> tuple[int, Any]:
+    async def go() -> httpx.Response:
+        headers = {"x-test-user": user, "x-test-groups": groups} if user else {}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://t") as c:
+            return await c.get(path, headers=headers)
+
+    resp = asyncio.run(go())
+    return resp.status_code, resp.json()
+
+
+def names(body: Any) -> list[tuple[str, str, str]]:
+    return [
+        (
+            i["metadata"]["annotations"]["shadow.clusterpedia.io/cluster-name"],
+            i["metadata"].get("namespace", ""),
+            i["metadata"]["name"],
+        )
+        for i in body["items"]
+    ]
+
+
+def test_lists_show_what_each_member_allows(app: Any) -> None:
+    code, body = get(app, f"{R}/api/v1/configmaps", "dev")
+    assert code == 200
+    assert names(body) == [("c1", "a", f"cm-{i}") for i in range(3)] + [("c2", "b", "cm-1")]
+    code, body = get(app, f"{R}/api/v1/configmaps", "nobody")
+    assert (code, body["items"]) == (200, [])
+    code, body = get(app, f"{R}/api/v1/configmaps?limit=2&withRemainingCount=true", "someone", "ops")
+    assert [c for c, _, _ in names(body)] == ["c2", "c2"] and body["metadata"]["remainingItemCount"] == 4
+    # cluster-scoped objects need cluster-wide rights: dev's RoleBinding in c1 gives no namespaces
+    code, body = get(app, f"{R}/api/v1/namespaces", "dev")
+    assert (code, body["items"]) == (200, [])
+    code, body = get(app, f"{R}/api/v1/namespaces", "someone", "ops")
+    assert names(body) == [("c2", "", "a")]
+
+
+def test_gets_answer_403_like_the_member(app: Any) -> None:
+    code, body = get(app, f"{R}/clusters/c1/api/v1/namespaces/b/configmaps/cm-0", "dev")
+    assert code == 403 and body["reason"] == "Forbidden"
+    assert body["message"] == (
+        'configmaps "cm-0" is forbidden: User "dev" cannot get resource "configmaps" in API group ""'
+        ' in the namespace "b"'
+    )
+    assert get(app, f"{R}/clusters/c1/api/v1/namespaces/a/configmaps/cm-0", "dev")[0] == 200
+    assert get(app, f"{R}/clusters/c1/api/v1/namespaces/a/configmaps/missing", "dev")[0] == 404
+    # without a cluster: cm-1 in b is readable in c2 only, so it is found there (not a 400 "several")
+    code, body = get(app, f"{R}/api/v1/namespaces/b/configmaps/cm-1", "dev")
+    assert code == 200 and body["metadata"]["annotations"]["shadow.clusterpedia.io/cluster-name"] == "c2"
+    assert get(app, f"{R}/api/v1/namespaces/b/configmaps/cm-2", "dev")[0] == 403
+    assert get(app, f"{R}/clusters/c2/api/v1/namespaces/b/configmaps/cm-1", "dev")[0] == 200
+    assert get(app, f"{R}/clusters/c1/api/v1/namespaces/b/configmaps/cm-1", "dev")[0] == 403
+
+
+def test_collections_are_filtered_per_member_resource(app: Any) -> None:
+    code, body = get(app, "/apis/pedia.clusterpedia.io/v1alpha1/collectionresources/workloads", "dev")
+    assert code == 200 and names(body) == [("c1", "a", "web")]
+
+
+def test_rbac_objects_stay_out_of_discovery(app: Any) -> None:
+    code, body = get(app, f"{R}/apis", "someone", "ops")
+    assert code == 200 and RBAC_GROUP not in [g["name"] for g in body["groups"]]
