@@ -34,6 +34,7 @@ from apiserver import collections as collection_store
 from apiserver import discovery, groups, openapi
 from apiserver.auth import ANONYMOUS
 from apiserver.catalog import Catalog
+from apiserver.identities import PediaClusterIdentities
 from apiserver.metrics import MetricsMiddleware, metrics_endpoint
 from apiserver.permissions import User
 from apiserver.responses import (
@@ -132,14 +133,20 @@ def _partial(obj_bytes: bytes, meta_version: str) -> dict[str, Any]:
 class Api:
     """Request handlers bound to one store and one settings object."""
 
-    def __init__(self, settings: Settings, store: StoreReader, catalog: Catalog | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: StoreReader,
+        catalog: Catalog | None = None,
+        identities: PediaClusterIdentities | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.catalog = catalog or Catalog(store)
         mode = settings.apiserver.authorization_mode
         if mode not in MODES:
             raise ValueError(f"apiserver.authorization_mode {mode!r}: expected one of {', '.join(MODES)}")
-        self.rbac = MemberRBAC(store) if mode == "member-rbac" else None
+        self.rbac = MemberRBAC(store, identities=identities) if mode == "member-rbac" else None
         """member-rbac: what each caller sees is what their members' RBAC lets them read."""
 
     # ---- the Kubernetes-shaped API under /resources -------------------------------------------
@@ -465,10 +472,12 @@ def build_app(
     *,
     catalog: Catalog | None = None,
     middleware: list[Any] | None = None,
+    identities: PediaClusterIdentities | None = None,
 ) -> Starlette:
     """The ASGI app. ``middleware``: Starlette ``Middleware`` entries run inside the metrics one
-    (authentication and authorisation, see :mod:`apiserver.auth`)."""
-    api = Api(settings, store, catalog)
+    (authentication and authorisation, see :mod:`apiserver.auth`); ``identities``: the
+    PediaClusters' identity mappings for member-rbac (None: the host's identity in every member)."""
+    api = Api(settings, store, catalog, identities)
     cp = "/apis/{group}/{version}/collectionresources"
     routes = [
         Route("/healthz", api.health, methods=ALL_METHODS),

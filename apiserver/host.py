@@ -83,7 +83,7 @@ class HostClient:
             r.raise_for_status()
             return r.json()
 
-    async def post_json(self, path: str, body: dict[str, Any]) -> Any:
+    def _client(self) -> httpx.AsyncClient:
         if self._async is None:
             self._async = httpx.AsyncClient(
                 base_url=self.conn.server,
@@ -91,7 +91,15 @@ class HostClient:
                 headers=self.conn.headers(),
                 timeout=self._timeout,
             )
-        r = await self._async.post(path, json=body)
+        return self._async
+
+    async def post_json(self, path: str, body: dict[str, Any]) -> Any:
+        r = await self._client().post(path, json=body)
+        r.raise_for_status()
+        return r.json()
+
+    async def get_json(self, path: str) -> Any:
+        r = await self._client().get(path)
         r.raise_for_status()
         return r.json()
 

@@ -36,6 +36,7 @@ from apiserver.auth import (
     load_request_header_config,
 )
 from apiserver.host import HostClient, load_host_connection
+from apiserver.identities import PediaClusterIdentities
 from apiserver.protocol import ApiH11Protocol, HeadLimit
 from common.settings import Settings
 from common.storage import open_store
@@ -129,7 +130,17 @@ def create_app(settings: Settings, auth: AuthConfig | None = None) -> Starlette:
     middleware = [Middleware(HeadLimit, limit=settings.apiserver.max_request_header_bytes)]
     if auth is not None:
         middleware.append(Middleware(AuthMiddleware, config=auth))
-    return build_app(settings, store, middleware=middleware)
+    identities = None
+    if settings.apiserver.authorization_mode == "member-rbac":
+        if auth is not None:
+            identities = PediaClusterIdentities(HostClient(load_host_connection(settings)))
+        else:
+            log.warning(
+                "member-rbac without --authenticate: every caller is system:anonymous and sees what"
+                " the members let anonymous users read (use --authorization-mode=host-only to serve"
+                " everything without authentication)"
+            )
+    return build_app(settings, store, middleware=middleware, identities=identities)
 
 
 def uvicorn_config(settings: Settings, workdir: Path) -> uvicorn.Config:

@@ -22,6 +22,7 @@ import asyncio
 import time
 from collections.abc import Iterable, Sequence
 
+from apiserver.identities import DENY, IdentityMapping, Mappings, PediaClusterIdentities
 from apiserver.permissions import Access, Binding, MemberPolicy, Role, User, binding_decoder, role_decoder
 from common.storage import StoreReader
 from common.storage.query import Grant, GroupResource, OrderBy, Search
@@ -35,8 +36,17 @@ Fingerprint = tuple[tuple[int, int], ...]
 class MemberRBAC:
     """The members' RBAC as read from the store, and the decisions made from it."""
 
-    def __init__(self, store: StoreReader, *, refresh_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: StoreReader,
+        *,
+        identities: PediaClusterIdentities | None = None,
+        refresh_seconds: float = 1.0,
+    ) -> None:
+        """``identities``: per-cluster identity mappings (None: the host's identity everywhere)."""
         self.store = store
+        self.identities = identities
+        self._mappings: Mappings | None = {}
         self.refresh_seconds = refresh_seconds
         self._policies: dict[str, MemberPolicy] = {}
         self._fingerprint: Fingerprint | None = None
@@ -45,7 +55,12 @@ class MemberRBAC:
         self._decisions: dict[tuple[str, frozenset[str], str, str, str], Access] = {}
 
     async def refresh(self) -> None:
-        """Re-read the policies when the stored RBAC changed (checked at most once per interval)."""
+        """Re-read the policies when the stored RBAC changed (checked at most once per interval),
+        and the identity mappings (at their own pace)."""
+        if self.identities is not None:
+            mappings = await self.identities.mappings()
+            if mappings != self._mappings:
+                self._mappings, self._decisions = mappings, {}
         if time.monotonic() - self._checked_at < self.refresh_seconds:
             return
         async with self._lock:
@@ -101,7 +116,13 @@ class MemberRBAC:
         }
 
     def access(self, user: User, cluster: str, group: str, resource: str) -> Access:
-        """Where ``user`` may read ``resource`` in ``cluster`` (nothing for an unknown cluster)."""
+        """Where ``user`` (as the host knows them) may read ``resource`` in ``cluster`` (nothing for
+        an unknown cluster, or one whose identity mapping is unknown or unusable)."""
+        mapping = self._mappings.get(cluster) if self._mappings is not None else DENY
+        if mapping is DENY:
+            return Access()
+        if isinstance(mapping, IdentityMapping):
+            user = mapping.apply(user)
         key = (user.name, user.groups, cluster, group, resource)
         found = self._decisions.get(key)
         if found is None:

@@ -13,6 +13,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apiserver.app import build_app
 from apiserver.auth import UserInfo
+from apiserver.identities import IdentityMapping, PediaClusterIdentities
+from apiserver.permissions import User
 from common.settings import ApiserverSettings, Settings
 from common.storage import Store, open_store
 from common.types import RBAC_GROUP
@@ -211,3 +213,60 @@ def test_collections_are_filtered_per_member_resource(app: Any) -> None:
 def test_rbac_objects_stay_out_of_discovery(app: Any) -> None:
     code, body = get(app, f"{R}/apis", "someone", "ops")
     assert code == 200 and RBAC_GROUP not in [g["name"] for g in body["groups"]]
+
+
+class Host:
+    """The host's PediaCluster list, as the API tier reads it (the protocol edge)."""
+
+    def __init__(self, items: list[dict[str, Any]] | None) -> None:
+        self.items = items
+
+    async def get_json(self, path: str) -> Any:
+        if self.items is None:
+            raise httpx.ConnectError("host down")
+        return {"items": self.items}
+
+
+def mapped_app(items: list[dict[str, Any]] | None) -> Any:
+    store = open_store("memory://permissions-app")  # the store the first fixture filled
+    settings = Settings(
+        storage="memory://permissions-app", apiserver=ApiserverSettings(authorization_mode="member-rbac")
+    )
+    return AsUser(build_app(settings, store, identities=PediaClusterIdentities(Host(items))))
+
+
+def test_identity_mappings_per_cluster(app: Any) -> None:
+    """c2 knows people with an "corp:" prefix: the host's "dev" is "corp:dev" there (so dev's c2
+    binding no longer applies), system groups stay; a malformed mapping shows nothing; until the
+    PediaClusters were read once, nothing either."""
+    prefixed = mapped_app(
+        [
+            {
+                "metadata": {"name": "c2"},
+                "spec": {"identity": {"usernamePrefix": "corp:", "groupPrefix": "corp:"}},
+            }
+        ]
+    )
+    code, body = get(prefixed, f"{R}/api/v1/configmaps", "dev")
+    assert [c for c, _, _ in names(body)] == ["c1"] * 3
+    code, body = get(prefixed, f"{R}/api/v1/configmaps", "someone", "ops")
+    assert names(body) == []  # the group is corp:ops in c2
+    extra = mapped_app([{"metadata": {"name": "c2"}, "spec": {"identity": {"extraGroups": ["ops"]}}}])
+    code, body = get(extra, f"{R}/api/v1/configmaps", "anyone")
+    assert {c for c, _, _ in names(body)} == {"c2"} and len(names(body)) == 6
+    broken = mapped_app([{"metadata": {"name": "c1"}, "spec": {"identity": {"usernamePrefix": 7}}}])
+    code, body = get(broken, f"{R}/api/v1/configmaps", "dev")
+    assert names(body) == [("c2", "b", "cm-1")]
+    unknown = mapped_app(None)
+    code, body = get(unknown, f"{R}/api/v1/configmaps", "dev")
+    assert (code, body["items"]) == (200, [])
+
+
+def test_identity_mapping_keeps_system_names() -> None:
+    m = IdentityMapping(usernamePrefix="oidc:", groupPrefix="oidc:", extraGroups=["x"])
+    user = m.apply(User("alice", frozenset({"dev", "system:authenticated"})))
+    assert user == User("oidc:alice", frozenset({"oidc:dev", "system:authenticated", "x"}))
+    sa = m.apply(User("system:serviceaccount:ns:sa", frozenset({"system:serviceaccounts"})))
+    assert sa.name == "system:serviceaccount:ns:sa" and sa.groups == frozenset(
+        {"system:serviceaccounts", "x"}
+    )

@@ -282,7 +282,7 @@ def apply_rbac(w: World, cluster: str, yaml_text: str) -> None:
 
 
 def eventually_listed(
-    w: World, user: str, groups: tuple[str, ...], resource: str, want: set[Any]
+    w: World, user: str, groups: tuple[str, ...], resource: str, want: set[Any], timeout: float = 10.0
 ) -> set[Any]:
     """What ``user`` lists once the API tier has read the changed RBAC (it rechecks at most once a
     second): fails with the last difference after 10 s."""
@@ -292,7 +292,7 @@ def eventually_listed(
         assert got == want, (user, groups, resource, sorted(got ^ want)[:10])
         return True
 
-    wait_for(same, f"{user} {groups} listing {resource} as the members allow", timeout=10)
+    wait_for(same, f"{user} {groups} listing {resource} as the members allow", timeout=timeout)
     return want
 
 
@@ -532,3 +532,36 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: deployer}]
         for i in body["items"]
     }
     assert got == {("cluster-2", "team-a", "web")}
+
+
+def test_identity_mapping_per_pediacluster(world: World) -> None:
+    """cluster-2 knows people as "corp:<name>": its PediaCluster says so (spec.identity), and the
+    host's "mapped" then reads what cluster-2 lets "corp:mapped" read; cluster-1 keeps the host's
+    names. Last in the module: changing the spec restarts cluster-2's sync."""
+    binding = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: mapped-view, namespace: other}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}]
+"""
+    world.members["cluster-1"].apply(binding.format(user="mapped"))
+    apply_rbac(world, "cluster-2", binding.format(user="corp:mapped"))
+    cluster_1 = expected(world, "mapped", (), "", "configmaps")
+    assert {c for c, _, _ in cluster_1} == {"cluster-1"}  # the members' own view, before mapping
+    eventually_listed(world, "mapped", (), "configmaps", cluster_1)
+    world.host.kubectl(
+        "patch",
+        "pediaclusters.clusters.clusterpedia.io",
+        "cluster-2",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"identity": {"usernamePrefix": "corp:"}}}),
+    )
+    cluster_2 = {
+        ("cluster-2", ns, name)
+        for ns, name in member_objects(world.members["cluster-2"], "", "configmaps")
+        if ns == "other"
+    }
+    # the API tier reads PediaClusters every 10 s; cluster-2 also relists after its spec changed
+    eventually_listed(world, "mapped", (), "configmaps", cluster_1 | cluster_2, timeout=40)
