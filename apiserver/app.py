@@ -58,7 +58,7 @@ from apiserver.search import (
 )
 from apiserver.tables import build_table, choose_printer, table_options
 from apiserver.types import GroupResource, ListPage, Search, StoredObject
-from apiserver.visibility import MODES, MemberRBAC
+from apiserver.visibility import MODES, MemberRBAC, narrowed
 from common.errors import (
     BadRequest,
     Forbidden,
@@ -229,7 +229,8 @@ class Api:
         what the caller may read (member-rbac)."""
         if self.rbac is not None:
             spanned = search.group_resources or (GroupResource(search.group, search.resource),)
-            search = dataclasses.replace(search, visibility=await self.rbac.grants(_caller(request), spanned))
+            grants = await self.rbac.grants(_caller(request), spanned)
+            search = dataclasses.replace(search, visibility=narrowed(grants, search))
         if search.continue_token is not None:
             check_continue_scope(search.continue_token, search)
         page = await self.store.list_objects(search)

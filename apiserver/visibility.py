@@ -19,6 +19,7 @@ nothing: permissions fail closed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 
@@ -53,6 +54,7 @@ class MemberRBAC:
         self._checked_at = float("-inf")
         self._lock = asyncio.Lock()
         self._decisions: dict[tuple[str, frozenset[str], str, str, str], Access] = {}
+        self._grants: dict[tuple[str, frozenset[str], tuple[GroupResource, ...]], tuple[Grant, ...]] = {}
 
     async def refresh(self) -> None:
         """Re-read the policies when the stored RBAC changed (checked at most once per interval),
@@ -60,7 +62,7 @@ class MemberRBAC:
         if self.identities is not None:
             mappings = await self.identities.mappings()
             if mappings != self._mappings:
-                self._mappings, self._decisions = mappings, {}
+                self._mappings, self._decisions, self._grants = mappings, {}, {}
         if time.monotonic() - self._checked_at < self.refresh_seconds:
             return
         async with self._lock:
@@ -70,7 +72,7 @@ class MemberRBAC:
             fingerprint = await self._current_fingerprint()
             if fingerprint != self._fingerprint:
                 self._policies = await self._load()
-                self._decisions = {}
+                self._decisions, self._grants = {}, {}
                 self._fingerprint = fingerprint
             self._checked_at = started
 
@@ -135,8 +137,13 @@ class MemberRBAC:
         return self._policies.keys()
 
     async def grants(self, user: User, resources: Sequence[GroupResource]) -> tuple[Grant, ...]:
-        """What ``user`` may read of ``resources``, in every cluster, as store conditions."""
+        """What ``user`` may read of ``resources``, in every cluster, as store conditions (cached
+        until the RBAC or the identity mappings change)."""
         await self.refresh()
+        key = (user.name, user.groups, tuple(resources))
+        cached = self._grants.get(key)
+        if cached is not None:
+            return cached
         out: list[Grant] = []
         for cluster in sorted(self.clusters()):
             for gr in resources:
@@ -154,4 +161,32 @@ class MemberRBAC:
                         named_in=tuple(sorted((ns, n) for ns, names in a.names_in.items() for n in names)),
                     )
                 )
-        return tuple(out)
+        self._grants[key] = result = tuple(out)
+        return result
+
+
+def narrowed(grants: Sequence[Grant], search: Search) -> tuple[Grant, ...]:
+    """The grants that can matter to ``search``: only its clusters, and only the namespaces it
+    asks for (the path's, or ``namespaces`` in). Same rows, a much smaller condition: a selective
+    query of a user bound in hundreds of namespaces stays as cheap as an administrator's."""
+    clusters = search.clusters
+    namespaces = (search.namespace,) if search.namespace else search.namespaces.include
+    out: list[Grant] = []
+    for g in grants:
+        if search.single_cluster and g.cluster != search.single_cluster:
+            continue
+        if (
+            clusters.include is not None and g.cluster not in clusters.include
+        ) or g.cluster in clusters.exclude:
+            continue
+        if namespaces is not None and not g.everywhere:
+            wanted = set(namespaces)
+            g = dataclasses.replace(
+                g,
+                namespaces=tuple(ns for ns in g.namespaces if ns in wanted),
+                named_in=tuple(p for p in g.named_in if p[0] in wanted),
+            )
+            if not (g.namespaces or g.names or g.named_in):
+                continue
+        out.append(g)
+    return tuple(out)

@@ -276,29 +276,33 @@ def where_clause(
 
 def visibility_condition(grants: Sequence[Grant]) -> ColumnElement[bool]:
     """Rows some grant allows: per (cluster, group, resource), everything, or namespaces, names
-    and (namespace, name) pairs. Grants of one cluster and resource that allow everything are
-    merged into one ``cluster IN (...)`` so an administrator's query stays the plain one."""
-    whole: dict[tuple[str, str], list[str]] = {}
-    parts: list[ColumnElement[bool]] = []
+    and (namespace, name) pairs. Clusters whose grants for a resource are alike share one term
+    (``cluster IN (...) AND namespace IN (...)``): a team bound to the same namespaces in ten
+    clusters costs one list of namespaces, not ten, and an administrator's query stays the plain
+    ``cluster IN (...)``."""
+    alike: dict[tuple[Any, ...], list[str]] = {}
     for g in grants:
-        if g.everywhere:
-            whole.setdefault((g.group, g.resource), []).append(g.cluster)
+        shape = (g.group, g.resource, g.everywhere, g.namespaces, g.names, g.named_in)
+        alike.setdefault(shape, []).append(g.cluster)
+    parts: list[ColumnElement[bool]] = []
+    for (group, resource, everywhere, namespaces, names, named_in), clusters in alike.items():
+        same = (
+            _r.cluster.in_(clusters) if len(clusters) > 1 else _r.cluster == clusters[0],
+            _r.api_group == group,
+            _r.resource == resource,
+        )
+        if everywhere:
+            parts.append(and_(*same))
             continue
         allowed: list[ColumnElement[bool]] = []
-        if g.namespaces:
-            allowed.append(_r.namespace.in_(list(g.namespaces)))
-        if g.names:
-            allowed.append(_r.name.in_(list(g.names)))
-        if g.named_in:
-            allowed.append(tuple_(_r.namespace, _r.name).in_(list(g.named_in)))
+        if namespaces:
+            allowed.append(_r.namespace.in_(list(namespaces)))
+        if names:
+            allowed.append(_r.name.in_(list(names)))
+        if named_in:
+            allowed.append(tuple_(_r.namespace, _r.name).in_(list(named_in)))
         if allowed:
-            parts.append(
-                and_(
-                    _r.cluster == g.cluster, _r.api_group == g.group, _r.resource == g.resource, or_(*allowed)
-                )
-            )
-    for (group, resource), clusters in whole.items():
-        parts.insert(0, and_(_r.cluster.in_(clusters), _r.api_group == group, _r.resource == resource))
+            parts.append(and_(*same, or_(*allowed)))
     return or_(*parts) if parts else false()
 
 
