@@ -15,8 +15,10 @@ from apiserver.app import build_app
 from apiserver.auth import UserInfo
 from apiserver.identities import IdentityMapping, PediaClusterIdentities
 from apiserver.permissions import User
+from apiserver.visibility import narrowed
 from common.settings import ApiserverSettings, Settings
 from common.storage import Store, open_store
+from common.storage.query import Grant, Search, SetFilter
 from common.types import RBAC_GROUP
 from tests.apiserver.storefill import add_objects, add_type
 
@@ -270,3 +272,26 @@ def test_identity_mapping_keeps_system_names() -> None:
     assert sa.name == "system:serviceaccount:ns:sa" and sa.groups == frozenset(
         {"system:serviceaccounts", "x"}
     )
+
+
+def test_narrowed_conditions_keep_the_same_rows(app: Any) -> None:
+    """The API tier narrows a caller's grants to the search's clusters and namespaces."""
+    assert names(get(app, f"{R}/clusters/c2/api/v1/namespaces/b/configmaps", "dev")[1]) == [
+        ("c2", "b", "cm-1")
+    ]
+    assert names(get(app, f"{R}/clusters/c1/api/v1/namespaces/b/configmaps", "dev")[1]) == []
+    body = get(app, f"{R}/api/v1/namespaces/a/configmaps?clusters=c1", "dev")[1]
+    assert names(body) == [("c1", "a", f"cm-{i}") for i in range(3)]
+    body = get(app, f"{R}/api/v1/configmaps?namespaces=b", "dev")[1]
+    assert names(body) == [("c2", "b", "cm-1")]
+    grants = (
+        Grant("c1", "", "configmaps", namespaces=("a", "b"), named_in=(("b", "x"), ("c", "y"))),
+        Grant("c2", "", "configmaps", everywhere=True),
+        Grant("c3", "", "configmaps", namespaces=("c",)),
+    )
+    search = Search(group="", resource="configmaps", namespaces=SetFilter(include=("b",)))
+    assert narrowed(grants, search) == (
+        Grant("c1", "", "configmaps", namespaces=("b",), named_in=(("b", "x"),)),
+        Grant("c2", "", "configmaps", everywhere=True),
+    )
+    assert narrowed(grants, Search(group="", resource="configmaps", single_cluster="c3")) == (grants[2],)
