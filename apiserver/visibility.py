@@ -6,8 +6,9 @@ cluster, and turns "what may this user read of these resources" into :class:`Gra
 the store applies as a condition of the query itself (DESIGN section 8), so pages, ``continue``
 and ``remainingItemCount`` stay exact.
 
-Freshness: at most once per ``refresh_seconds`` (1 s) a request checks a fingerprint of the
-stored RBAC (per RBAC resource: object count and highest resourceVersion); when it changed, the
+Freshness: at most once per ``refresh_seconds`` (1 s) a request asks the store for a fingerprint of
+the stored RBAC (``StoreReader.fingerprint``: it changes with any write of an RBAC object in any
+cluster, whatever the clusters' resourceVersions); when it changed, the
 policies are read again and every cached decision is dropped. A binding created or removed in a
 member therefore takes effect within the sync latency plus that second. Decisions are cached per
 (user, groups, cluster, resource) until then.
@@ -26,12 +27,10 @@ from collections.abc import Iterable, Sequence
 from apiserver.identities import DENY, IdentityMapping, Mappings, PediaClusterIdentities
 from apiserver.permissions import Access, Binding, MemberPolicy, Role, User, binding_decoder, role_decoder
 from common.storage import StoreReader
-from common.storage.query import Grant, GroupResource, OrderBy, Search
+from common.storage.query import Grant, GroupResource, Search
 from common.types import RBAC_GROUP, RBAC_RESOURCES
 
 MODES = ("member-rbac", "host-only")
-
-Fingerprint = tuple[tuple[int, int], ...]
 
 
 class MemberRBAC:
@@ -50,7 +49,7 @@ class MemberRBAC:
         self._mappings: Mappings | None = {}
         self.refresh_seconds = refresh_seconds
         self._policies: dict[str, MemberPolicy] = {}
-        self._fingerprint: Fingerprint | None = None
+        self._fingerprint: str | None = None
         self._checked_at = float("-inf")
         self._lock = asyncio.Lock()
         self._decisions: dict[tuple[str, frozenset[str], str, str, str], Access] = {}
@@ -76,22 +75,8 @@ class MemberRBAC:
                 self._fingerprint = fingerprint
             self._checked_at = started
 
-    async def _current_fingerprint(self) -> Fingerprint:
-        out: list[tuple[int, int]] = []
-        for resource in RBAC_RESOURCES:
-            search = Search(group=RBAC_GROUP, version="v1", resource=resource)
-            count = await self.store.count_objects(search)
-            newest = await self.store.list_objects(
-                Search(
-                    group=RBAC_GROUP,
-                    version="v1",
-                    resource=resource,
-                    orderby=(OrderBy("resource_version", desc=True),),
-                    limit=1,
-                )
-            )
-            out.append((count, newest.items[0].resource_version if newest.items else 0))
-        return tuple(out)
+    async def _current_fingerprint(self) -> str:
+        return await self.store.fingerprint(RBAC_GROUP, RBAC_RESOURCES)
 
     async def _load(self) -> dict[str, MemberPolicy]:
         roles: dict[str, dict[str, list[Role]]] = {}

@@ -144,6 +144,13 @@ class StoreReader(Protocol):
         ordered by cluster; at most a few dozen. Raises UnknownCluster for an unknown ``cluster``."""
         ...
 
+    async def fingerprint(self, group: str, resources: Sequence[str]) -> str:
+        """A value that changes whenever an object of these resources is written or deleted in any
+        cluster (an upsert that applies, a delete, a list barrier's tombstones, a purge, tombstone
+        expiry), whatever the clusters' resourceVersions: the API tier re-reads the members' RBAC
+        when it changes. Opaque; compare for equality only."""
+        ...
+
     async def ping(self) -> None:
         """Return when the store answers (readiness); raise StorageUnavailable when it does not."""
         ...

@@ -146,6 +146,14 @@ class MemoryStore:
         rows.sort(key=lambda r: r.cluster)
         return [stored_object(r) for r in rows[:GET_LIMIT]]
 
+    async def fingerprint(self, group: str, resources: Sequence[str]) -> str:
+        with self._lock:
+            rows = [
+                r for res in dict.fromkeys(resources) for r in self._buckets.get((group, res), {}).values()
+            ]
+        latest = max((r.synced_at for r in rows), default=None)
+        return f"{len(rows)}:{sum(r.resource_version for r in rows)}:{latest}"
+
     async def ping(self) -> None:
         return None
 

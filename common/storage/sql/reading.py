@@ -23,6 +23,7 @@ from common.storage.sql.engine import label_index_ready
 from common.storage.sql.selects import (
     LabelIndex,
     count_statement,
+    fingerprint_statement,
     get_statement,
     is_positive,
     known_clusters_statement,
@@ -150,6 +151,11 @@ class SqlReader:
             )
             for r in rows
         ]
+
+    def fingerprint(self, group: str, resources: Sequence[str]) -> str:
+        with self.engine.connect() as conn:
+            count, total, latest = conn.execute(fingerprint_statement(group, resources)).one()
+        return f"{count}:{total or 0}:{latest}"
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

@@ -480,6 +480,14 @@ def served_resources_statement() -> Select[Any]:
     ).order_by(t.cluster, t.api_group, t.resource)
 
 
+def fingerprint_statement(group: str, resource_names: Sequence[str]) -> Select[int, Any, Any]:
+    """Count, sum of resourceVersions and latest write time of the rows of these resources,
+    tombstones included (a delete or a list barrier rewrites a row; expiry removes it)."""
+    return select(func.count(), func.sum(_r.resource_version), func.max(_r.synced_at)).where(
+        _r.api_group == group, _r.resource.in_(list(resource_names))
+    )
+
+
 def ping_statement() -> Select[Any]:
     """``SELECT 1``: whether the store answers (readiness)."""
     return select(literal(1))

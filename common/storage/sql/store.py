@@ -112,6 +112,9 @@ class SqlStore:
         get = partial(self._reader.get_objects, cluster, group, resource, namespace, name)
         return await self._read("getting an object", get)
 
+    async def fingerprint(self, group: str, resources: Sequence[str]) -> str:
+        return await self._read("reading a fingerprint", partial(self._reader.fingerprint, group, resources))
+
     async def ping(self) -> None:
         await self._read("checking the store", self._reader.ping)
 

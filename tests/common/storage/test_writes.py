@@ -296,3 +296,30 @@ def test_sql_purge_takes_the_label_rows_along(store_url: str) -> None:
                 assert conn.execute(orphans).all() == []
     finally:
         store.close()
+
+
+def test_fingerprint_changes_with_every_write_whatever_the_resource_versions(backend: Store) -> None:
+    """An update in a cluster whose resourceVersions are far below another cluster's still changes
+    the fingerprint (member clusters' resourceVersions are unrelated), as do deletes and barriers;
+    reads and writes of other resources do not."""
+    low, high = Objects(f"low-{uuid.uuid4().hex[:8]}"), Objects(f"high-{uuid.uuid4().hex[:8]}")
+    apply(backend, *low.types(), *high.types())
+
+    def fp() -> str:
+        return asyncio.run(backend.fingerprint("apps", ["deployments"]))
+
+    seen = {fp()}
+    apply(backend, high.upsert("h", 900_000), low.upsert("a", 5), low.upsert("b", 6))
+    for step in (
+        lambda: apply(backend, low.upsert("a", 7)),  # far below high's 900000
+        lambda: apply(backend, low.delete("b", 8)),
+        lambda: apply(backend, low.upsert("c", 9, epoch=2), low.list_done(2)),  # tombstones "a"
+    ):
+        step()
+        now = fp()
+        assert now not in seen
+        seen.add(now)
+    before = fp()
+    apply(backend, low.upsert("p", 10, gvr=PODS))  # another resource
+    asyncio.run(backend.list_objects(Search(group="apps", resource="deployments")))
+    assert fp() == before
