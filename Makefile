@@ -5,7 +5,7 @@ VENV_STAMP := .venv/.installed
 
 .PHONY: test lint unit e2e venv services k8s helm demo demo-down gen-clusterconfigs bench clean
 
-$(VENV_STAMP): pyproject.toml
+$(VENV_STAMP): pyproject.toml examples/clusterpedia-jsonl-store/pyproject.toml
 	bash hack/bootstrap-python.sh
 	touch $(VENV_STAMP)
 
