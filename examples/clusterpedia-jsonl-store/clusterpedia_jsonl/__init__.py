@@ -84,6 +84,9 @@ class JsonlStore(MemoryStore):
                 self._file = None
 
     def _loaded(self) -> BinaryIO:
+        f = self._file
+        if f is not None:  # replayed already: reads do not wait for a write's fsync
+            return f
         with self._log_lock:
             if self._file is None:
                 self._file = self._replay()
