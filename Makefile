@@ -5,7 +5,7 @@ VENV_STAMP := .venv/.installed
 
 .PHONY: test lint unit e2e venv services k8s helm demo demo-down gen-clusterconfigs bench clean
 
-$(VENV_STAMP): pyproject.toml
+$(VENV_STAMP): pyproject.toml examples/clusterpedia-jsonl-store/pyproject.toml
 	bash hack/bootstrap-python.sh
 	touch $(VENV_STAMP)
 
@@ -32,7 +32,7 @@ test: venv services k8s helm lint  ## installs what is missing, then runs every 
 unit: venv
 	$(PY) -m pytest -m "not e2e and not bench" $(PYTEST_ARGS)
 
-demo: venv k8s      ## local multi-cluster demo (see README)
+demo: venv k8s      ## local multi-cluster demo (see README); STORAGE=sqlite|memory|postgres|mysql QUEUE=memory|redis
 	bash hack/demo.sh up
 
 demo-down:

@@ -3,10 +3,12 @@
 #
 #   bash hack/demo.sh up|down|status
 #
-# Environment: DEMO_DIR (default .demo), STORAGE=sqlite|postgres|mysql (default sqlite),
+# Environment: DEMO_DIR (default .demo), STORAGE=sqlite|memory|postgres|mysql (default sqlite),
 # QUEUE=memory|redis (default memory), WRITERS (writer processes with Redis, default 2).
-# STORAGE=postgres or QUEUE=redis switch to the fleet shape: separate apiserver, synchro and writer
-# processes on the project's own PostgreSQL/MariaDB/Redis (hack/services.sh).
+# STORAGE=memory keeps every object inside the one all-in-one process (memory://, nothing on disk):
+# only with QUEUE=memory. STORAGE=postgres or QUEUE=redis switch to the fleet shape: separate
+# apiserver, synchro and writer processes on the project's own PostgreSQL/MariaDB/Redis
+# (hack/services.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +21,7 @@ STORAGE="${STORAGE:-sqlite}"
 case "$STORAGE" in postgresql) STORAGE=postgres ;; mariadb) STORAGE=mysql ;; esac
 # A server database implies the fleet shape (Redis queue) unless QUEUE says otherwise.
 if [[ -z "${QUEUE:-}" ]]; then
-  if [[ "$STORAGE" == sqlite ]]; then QUEUE=memory; else QUEUE=redis; fi
+  if [[ "$STORAGE" == sqlite || "$STORAGE" == memory ]]; then QUEUE=memory; else QUEUE=redis; fi
 fi
 
 PY="$ROOT/.venv/bin/python"

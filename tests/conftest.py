@@ -3,7 +3,7 @@
 Store fixtures (module scope, a clean database per test module):
     sqlite_url, postgres_url, mysql_url, redis_url -> str
     store_url -> str, parametrized over sqlite / postgresql / mysql
-    backend_url -> str, backend -> Store: parametrized over every registered storage backend
+    backend_url, backend -> Store: parametrized over every registered storage backend (examples/ too)
 Cluster fixtures (tests/harness/cluster.py):
     member_cluster(name="cluster-1", version="current", controller_manager=False) -> Cluster  (factory)
     two_member_clusters -> tuple[Cluster, Cluster]  (cluster-1 current, cluster-2 older; module scope)
@@ -104,11 +104,16 @@ def store_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+EXAMPLE_STORE_URLS = {"jsonl": "jsonl://{tmp}/store.jsonl"}
+"""Test URLs of the sample backends under examples/ that `make venv` installs (their README.md)."""
+
+
 @pytest.fixture(scope="module", params=backend_names())
-def backend_url(request: pytest.FixtureRequest) -> str:
-    """A fresh store of every registered storage backend (ids: sqlite, postgresql, mysql, memory):
-    the shared storage suite (tests/common/storage/) runs on each. A backend this project does not
-    ship is tested on the URL in $CLUSTERPEDIA_TEST_STORE_<SCHEME> (never skipped)."""
+def backend_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A fresh store of every registered storage backend (ids: sqlite, postgresql, mysql, memory,
+    jsonl): the shared storage suite (tests/common/storage/) runs on each. A backend this project
+    does not ship is tested on the URL in $CLUSTERPEDIA_TEST_STORE_<SCHEME> (never skipped), where
+    ``{tmp}`` stands for a fresh directory per test module."""
     name: str = request.param
     if name == "memory":
         return f"memory://test-{uuid.uuid4().hex}"
@@ -117,9 +122,10 @@ def backend_url(request: pytest.FixtureRequest) -> str:
         url: str = request.getfixturevalue(fixture)
         return url
     env = f"CLUSTERPEDIA_TEST_STORE_{name.upper()}"
-    if not os.environ.get(env):
+    template = os.environ.get(env) or EXAMPLE_STORE_URLS.get(name)
+    if not template:
         pytest.fail(f"storage backend {name!r} is installed: set {env} to a store URL to test it")
-    return os.environ[env]
+    return template.replace("{tmp}", str(tmp_path_factory.mktemp(name)))
 
 
 @pytest.fixture(scope="module")

@@ -28,10 +28,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hack/demo.sh", description=__doc__)
     p.add_argument("command", choices=["up", "down", "status", "supervise"])
     p.add_argument("--dir", default=str(REPO_ROOT / ".demo"), help="demo directory (DEMO_DIR)")
-    p.add_argument("--storage", default="sqlite", choices=["sqlite", "postgres", "mysql"], help="STORAGE")
+    p.add_argument(
+        "--storage", default="sqlite", choices=["sqlite", "memory", "postgres", "mysql"], help="STORAGE"
+    )
     p.add_argument("--queue", default="memory", choices=["memory", "redis"], help="QUEUE")
     p.add_argument("--writers", type=int, default=2, help="writer processes with a Redis queue (WRITERS)")
-    return p.parse_args(argv)
+    ns = p.parse_args(argv)
+    if ns.storage == "memory" and ns.queue != "memory":
+        # memory:// lives inside one process: only all-in-one with the in-process queue can share it.
+        p.error("STORAGE=memory keeps the objects inside the all-in-one process: use it with QUEUE=memory")
+    return ns
 
 
 def commands(demo: DemoDir) -> str:

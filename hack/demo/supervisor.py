@@ -237,6 +237,8 @@ class Supervisor:
         self.host.apply(yaml.safe_dump_all(docs))
 
     def connection_urls(self, stack: contextlib.ExitStack) -> tuple[str, str]:
+        if self.queue_kind == "memory" and self.storage_kind == "memory":
+            return "memory://", "memory://"  # one all-in-one process shares both (parse refuses redis)
         if self.storage_kind == "sqlite" and self.queue_kind == "memory":
             return f"sqlite:///{self.demo.root / 'clusterpedia.db'}", "memory://"
         urls = service_urls()
