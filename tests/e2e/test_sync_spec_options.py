@@ -239,6 +239,11 @@ def test_spec_options(host_cluster: Cluster, member_cluster: Any, sqlite_url: st
         )
         print(f"a new CRD's objects reached the store {took:.1f}s after creation")
         assert ("wildcard", "two.example.com", "gadgets", "", "g2") in store_rows(sqlite_url, ["wildcard"])
+        # asked for in the spec, the RBAC resources count as requested ones (4 + two gadget groups)
+        wait_for(
+            lambda: pediacluster_status(host_cluster, "wildcard").get("resourcesSummary") == "6/6",
+            "wildcard's RESOURCES summary 6/6",
+        )
     finally:
         synchro.stop()
         writer.stop()
