@@ -73,6 +73,18 @@ EVENTS = Kind("", "v1", "events", "Event", short_names=("ev",))
 ENDPOINTS = Kind("", "v1", "endpoints", "Endpoints", short_names=("ep",))
 
 
+READER_ROLE = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: clusterpedia-reader}
+rules:
+- apiGroups: [clusterpedia.io, pedia.clusterpedia.io]
+  resources: ["*"]
+  verbs: [get, list]
+"""
+"""The host's ClusterRole for readers of Clusterpedia (as examples/apiservice.yaml has it)."""
+
+
 class ApiTier:
     """``python -m cli apiserver`` against ``store_url``; stop() always."""
 

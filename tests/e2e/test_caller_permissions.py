@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.kubectl_support import RESOURCES_PATH, ApiTier, kubectl_run
+from tests.e2e.kubectl_support import READER_ROLE, RESOURCES_PATH, ApiTier, kubectl_run
 from tests.e2e.sync_support import (
     install_crd,
     make_settings,
@@ -48,14 +48,9 @@ pytestmark = pytest.mark.e2e
 SEED = 20261206
 NAMESPACES = ("team-a", "team-b", "other")
 SYNCED = {"": ["configmaps", "secrets", "namespaces"], "apps": ["deployments"]}
-HOST_RBAC = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: clusterpedia-reader}
-rules:
-- apiGroups: [clusterpedia.io, pedia.clusterpedia.io]
-  resources: ["*"]
-  verbs: [get, list]
+HOST_RBAC = (
+    READER_ROLE
+    + """
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -63,6 +58,7 @@ metadata: {name: everyone-may-search}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: clusterpedia-reader}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:authenticated}]
 """
+)
 
 
 def seed_objects(cluster: str) -> str:
@@ -276,6 +272,19 @@ def world(
         writer.stop()
 
 
+def view_binding(name: str, namespace: str, user: str) -> str:
+    """A RoleBinding of ``user`` to the built-in ``view`` ClusterRole in ``namespace``."""
+    return json.dumps(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        }
+    )
+
+
 def apply_rbac(w: World, cluster: str, yaml_text: str) -> None:
     w.members[cluster].apply(yaml_text)
     rbac_settled(w)
@@ -307,13 +316,7 @@ def test_bindings_decide_per_cluster_and_namespace(world: World) -> None:
     apply_rbac(
         world,
         "cluster-1",
-        """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: alice-view, namespace: team-a}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
-""",
+        view_binding("alice-view", "team-a", "alice"),
     )
     apply_rbac(
         world,
@@ -400,19 +403,9 @@ def test_chunked_lists_return_each_allowed_object_once(world: World) -> None:
     apply_rbac(
         world,
         "cluster-1",
-        """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: pager-view, namespace: team-b}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: pager}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: pager-view, namespace: other}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: pager}]
-""",
+        view_binding("pager-view", "team-b", "pager")
+        + "\n---\n"
+        + view_binding("pager-view", "other", "pager"),
     )
     want = eventually_listed(world, "pager", (), "configmaps", expected(world, "pager", (), "", "configmaps"))
     assert len(want) > 7
@@ -447,13 +440,7 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: pager}]
 
 
 def test_bindings_take_effect_promptly(world: World) -> None:
-    binding = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: late-view, namespace: other}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: late}]
-"""
+    binding = view_binding("late-view", "other", "late")
     assert listed(world, "late", (), "", "configmaps") == set()
     world.members["cluster-2"].apply(binding)
     start = time.monotonic()
@@ -510,13 +497,7 @@ def test_collections_are_filtered_per_member_resource(world: World) -> None:
     apply_rbac(
         world,
         "cluster-2",
-        """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: deployer-view, namespace: team-a}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: deployer}]
-""",
+        view_binding("deployer-view", "team-a", "deployer"),
     )
     eventually_listed(world, "deployer", (), "configmaps", expected(world, "deployer", (), "", "configmaps"))
     code, body = as_user(
@@ -538,15 +519,8 @@ def test_identity_mapping_per_pediacluster(world: World) -> None:
     """cluster-2 knows people as "corp:<name>": its PediaCluster says so (spec.identity), and the
     host's "mapped" then reads what cluster-2 lets "corp:mapped" read; cluster-1 keeps the host's
     names. Last in the module: changing the spec restarts cluster-2's sync."""
-    binding = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: mapped-view, namespace: other}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}}
-subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}]
-"""
-    world.members["cluster-1"].apply(binding.format(user="mapped"))
-    apply_rbac(world, "cluster-2", binding.format(user="corp:mapped"))
+    world.members["cluster-1"].apply(view_binding("mapped-view", "other", "mapped"))
+    apply_rbac(world, "cluster-2", view_binding("mapped-view", "other", "corp:mapped"))
     cluster_1 = expected(world, "mapped", (), "", "configmaps")
     assert {c for c, _, _ in cluster_1} == {"cluster-1"}  # the members' own view, before mapping
     eventually_listed(world, "mapped", (), "configmaps", cluster_1)

@@ -28,6 +28,7 @@ from common.storage import open_store
 from tests.e2e.kubectl_support import (
     DEPLOYMENTS,
     PODS,
+    READER_ROLE,
     REPO,
     RESOURCES_PATH,
     ApiTier,
@@ -132,14 +133,9 @@ spec:
   versionPriority: 100
 """
 
-RBAC = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: clusterpedia-reader}
-rules:
-- apiGroups: [clusterpedia.io, pedia.clusterpedia.io]
-  resources: ["*"]
-  verbs: [get, list]
+RBAC = (
+    READER_ROLE
+    + """
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -163,6 +159,7 @@ metadata: {name: bob-gets}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: clusterpedia-getter}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
 """
+)
 
 
 def pedia_cluster(name: str, server: str) -> str:

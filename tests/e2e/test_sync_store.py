@@ -166,7 +166,8 @@ def test_store_equals_clusters(
             f"[{store}/{queue}] {count} objects: kubectl create {created:.1f}s, "
             f"store matched {took:.2f}s later"
         )
-        assert count >= 2 * (CONFIGMAPS + SERVICES + 3 * DEPLOYMENTS + CRONTABS)  # plus what the members made
+        # what kubectl created, at least (ReplicaSets and pods come from the controllers, maybe later)
+        assert count >= 2 * (CONFIGMAPS + SERVICES + DEPLOYMENTS + CRONTABS)
 
         for member in members.values():
             mutate(member, ns)
