@@ -40,7 +40,7 @@ class ApiError(Exception):
         self.message = message
 
 
-class Gone(ApiError):
+class MemberGone(ApiError):
     """410: the resourceVersion is older than etcd's compaction; a relist is needed."""
 
 
@@ -56,7 +56,7 @@ class ListMeta(msgspec.Struct):
     remainingItemCount: int | None = None
 
 
-class ListPage(msgspec.Struct):
+class MemberPage(msgspec.Struct):
     metadata: ListMeta = msgspec.field(default_factory=ListMeta)
     items: list[msgspec.Raw] | None = None
 
@@ -67,7 +67,7 @@ class WatchEvent(msgspec.Struct):
 
 
 _status_decoder = msgspec.json.Decoder(_Status)
-_page_decoder = msgspec.json.Decoder(ListPage)
+_page_decoder = msgspec.json.Decoder(MemberPage)
 _event_decoder = msgspec.json.Decoder(WatchEvent)
 _any_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
@@ -81,7 +81,7 @@ def error_from_status(code: int, body: bytes) -> ApiError:
     reason, message = status.reason, status.message
     if code == 0:
         code = status.code
-    cls = Gone if code == 410 else ApiError
+    cls = MemberGone if code == 410 else ApiError
     return cls(code, reason or httpx.codes.get_reason_phrase(code) or "Error", message)
 
 
@@ -170,9 +170,9 @@ class KubeClient:
         page_size: int,
         params: dict[str, Any] | None = None,
         prefetch: asyncio.Semaphore | None = None,
-    ) -> AsyncIterator[ListPage]:
+    ) -> AsyncIterator[MemberPage]:
         """Pages of a paged list (one consistent snapshot: every page shares the first page's
-        resourceVersion). Raises Gone when the continue token expired.
+        resourceVersion). Raises MemberGone when the continue token expired.
 
         When ``prefetch`` has a free slot, the request for page n+1 is sent before page n is
         handed out (the member serves it while the caller transforms page n); the slot is held
@@ -180,7 +180,7 @@ class KubeClient:
         slots go to whichever lists ask first: with few lists each one reads ahead, with many
         the concurrency already keeps the members busy."""
         query: dict[str, Any] = {"limit": page_size, **(params or {})}
-        nxt: asyncio.Task[ListPage] | None = asyncio.ensure_future(self._page(path, query))
+        nxt: asyncio.Task[MemberPage] | None = asyncio.ensure_future(self._page(path, query))
         held = False
         try:
             while nxt is not None:
@@ -207,7 +207,7 @@ class KubeClient:
                 nxt.cancel()
                 nxt.add_done_callback(_discard)
 
-    async def _page(self, path: str, query: dict[str, Any]) -> ListPage:
+    async def _page(self, path: str, query: dict[str, Any]) -> MemberPage:
         # Decoded from the bytearray in place: the items are slices of it, kept alive by the page.
         return _page_decoder.decode(await self._read("GET", path, params=query))
 
@@ -216,7 +216,7 @@ class KubeClient:
     ) -> AsyncIterator[WatchEvent]:
         """Events of one watch request, until the server ends it (``timeoutSeconds``).
 
-        ERROR events are raised as ApiError (Gone for 410)."""
+        ERROR events are raised as ApiError (MemberGone for 410)."""
         query: dict[str, Any] = {
             "watch": "true",
             "resourceVersion": resource_version,

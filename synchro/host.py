@@ -16,7 +16,7 @@ import msgspec
 
 from common.kubeconfig import LOADER_LOCK
 from common.settings import Settings
-from synchro.client import ApiError, Gone, KubeClient
+from synchro.client import ApiError, KubeClient, MemberGone
 from synchro.credentials import (
     ClusterCredentials,
     credentials_from_configuration,
@@ -84,7 +84,7 @@ class Host:
                             continue
                         name = obj["metadata"]["name"]
                         yield name, (None if event.type == "DELETED" else obj)
-            except Gone:
+            except MemberGone:
                 continue
 
     async def patch_status(self, name: str, status: dict[str, Any]) -> None:

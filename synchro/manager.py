@@ -30,6 +30,7 @@ from synchro import metrics
 from synchro.client import ApiError, KubeClient
 from synchro.cluster_sync import ClusterSync, prefetch_budget
 from synchro.destinations import parse_networks
+from synchro.heap import pin_mmap_threshold
 from synchro.host import FINALIZER, Host, host_credentials
 from synchro.importing import ImportController
 from synchro.leases import (
@@ -44,7 +45,6 @@ from synchro.leases import (
     is_alive,
     lease_body,
 )
-from synchro.memory import pin_mmap_threshold
 from synchro.publishing import EventFunnel
 from synchro.resource_sync import TRANSPORT_ERRORS
 from synchro.status import SYNC_FAILED

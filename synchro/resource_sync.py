@@ -20,9 +20,9 @@ import msgspec
 from common.events import ListDone, PurgeCluster
 from common.settings import SynchroSettings
 from synchro import metrics
-from synchro.client import ApiError, Gone, KubeClient
+from synchro.client import ApiError, KubeClient, MemberGone
 from synchro.discovery import Target, gv_path
-from synchro.memory import release_free_heap_soon
+from synchro.heap import release_free_heap_soon
 from synchro.publishing import EventFunnel
 from synchro.status import SYNC_ERROR, SYNC_SYNCING, ResourceStatus
 from synchro.transform import ObjectTransformer, parse_resource_version, resource_version_of
@@ -77,7 +77,7 @@ class ResourceSync:
                 backoff = 0.5
                 while True:
                     rv = await self._watch_with_retries(rv)
-            except Gone as exc:
+            except MemberGone as exc:
                 log.info("relisting after 410 Gone", extra={"cluster": self.cluster, "resource": self.label})
                 self.status.message = f"relisting: {exc.message}"
             except ApiError as exc:

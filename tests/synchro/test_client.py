@@ -6,7 +6,7 @@ import httpx
 import msgspec
 import pytest
 
-from synchro.client import ApiError, Gone, KubeClient, ListPage, error_from_status
+from synchro.client import ApiError, KubeClient, MemberGone, MemberPage, error_from_status
 from synchro.credentials import ClusterCredentials
 
 
@@ -14,9 +14,9 @@ def test_status_bodies_become_typed_errors() -> None:
     gone = error_from_status(
         0, b'{"kind":"Status","code":410,"reason":"Expired","message":"too old resource version"}'
     )
-    assert isinstance(gone, Gone) and gone.reason == "Expired" and "too old" in gone.message
+    assert isinstance(gone, MemberGone) and gone.reason == "Expired" and "too old" in gone.message
     http_gone = error_from_status(410, b'{"kind":"Status","code":410,"reason":"Gone","message":"x"}')
-    assert isinstance(http_gone, Gone)
+    assert isinstance(http_gone, MemberGone)
     denied = error_from_status(403, b'{"kind":"Status","code":403,"reason":"Forbidden","message":"no"}')
     assert type(denied) is ApiError and denied.code == 403 and str(denied) == "403 Forbidden: no"
     garbage = error_from_status(502, b"<html>bad gateway</html>")
@@ -64,7 +64,7 @@ def client_for(member: Member) -> KubeClient:
     return client
 
 
-def names(page: ListPage) -> list[str]:
+def names(page: MemberPage) -> list[str]:
     return [msgspec.json.decode(raw)["metadata"]["name"] for raw in page.items or ()]
 
 
@@ -102,7 +102,7 @@ def test_an_expired_continue_token_is_gone_and_a_stop_drops_the_prefetch() -> No
             await client.close()
         return got
 
-    with pytest.raises(Gone):
+    with pytest.raises(MemberGone):
         asyncio.run(consume(Member(expired=frozenset({"p2"})), stop_after=99))
     # Stopping after page 1 while page 2's request already failed: no error, nothing left behind.
     assert asyncio.run(consume(Member(expired=frozenset({"p2"})), stop_after=1)) == [["a"]]

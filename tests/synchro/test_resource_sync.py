@@ -11,7 +11,7 @@ import msgspec
 from common.events import ListDone, PurgeCluster, Upsert
 from common.settings import SynchroSettings
 from common.types import GVR
-from synchro.client import ListMeta, ListPage
+from synchro.client import ListMeta, MemberPage
 from synchro.discovery import Target
 from synchro.manager import recorded_epochs
 from synchro.publishing import EventFunnel
@@ -31,13 +31,13 @@ class OneListClient:
 
     async def list_pages(
         self, path: str, *, page_size: int, prefetch: asyncio.Semaphore | None = None
-    ) -> AsyncIterator[ListPage]:
+    ) -> AsyncIterator[MemberPage]:
         item = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "a", "namespace": "default", "uid": "u1", "resourceVersion": str(self.rv)},
         }
-        yield ListPage(ListMeta(resourceVersion=str(self.rv)), [msgspec.Raw(json.dumps(item).encode())])
+        yield MemberPage(ListMeta(resourceVersion=str(self.rv)), [msgspec.Raw(json.dumps(item).encode())])
 
 
 def list_once(rv: int, funnel: EventFunnel, epochs: dict[str, int]) -> None:

@@ -2,20 +2,20 @@
 
 import asyncio
 
-from synchro import memory
+from synchro import heap
 
 
 def test_mmap_threshold_is_pinned() -> None:
-    assert memory.pin_mmap_threshold()
+    assert heap.pin_mmap_threshold()
 
 
 def test_heap_trims_are_coalesced_per_loop() -> None:
     async def body() -> list[bool]:
-        first = memory.release_free_heap_soon(delay=0.01)
-        second = memory.release_free_heap_soon(delay=0.01)  # folded into the pending trim
+        first = heap.release_free_heap_soon(delay=0.01)
+        second = heap.release_free_heap_soon(delay=0.01)  # folded into the pending trim
         await asyncio.sleep(0.05)  # loop timers fire in order: the trim (due at 0.01) has run
-        assert asyncio.get_running_loop() not in memory._trim_pending
-        third = memory.release_free_heap_soon(delay=0.01)  # the first one ran: a new trim
+        assert asyncio.get_running_loop() not in heap._trim_pending
+        third = heap.release_free_heap_soon(delay=0.01)  # the first one ran: a new trim
         return [first, second, third]
 
     assert asyncio.run(body()) == [True, False, True]
