@@ -421,8 +421,33 @@ def list_statement(
         merged = union_all(*members).subquery("page")
         stmt = select(*merged.c).order_by(*order_clauses(full_order(search), merged.c)).limit(limit)
         return stmt.offset(offset) if offset else stmt
-    stmt = _one_list(search, dialect, after, limit, label_index)
-    return stmt.offset(offset) if offset else stmt
+    if offset:
+        return _deferred_page(search, dialect, after, limit, offset, label_index)
+    return _one_list(search, dialect, after, limit, label_index)
+
+
+def _deferred_page(
+    search: Search,
+    dialect: str,
+    after: Sequence[str | int] | None,
+    limit: int | None,
+    offset: int,
+    label_index: LabelIndex | None,
+) -> Select[Any]:
+    """An OFFSET page as a deferred join: the rows to skip are found by their ids alone, and only
+    the page's rows are read whole. Skipped rows were projected too (PostgreSQL decompressed each
+    object's JSON in the scan, before the LIMIT node dropped it): 50,000 pods, 100 at offset
+    20,000, 377 -> 9 ms on PostgreSQL; SQLite (29-32 ms) and MariaDB (196-197 ms) unchanged
+    (bench/notes.md)."""
+    order = full_order(search)
+    ids = select(_r.id).where(where_clause(search, dialect, label_index=label_index))
+    if after is not None:
+        ids = ids.where(after_key(order, after, dialect, group_resource=_group_resource(search)))
+    ids = ids.order_by(*order_clauses(order)).offset(offset)
+    page = (ids.limit(limit) if limit is not None else ids).subquery("page_ids")
+    return (
+        select(*LIST_COLUMNS).join_from(resources, page, _r.id == page.c.id).order_by(*order_clauses(order))
+    )
 
 
 def count_statement(
