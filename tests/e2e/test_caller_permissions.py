@@ -403,9 +403,13 @@ def test_chunked_lists_return_each_allowed_object_once(world: World) -> None:
     apply_rbac(
         world,
         "cluster-1",
-        view_binding("pager-view", "team-b", "pager")
-        + "\n---\n"
-        + view_binding("pager-view", "other", "pager"),
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": [json.loads(view_binding("pager-view", ns, "pager")) for ns in ("team-b", "other")],
+            }
+        ),
     )
     want = eventually_listed(world, "pager", (), "configmaps", expected(world, "pager", (), "", "configmaps"))
     assert len(want) > 7

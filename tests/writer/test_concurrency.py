@@ -115,6 +115,10 @@ def test_two_writers_converge_to_the_last_state(store_url, redis_url, store, obj
     stale = {k: (v, expected.get(k)) for k, v in live.items() if expected.get(k) != v}
     missing = {k: v for k, v in expected.items() if k not in live}
     assert not stale and not missing, f"seed={SEED}: stale or resurrected {stale}, missing {missing}"
-    assert all(c.delivered > len(published) / 10 for c in consumers), [c.delivered for c in consumers]
+    # Both writers took part: each committed several batches (25 events each). How the stream splits
+    # between two threads of one process depends on scheduling (under a loaded CI machine one got
+    # under 10 % while the other converged the store), so the share itself is not asserted.
+    batch = settings.writer.batch_max_events
+    assert all(c.delivered >= 2 * batch for c in consumers), [c.delivered for c in consumers]
     for c in consumers:
         c.close()
