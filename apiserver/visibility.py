@@ -21,14 +21,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
 
 from apiserver.identities import DENY, IdentityMapping, Mappings, PediaClusterIdentities
-from apiserver.permissions import Access, Binding, MemberPolicy, Role, User, binding_decoder, role_decoder
+from apiserver.permissions import Access, MemberPolicy, User, binding_decoder, role_decoder
 from common.storage import StoreReader
 from common.storage.query import Grant, GroupResource, Search
 from common.types import RBAC_GROUP, RBAC_RESOURCES
+
+log = logging.getLogger(__name__)
 
 MODES = ("member-rbac", "host-only")
 
@@ -79,27 +85,24 @@ class MemberRBAC:
         return await self.store.fingerprint(RBAC_GROUP, RBAC_RESOURCES)
 
     async def _load(self) -> dict[str, MemberPolicy]:
-        roles: dict[str, dict[str, list[Role]]] = {}
-        bindings: dict[str, dict[str, list[Binding]]] = {}
+        """Every cluster's RBAC objects, decoded. What a member sends is data: an object that does
+        not decode as RBAC is skipped (it grants nothing) and logged, instead of failing every
+        request of every user."""
+        found: dict[tuple[str, str], list[Any]] = {}
+        skipped: list[str] = []
         for resource in RBAC_RESOURCES:
+            decoder = binding_decoder if resource.endswith("bindings") else role_decoder
             page = await self.store.list_objects(Search(group=RBAC_GROUP, version="v1", resource=resource))
             for item in page.items:
-                if resource.endswith("bindings"):
-                    bindings.setdefault(item.cluster, {}).setdefault(resource, []).append(
-                        binding_decoder.decode(item.object)
-                    )
-                else:
-                    roles.setdefault(item.cluster, {}).setdefault(resource, []).append(
-                        role_decoder.decode(item.object)
-                    )
+                try:
+                    found.setdefault((item.cluster, resource), []).append(decoder.decode(item.object))
+                except msgspec.DecodeError as exc:
+                    skipped.append(f"{item.cluster}/{resource}/{item.namespace}/{item.name}: {exc}")
+        if skipped:
+            log.warning("RBAC objects that grant nothing (not decodable): %s", "; ".join(skipped[:10]))
         return {
-            cluster: MemberPolicy(
-                roles.get(cluster, {}).get("roles", []),
-                roles.get(cluster, {}).get("clusterroles", []),
-                bindings.get(cluster, {}).get("rolebindings", []),
-                bindings.get(cluster, {}).get("clusterrolebindings", []),
-            )
-            for cluster in set(roles) | set(bindings)
+            cluster: MemberPolicy(*(found.get((cluster, r), []) for r in RBAC_RESOURCES))
+            for cluster in {c for c, _ in found}
         }
 
     def access(self, user: User, cluster: str, group: str, resource: str) -> Access:

@@ -18,9 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.permissions import CLUSTERS, _fill
+from bench.permissions import _fill, register_pods
 from bench.services import Services
-from common.events import ResourceType
 from common.storage import open_store
 from common.storage.query import Search
 
@@ -30,11 +29,7 @@ OFFSETS = (0, 5_000, 20_000)
 async def _run(url: str, repeat: int) -> list[tuple[int, float]]:
     store = open_store(url)
     try:
-        types = [
-            ResourceType(f"cluster-{c}", "", "v1", "pods", "Pod", True, [], ["get", "list"], "v1")
-            for c in range(CLUSTERS)
-        ]
-        store.apply([], [], types)
+        register_pods(store)
         out: list[tuple[int, float]] = []
         for offset in OFFSETS:
             search = dataclasses.replace(

@@ -37,6 +37,7 @@ from apiserver.visibility import MemberRBAC, narrowed
 from bench.limits import row_batches, synthetic_rows
 from bench.services import Services, Store
 from common.events import ResourceType
+from common.storage import Store as OpenStore
 from common.storage import open_store
 from common.storage.query import GroupResource, Search, SetFilter
 from common.storage.sql.upserts import upsert_resources
@@ -151,6 +152,15 @@ def _fill(store: Store, rows: int) -> float:
         engine.dispose()
 
 
+def register_pods(store: OpenStore) -> None:
+    """The filled clusters' pods resource type: the store knows a cluster by what it serves."""
+    types = [
+        ResourceType(f"cluster-{c}", "", "v1", "pods", "Pod", True, [], ["get", "list"], "v1")
+        for c in range(CLUSTERS)
+    ]
+    store.apply([], [], types)
+
+
 def _queries() -> list[tuple[str, Search]]:
     pods = Search(group="", version="v1", resource="pods")
     at = dataclasses.replace
@@ -169,11 +179,7 @@ def _queries() -> list[tuple[str, Search]]:
 async def _run(store_url: str, repeat: int, say: Callable[[str], None]) -> None:
     store = open_store(store_url)
     rbac = MemberRBAC(store)
-    types = [
-        ResourceType(f"cluster-{c}", "", "v1", "pods", "Pod", True, [], ["get", "list"], "v1")
-        for c in range(CLUSTERS)
-    ]
-    store.apply([], [], types)  # the store knows a cluster by what it serves
+    register_pods(store)
     try:
         say(
             f"\n| query (p50 ms of {repeat}) | host-only | admin (everywhere)"

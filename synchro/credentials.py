@@ -201,8 +201,8 @@ def credentials_from_kubeconfig(
     if not isinstance(insecure, bool):
         raise InvalidConfig(f"{cluster_where}.insecure-skip-tls-verify must be true or false")
     server_name = _str_field(cluster, "tls-server-name", cluster_where)
-    if server_name and not validate_url(f"https://{server_name}", f"{cluster_where}.tls-server-name"):
-        raise InvalidConfig(f"{cluster_where}.tls-server-name is not a host name")
+    if server_name:  # a host name (or IP), as it would stand in a URL
+        validate_url(f"https://{server_name}", f"{cluster_where}.tls-server-name")
     token = _checked_token(_str_field(user, "token", user_where).strip(), f"{user_where}.token")
     return ClusterCredentials(
         url=url

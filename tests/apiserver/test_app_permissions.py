@@ -295,3 +295,27 @@ def test_narrowed_conditions_keep_the_same_rows(app: Any) -> None:
         Grant("c2", "", "configmaps", everywhere=True),
     )
     assert narrowed(grants, Search(group="", resource="configmaps", single_cluster="c3")) == (grants[2],)
+
+
+def test_rbac_objects_that_do_not_decode_grant_nothing_and_break_nothing(app: Any) -> None:
+    """A member's RBAC object is data: one that is not RBAC-shaped (a hostile or broken member) is
+    skipped, the others still decide, and no request fails."""
+    store = open_store("memory://permissions-app")
+    rbac(
+        store, "c1", "ClusterRole", "clusterroles", [{"metadata": {"name": "broken"}, "rules": "everything"}]
+    )
+    rbac(
+        store,
+        "c1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        [{"metadata": {"name": "b"}, "roleRef": ref("ClusterRole", "broken"), "subjects": "nobody"}],
+    )
+    fresh = build_app(
+        Settings(
+            storage="memory://permissions-app", apiserver=ApiserverSettings(authorization_mode="member-rbac")
+        ),
+        store,
+    )
+    code, body = get(AsUser(fresh), f"{R}/api/v1/configmaps", "dev")
+    assert code == 200 and names(body) == [("c1", "a", f"cm-{i}") for i in range(3)] + [("c2", "b", "cm-1")]
