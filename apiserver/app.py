@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
@@ -32,11 +33,14 @@ from starlette.routing import Route
 
 from apiserver import collections as collection_store
 from apiserver import discovery, groups, openapi
-from apiserver.auth import ANONYMOUS
+from apiserver.auth import ANONYMOUS, is_watch
 from apiserver.catalog import Catalog
 from apiserver.identities import PediaClusterIdentities
 from apiserver.metrics import MetricsMiddleware, metrics_endpoint
 from apiserver.permissions import User
+from apiserver.responses import (
+    JSON as JSON_CONTENT_TYPE,
+)
 from apiserver.responses import (
     ObjectRendering,
     discovery_content_type,
@@ -59,6 +63,7 @@ from apiserver.search import (
 from apiserver.tables import build_table, choose_printer, table_options
 from apiserver.types import GroupResource, ListPage, Search, StoredObject
 from apiserver.visibility import MODES, MemberRBAC, narrowed
+from apiserver.watching import Event, WatchHub, WatchResponse, WatchStream, parse_watch
 from common.errors import (
     BadRequest,
     Forbidden,
@@ -69,6 +74,7 @@ from common.errors import (
 )
 from common.settings import Settings
 from common.storage import (
+    ChangeFeed,
     ServedResource,
     StorageError,
     StorageRejected,
@@ -103,12 +109,15 @@ def _rewrite_api_version(raw: bytes, api_version: str) -> bytes:
 def _check_read(request: Request) -> None:
     if request.method not in READ_METHODS:
         raise MethodNotAllowed(
-            f"{request.method} is not supported: Clusterpedia serves get and list only",
+            f"{request.method} is not supported: Clusterpedia serves get, list and watch only",
             details={},
         )
-    watch = request.query_params.get("watch", "")
-    if watch.lower() in ("true", "1"):
-        raise MethodNotAllowed("watch is not supported: Clusterpedia serves get and list only", details={})
+
+
+def _no_watch(request: Request) -> None:
+    """A watch where kube-apiserver has none (a get path, discovery documents)."""
+    if is_watch(request.url.query):
+        raise MethodNotAllowed("watch is served on list paths only", details={})
 
 
 def _list_metadata(page: ListPage) -> dict[str, Any]:
@@ -148,6 +157,13 @@ class Api:
             raise ValueError(f"apiserver.authorization_mode {mode!r}: expected one of {', '.join(MODES)}")
         self.rbac = MemberRBAC(store, identities=identities) if mode == "member-rbac" else None
         """member-rbac: what each caller sees is what their members' RBAC lets them read."""
+        self.store_name = str(getattr(store, "name", type(store).__name__))
+        self.hub = (
+            WatchHub(store, poll_seconds=settings.apiserver.watch_poll_seconds)
+            if isinstance(store, ChangeFeed)
+            else None
+        )
+        """Watch support: the store's change feed, read once per process for every watcher."""
 
     # ---- the Kubernetes-shaped API under /resources -------------------------------------------
 
@@ -161,6 +177,8 @@ class Api:
                 details={},
             )
         route = parse_path(rest)
+        if route.action != "list":
+            _no_watch(request)
         rows = await self.catalog.rows(route.cluster)
         if route.cluster and not rows:
             raise NotFound(f'cluster "{route.cluster}" not found', details={"name": route.cluster})
@@ -199,7 +217,10 @@ class Api:
             raise not_found()
         rendering = negotiate_object(accept)
         if route.action == "list":
+            if is_watch(request.url.query):
+                return await self._watch_resource(request, route, rtype, same, rendering)
             return await self._list(request, route, rtype, same, rendering)
+        _no_watch(request)
         return await self._get(request, route, rtype, same, rendering)
 
     def _discovery_root(self, rows: list[ServedResource], *, legacy: bool, accept: str) -> Response:
@@ -227,10 +248,7 @@ class Api:
         """One page from the store, its continue token bound to this list (``continue_scope``: a
         token of another resource, collection, cluster path or namespace is a 400), restricted to
         what the caller may read (member-rbac)."""
-        if self.rbac is not None:
-            spanned = search.group_resources or (GroupResource(search.group, search.resource),)
-            grants = await self.rbac.grants(_caller(request), spanned)
-            search = dataclasses.replace(search, visibility=narrowed(grants, search))
+        search = await self._visible(search, request)
         if search.continue_token is not None:
             check_continue_scope(search.continue_token, search)
         page = await self.store.list_objects(search)
@@ -239,6 +257,14 @@ class Api:
                 page, next=dataclasses.replace(page.next, scope=continue_scope(search))
             )
         return page
+
+    async def _visible(self, search: Search, request: Request) -> Search:
+        """``search`` restricted to what the caller may read (member-rbac)."""
+        if self.rbac is None or search.visibility is not None:
+            return search
+        spanned = search.group_resources or (GroupResource(search.group, search.resource),)
+        grants = await self.rbac.grants(_caller(request), spanned)
+        return dataclasses.replace(search, visibility=narrowed(grants, search))
 
     async def _get_one(self, route: ApiRoute, request: Request) -> StoredObject:
         """The object a get names. Without a cluster, a name found in exactly one cluster is returned;
@@ -291,15 +317,7 @@ class Api:
         same: list[ServedResource],
         rendering: ObjectRendering,
     ) -> Response:
-        search = parse_search(
-            request.query_params.multi_items(),
-            group=route.group,
-            version=route.version,
-            resource=route.resource,
-            cluster=route.cluster,
-            namespace=route.namespace,
-            max_page_size=self.settings.apiserver.max_page_size,
-        )
+        search = self._route_search(request, route)
         if search.page_size is None and self.settings.apiserver.default_page_size > 0:
             search = dataclasses.replace(search, limit=self.settings.apiserver.default_page_size)
         page = await self._page(search, request)
@@ -328,6 +346,84 @@ class Api:
         )
         return json_response(body)
 
+    def _route_search(self, request: Request, route: ApiRoute) -> Search:
+        return parse_search(
+            request.query_params.multi_items(),
+            group=route.group,
+            version=route.version,
+            resource=route.resource,
+            cluster=route.cluster,
+            namespace=route.namespace,
+            max_page_size=self.settings.apiserver.max_page_size,
+        )
+
+    async def _watch_resource(
+        self,
+        request: Request,
+        route: ApiRoute,
+        rtype: ServedResource,
+        same: list[ServedResource],
+        rendering: ObjectRendering,
+    ) -> Response:
+        api_version = _gv(route.group, route.version)
+        version = route.version
+        if rendering.kind == "table":
+            options = table_options(request.query_params, rendering.meta_version)
+            printer = choose_printer(route.group, route.resource, self._printer_columns(rtype, same))
+
+            def render(event: Event) -> bytes:
+                item = event.item
+                raw = self._objects([item], api_version) if options.include_object == "Object" else None
+                meta = {"resourceVersion": str(item.revision)}
+                return build_table([item], printer, options, list_metadata=meta, raw_objects=raw)
+
+            content_type = table_content_type(rendering.meta_version)
+        elif rendering.kind == "partial":
+
+            def render(event: Event) -> bytes:
+                return _encoder.encode(_partial(event.item.object, rendering.meta_version))
+
+            content_type = JSON_CONTENT_TYPE
+        else:
+
+            def render(event: Event) -> bytes:
+                item = event.item
+                return (
+                    item.object if item.version == version else _rewrite_api_version(item.object, api_version)
+                )
+
+            content_type = JSON_CONTENT_TYPE
+        bookmark = {"kind": rtype.kind, "apiVersion": api_version}
+        if rendering.kind == "partial":
+            bookmark = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": f"meta.k8s.io/{rendering.meta_version}",
+            }
+        return await self._watch(request, self._route_search(request, route), render, bookmark, content_type)
+
+    async def _watch(
+        self,
+        request: Request,
+        search: Search,
+        render: Callable[[Event], bytes],
+        bookmark: dict[str, str],
+        content_type: str,
+    ) -> Response:
+        """A watch: validated here (errors are Status answers), then streamed (see
+        :mod:`apiserver.watching`; errors once streaming are ERROR events)."""
+        if self.hub is None:
+            raise MethodNotAllowed(f"watch is not supported by this store ({self.store_name})", details={})
+        request_ = parse_watch(request.query_params, self.settings.apiserver)
+        if search.owner_uid or search.owner_name:
+            raise BadRequest("owner search conditions cannot be watched: list them instead")
+        search = dataclasses.replace(
+            search, limit=None, continue_token=None, offset=None, with_continue=False
+        )
+        search = await self._visible(search, request)
+        stream = WatchStream(self.hub, self._page, search, request_, render, bookmark)
+        await stream.prepare(request)
+        return WatchResponse(stream, content_type)
+
     async def _get(
         self,
         request: Request,
@@ -342,7 +438,7 @@ class Api:
         if rendering.kind == "table":
             options = table_options(request.query_params, rendering.meta_version)
             printer = choose_printer(route.group, route.resource, self._printer_columns(rtype, same))
-            meta = {"resourceVersion": str(item.resource_version)}
+            meta = {"resourceVersion": str(item.revision or item.resource_version)}
             body = build_table([item], printer, options, list_metadata=meta, raw_objects=[raw])
             return json_response(body, content_type=table_content_type(rendering.meta_version))
         if rendering.kind == "partial":
@@ -363,6 +459,8 @@ class Api:
                 collection_store.list_collections(self.settings.apiserver), group, version, rendering
             )
         collection = collection_store.get_collection(self.settings.apiserver, name)
+        if is_watch(request.url.query):
+            return await self._watch_collection(request, name, group, version, rendering)
         search = parse_search(
             request.query_params.multi_items(),
             group="",
@@ -376,6 +474,40 @@ class Api:
         return groups.render_collection(
             collection, page, _list_metadata(page), group, version, rendering, dt.datetime.now(dt.UTC)
         )
+
+    async def _watch_collection(
+        self, request: Request, name: str, group: str, version: str, rendering: ObjectRendering
+    ) -> Response:
+        """A collection's objects, watched: each event's object is the member object (JSON) or a
+        one-row collection Table."""
+        collection = collection_store.get_collection(self.settings.apiserver, name)
+        search = parse_search(
+            request.query_params.multi_items(),
+            group="",
+            version="",
+            resource="",
+            max_page_size=self.settings.apiserver.max_page_size,
+        )
+        search = collection_store.collection_search(self.settings.apiserver, name, search)
+        if rendering.kind == "table":
+
+            def render(event: Event) -> bytes:
+                page = ListPage(items=[event.item], resource_version=str(event.item.revision))
+                meta = {"resourceVersion": str(event.item.revision)}
+                now = dt.datetime.now(dt.UTC)
+                return bytes(
+                    groups.render_collection(collection, page, meta, group, version, rendering, now).body
+                )
+
+            content_type = table_content_type(rendering.meta_version)
+        else:
+
+            def render(event: Event) -> bytes:
+                return event.item.object
+
+            content_type = JSON_CONTENT_TYPE
+        bookmark = {"kind": "CollectionResource", "apiVersion": f"{group}/{version}"}
+        return await self._watch(request, search, render, bookmark, content_type)
 
     # ---- the aggregated server's own group documents ----------------------------------------
 
@@ -498,7 +630,7 @@ def build_app(
         Route("/apis/{group}/{version}", api.group_version_doc, methods=ALL_METHODS),
     ]
     stack = [Middleware(MetricsMiddleware), *(middleware or [])]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=stack,
         exception_handlers={
@@ -508,3 +640,5 @@ def build_app(
             Exception: _unexpected,
         },
     )
+    app.state.api = api
+    return app

@@ -11,7 +11,7 @@ Without such a certificate a bearer token is checked with a TokenReview against 
 else is a 401 Status.
 
 Authorisation is a SubjectAccessReview against the host, cached for a few seconds per decision:
-reads of the Kubernetes-shaped API are ``get``/``list`` on ``resources.clusterpedia.io`` (with the
+reads of the Kubernetes-shaped API are ``get``/``list``/``watch`` on ``resources.clusterpedia.io`` (with the
 request's namespace when the path names one), collection reads the same on ``collectionresources``,
 and the group documents (``/apis``, ``/version``, ``/openapi``) non-resource ``get`` on their path.
 Probes (``/healthz``, ``/readyz``, ``/livez``) and ``/metrics`` are open. See docs/api.md.
@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 from starlette.datastructures import Headers
@@ -158,18 +159,25 @@ class Attributes:
         return f'{self.verb} resource "{self.resource}" in API group "{self.group}" {where}'
 
 
-def request_attributes(path: str) -> Attributes:
-    """SubjectAccessReview attributes of a GET on ``path``."""
+def is_watch(query_string: bytes | str) -> bool:
+    """Whether a query asks for a watch (``watch=true`` or ``watch=1``, as kube-apiserver reads it)."""
+    text = query_string.decode("latin-1") if isinstance(query_string, bytes) else query_string
+    return any(v.lower() in ("true", "1") for k, v in parse_qsl(text, keep_blank_values=True) if k == "watch")
+
+
+def request_attributes(path: str, *, watch: bool = False) -> Attributes:
+    """SubjectAccessReview attributes of a GET on ``path`` (``watch``: a list path asked to watch)."""
     if path == RESOURCES_PREFIX or path.startswith(RESOURCES_PREFIX + "/"):
         try:
             route = parse_path(path[len(RESOURCES_PREFIX) :])
         except NotFound:
             return Attributes("get", "clusterpedia.io", "v1beta1", "resources")
-        verb = "list" if route.action == "list" else "get"
+        verb = ("watch" if watch else "list") if route.action == "list" else "get"
         return Attributes(verb, "clusterpedia.io", "v1beta1", "resources", route.namespace)
     parts = path.strip("/").split("/")
     if len(parts) in (4, 5) and parts[0] == "apis" and parts[3] == "collectionresources":
         verb = "get" if len(parts) == 5 else "list"
+        verb = "watch" if watch else verb
         return Attributes(
             verb, parts[1], parts[2], "collectionresources", name=parts[4] if len(parts) == 5 else ""
         )
@@ -263,7 +271,7 @@ class AuthMiddleware:
         try:
             user = await self._authenticate(scope)
             if self.config.access is not None:
-                attrs = request_attributes(scope["path"])
+                attrs = request_attributes(scope["path"], watch=is_watch(scope.get("query_string", b"")))
                 allowed, reason = await self.config.access.allowed(user, attrs)
                 if not allowed:
                     target = f"{attrs.resource}.{attrs.group}" if attrs.resource else "the requested resource"

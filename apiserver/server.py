@@ -163,6 +163,9 @@ def uvicorn_config(settings: Settings, workdir: Path) -> uvicorn.Config:
         log_config=None,
         access_log=False,
         lifespan="off",
+        # Open watches do not end by themselves: on SIGTERM they get this long, then the
+        # connections close and their clients resume from their last resourceVersion elsewhere.
+        timeout_graceful_shutdown=5,
         **kwargs,
     )
 

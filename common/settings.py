@@ -52,6 +52,17 @@ class ApiserverSettings(msgspec.Struct, kw_only=True):
         default_factory=lambda: {"workloads": ["deployments.apps", "daemonsets.apps", "statefulsets.apps"]}
     )
     """Collection resources: name -> list of ``resource.group`` (``pods`` for the core group)."""
+    watch_poll_seconds: float = 0.1
+    """How often each API process asks the store for its head revision (the change feed of every
+    backend); watchers receive a change at most about this long after its commit."""
+    watch_bookmark_seconds: float = 60.0
+    """A watch that asked for bookmarks (allowWatchBookmarks) gets one at least this often."""
+    watch_timeout_seconds: float = 1800.0
+    """A watch without timeoutSeconds ends after between this and twice this long (random, as
+    kube-apiserver's --min-request-timeout), and the client resumes from its last resourceVersion."""
+    watch_buffer_events: int = 10_000
+    """Events one watcher may have pending; a watcher further behind is closed with 410 Expired and
+    relists, so a slow client never holds up the others."""
 
 
 class SynchroSettings(msgspec.Struct, kw_only=True):

@@ -41,6 +41,10 @@ class ObjectKey(NamedTuple):
 CLUSTER_ANNOTATION = "shadow.clusterpedia.io/cluster-name"
 """Set by the synchro on every stored object: which member cluster it came from."""
 
+MEMBER_RV_ANNOTATION = "clusterpedia.io/member-resource-version"
+"""Set by the synchro on every stored object: the member's own ``metadata.resourceVersion`` (served
+objects carry the store's global revision there instead, see ``common.storage.revisions``)."""
+
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 RBAC_RESOURCES = ("roles", "clusterroles", "rolebindings", "clusterrolebindings")

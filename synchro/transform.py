@@ -20,7 +20,7 @@ from __future__ import annotations
 import msgspec
 
 from common.events import Delete, Upsert
-from common.types import CLUSTER_ANNOTATION, GVR
+from common.types import CLUSTER_ANNOTATION, GVR, MEMBER_RV_ANNOTATION
 
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 REDACTED_ANNOTATION = "clusterpedia.io/redacted"
@@ -151,18 +151,26 @@ class ObjectTransformer:
         if self.strip_last_applied or self.redact_values:
             annotations.pop(LAST_APPLIED_ANNOTATION, None)
         annotations[CLUSTER_ANNOTATION] = self.cluster
-        out_meta: dict[str, msgspec.Raw | dict[str, str]] = dict(meta)
+        member_rv = _text(meta, "resourceVersion")
+        if member_rv:
+            annotations[MEMBER_RV_ANNOTATION] = member_rv
+        resource_version = parse_resource_version(member_rv)
+        # metadata first, resourceVersion first in it: the store splices its revision there when
+        # the object is served (common.storage.revisions.stamp).
+        out_meta: dict[str, msgspec.Raw | dict[str, str] | str] = {"resourceVersion": str(resource_version)}
+        out_meta.update((k, v) for k, v in meta.items() if k != "resourceVersion")
         out_meta["annotations"] = annotations
         out: dict[
-            str, msgspec.Raw | dict[str, msgspec.Raw] | dict[str, msgspec.Raw | dict[str, str]] | str | None
+            str,
+            msgspec.Raw | dict[str, msgspec.Raw] | dict[str, msgspec.Raw | dict[str, str] | str] | str | None,
         ]
-        out = dict(obj)
+        out = {"metadata": out_meta}
+        out.update((k, v) for k, v in obj.items() if k != "metadata")
         if self.redact_values:
             annotations[REDACTED_ANNOTATION] = "values"
             for key in ("data", "stringData"):
                 if key in obj:
                     out[key] = _redacted(obj[key])
-        out["metadata"] = out_meta
         # List items carry neither apiVersion nor kind; watch events do, in the watched version.
         out["apiVersion"] = self._api_version
         out["kind"] = self.kind
@@ -181,7 +189,7 @@ class ObjectTransformer:
             namespace=namespace,
             name=_text(meta, "name"),
             uid=_text(meta, "uid"),
-            resource_version=parse_resource_version(_text(meta, "resourceVersion")),
+            resource_version=resource_version,
             epoch=epoch,
             owner_uid=owner_uid,
             created_at=_text(meta, "creationTimestamp"),

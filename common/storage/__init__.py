@@ -14,6 +14,9 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 from common.storage.base import (
+    Change,
+    ChangeFeed,
+    Expired,
     ListPage,
     ServedResource,
     StorageError,
@@ -30,6 +33,9 @@ from common.storage.base import (
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "Change",
+    "ChangeFeed",
+    "Expired",
     "ListPage",
     "ServedResource",
     "StorageError",

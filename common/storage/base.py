@@ -23,12 +23,12 @@ Guarantees every backend keeps (DESIGN section 5), whatever it stores in:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from common.events import Delete, ListDone, PurgeCluster, ResourceType, Upsert
-from common.storage.query import Continue, Search
+from common.storage.query import Continue, GroupResource, Search
 
 
 class StorageError(Exception):
@@ -70,8 +70,12 @@ class StoredObject:
     namespace: str  # "" for cluster-scoped objects
     name: str
     resource_version: int
+    """The member's resourceVersion (as an integer): the writers' guard."""
     created_at: dt.datetime | None  # naive UTC
     object: bytes
+    revision: int = 0
+    """The store's global revision of this row (``metadata.resourceVersion`` of ``object`` when the
+    backend keeps revisions, see :class:`ChangeFeed`); 0 for a backend without them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +86,9 @@ class ListPage:
     search did not ask ``with_continue``); the API tier encodes it as the continue token.
     ``remaining_item_count``: objects after this page, only when the search asked
     ``with_remaining_count`` and there is a next page. ``resource_version``: the list's
-    ``metadata.resourceVersion`` — the highest object resourceVersion of the first page (``"0"``
-    when empty), repeated from the continue token on later pages. Member clusters have unrelated
-    resourceVersions, so it is an opaque marker, not a watch position."""
+    ``metadata.resourceVersion``, repeated from the continue token on later pages: with a change
+    feed, the store's head revision the first page was read at (a watch position); without one, an
+    opaque marker (the highest member resourceVersion of the first page, ``"0"`` when empty)."""
 
     items: list[StoredObject]
     next: Continue | None = None
@@ -200,14 +204,54 @@ class Store(StoreReader, StoreWriter, Protocol):
         ...
 
 
-class ChangeFeed(Protocol):
-    """Reserved for watch (DESIGN section 9); no backend provides it yet and no tier asks for it.
+class Expired(StorageError):
+    """A watch position older than the changes the store still holds (the API tier answers 410 Gone,
+    reason Expired, and the client relists)."""
 
-    It will give every write a global, monotonically increasing revision, let a list report the
-    revision it read at, and stream the changes after a revision that match a search, in revision
-    order, with ``Expired`` for a revision older than the retained history (LISTEN/NOTIFY or a
-    polled revision column for SQL, in-process for SQLite all-in-one and memory). Its methods are
-    defined by the watch work, not guessed here."""
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """The state of one row after a write, as a change feed reports it.
+
+    ``deleted``: the row is a tombstone (``object`` is the last state). ``created_revision``: the
+    revision at which this incarnation of the object appeared (a watcher from R reports ADDED when it
+    is above R, MODIFIED otherwise, and nothing for an object both created and deleted after R).
+    ``labels``, ``uid`` and ``owner_uid`` serve the conditions a watcher filters on."""
+
+    object: StoredObject
+    deleted: bool
+    created_revision: int
+    uid: str
+    owner_uid: str
+    labels: Mapping[str, str]
+
+    @property
+    def revision(self) -> int:
+        return self.object.revision
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """Watch support (DESIGN section 9), which a backend may offer besides ``StoreReader``.
+
+    Every write of a row (an upsert that applies, a delete, a list barrier's tombstone) takes the
+    next value of one store-wide revision, in commit order: once ``window()`` reports a head H, every
+    change up to H is readable and no later write takes a revision at or below H. A list's
+    ``resource_version`` is the head it read at; each served object's ``metadata.resourceVersion``
+    is its row's revision. Changes after the oldest retained revision stay readable; removing
+    tombstones (expiry) or whole clusters (purge) moves that floor up."""
+
+    async def window(self) -> tuple[int, int]:
+        """``(floor, head)``: changes after ``floor`` and up to ``head`` are readable."""
+        ...
+
+    async def changes(
+        self, after: int, upto: int, group_resources: Sequence[GroupResource] | None, limit: int
+    ) -> list[Change]:
+        """The rows written after revision ``after`` up to ``upto`` (of these resources, or all), in
+        revision order, at most ``limit``: each row's latest state, tombstones included. Raises
+        Expired when ``after`` is below the floor."""
+        ...
 
 
 StoreFactory = Callable[[str, StoreOptions], Store]

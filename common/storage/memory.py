@@ -30,6 +30,8 @@ import msgspec
 
 from common.events import Delete, ListDone, PurgeCluster, ResourceType, Upsert
 from common.storage.base import (
+    Change,
+    Expired,
     ListPage,
     ServedResource,
     StorageRejected,
@@ -38,17 +40,9 @@ from common.storage.base import (
     StoreOptions,
     UnknownCluster,
 )
+from common.storage.matching import NO_LABELS, condition, labels_of, owners
 from common.storage.paging import NULL_CREATED_AT, Key, key_value, list_page, stored_object
-from common.storage.query import (
-    FieldRequirement,
-    GroupResource,
-    LabelRequirement,
-    Operator,
-    OrderBy,
-    Search,
-    SetFilter,
-    full_order,
-)
+from common.storage.query import GroupResource, OrderBy, Search, full_order
 from common.storage.times import parse_timestamp, utc_now
 
 GET_LIMIT = 50
@@ -73,29 +67,17 @@ class _Row:
     deleted: bool
     object: bytes
     labels: Mapping[str, str]
-
-
-class _Metadata(msgspec.Struct):
-    labels: dict[str, Any] = {}
-
-
-class _Labelled(msgspec.Struct):
-    metadata: _Metadata = msgspec.field(default_factory=_Metadata)
-
-
-_labels_decoder = msgspec.json.Decoder(_Labelled)
-_EMPTY: Mapping[str, str] = {}
+    revision: int
+    created_revision: int
 
 
 def _labels(event: Upsert) -> Mapping[str, str]:
-    """The string labels of an object (other values are not labels; the SQL stores skip them too)."""
     try:
-        labels = _labels_decoder.decode(event.object).metadata.labels
+        return labels_of(event.object)
     except msgspec.DecodeError as e:
         raise StorageRejected(
             f"writing a batch: the object {event.namespace}/{event.name} is not JSON: {e}"
         ) from e
-    return {k: v for k, v in labels.items() if isinstance(v, str)} if labels else _EMPTY
 
 
 _Bucket = dict[tuple[str, str, str], _Row]  # (cluster, namespace, name) -> row, of one group/resource
@@ -110,6 +92,10 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._types: dict[tuple[str, str, str], ServedResource] = {}
+        self._head = 0
+        self._floor = 0
+        self._by_revision: dict[int, tuple[tuple[str, str], tuple[str, str, str]]] = {}
+        """Latest revision of each row -> (bucket, key), in revision order (the change feed)."""
 
     def migrate(self) -> None:
         """Nothing to create."""
@@ -127,7 +113,7 @@ class MemoryStore:
         return await anyio.to_thread.run_sync(self._list, search)
 
     async def count_objects(self, search: Search) -> int:
-        return await anyio.to_thread.run_sync(lambda: len(self._matches(search)))
+        return await anyio.to_thread.run_sync(lambda: len(self._matches(search)[0]))
 
     async def get_objects(
         self, cluster: str, group: str, resource: str, namespace: str, name: str
@@ -164,7 +150,7 @@ class MemoryStore:
                 raise UnknownCluster(name)
 
     def _list(self, search: Search) -> ListPage:
-        matches = self._matches(search)
+        matches, head = self._matches(search)
         order = full_order(search)
         _sort(matches, order)
 
@@ -178,24 +164,26 @@ class MemoryStore:
             rows = after(key)[offset or 0 :]
             return rows[:limit] if limit is not None else rows
 
-        rows, nxt, remaining, rv = list_page(search, fetch, lambda key: len(after(key)))
+        rows, nxt, remaining, rv = list_page(search, fetch, lambda key: len(after(key)), head=head)
         items = [stored_object(r, search.only_metadata) for r in rows]
         return ListPage(items=items, next=nxt, remaining_item_count=remaining, resource_version=rv)
 
-    def _matches(self, search: Search) -> list[_Row]:
-        """The live rows matching every condition of ``search`` (unordered)."""
+    def _matches(self, search: Search) -> tuple[list[_Row], int]:
+        """The live rows matching every condition of ``search`` (unordered), and the head revision
+        they were read at."""
         grs = search.group_resources or (GroupResource(search.group, search.resource),)
         with self._lock:
             self._check_clusters([search.single_cluster, *(search.clusters.include or ())])
             rows = [r for gr in dict.fromkeys(grs) for r in self._buckets.get(gr, {}).values()]
+            head = self._head
             everything = (
                 [r for b in self._buckets.values() for r in b.values()]
                 if search.owner_uid or search.owner_name
                 else []
             )
-        owners = _owners(search, everything) if search.owner_uid or search.owner_name else None
-        test = _condition(search, owners)
-        return [r for r in rows if test(r)]
+        owner_uids = owners(search, everything) if search.owner_uid or search.owner_name else None
+        test = condition(search, owner_uids)
+        return [r for r in rows if test(r)], head
 
     # -- writes
 
@@ -208,60 +196,93 @@ class MemoryStore:
         types = [_served(t) for t in resource_types]
         with self._lock:
             for u, labels, created in prepared:
-                bucket = self._buckets.setdefault((u.group, u.resource), {})
-                key = (u.cluster, u.namespace, u.name)
-                cur = bucket.get(key)
+                gr, key = (u.group, u.resource), (u.cluster, u.namespace, u.name)
+                cur = self._buckets.get(gr, {}).get(key)
                 if cur is not None and not (
                     u.resource_version > cur.resource_version
                     or (u.resource_version == cur.resource_version and not cur.deleted)
                 ):
                     continue
-                bucket[key] = _Row(
-                    cluster=u.cluster,
-                    api_group=u.group,
-                    version=u.version,
-                    resource=u.resource,
-                    kind=u.kind,
-                    namespace=u.namespace,
-                    name=u.name,
-                    uid=u.uid,
-                    owner_uid=u.owner_uid,
-                    resource_version=u.resource_version,
-                    epoch=max(u.epoch, cur.epoch) if cur is not None else u.epoch,
-                    created_at=created,
-                    synced_at=now,
-                    deleted=False,
-                    object=u.object,
-                    labels=labels,
+                epoch = max(u.epoch, cur.epoch) if cur is not None else u.epoch
+                if cur is not None and u.resource_version == cur.resource_version:
+                    # a re-delivery: only the epoch moves (no new revision, no change to watch)
+                    self._buckets[gr][key] = dataclasses.replace(cur, epoch=epoch, synced_at=now)
+                    continue
+                revision = self._next()
+                self._put(
+                    gr,
+                    key,
+                    _Row(
+                        cluster=u.cluster,
+                        api_group=u.group,
+                        version=u.version,
+                        resource=u.resource,
+                        kind=u.kind,
+                        namespace=u.namespace,
+                        name=u.name,
+                        uid=u.uid,
+                        owner_uid=u.owner_uid,
+                        resource_version=u.resource_version,
+                        epoch=epoch,
+                        created_at=created,
+                        synced_at=now,
+                        deleted=False,
+                        object=u.object,
+                        labels=labels,
+                        revision=revision,
+                        created_revision=revision if cur is None or cur.deleted else cur.created_revision,
+                    ),
+                    cur,
                 )
             for d in deletes:
-                bucket = self._buckets.setdefault((d.group, d.resource), {})
-                key = (d.cluster, d.namespace, d.name)
-                cur = bucket.get(key)
+                gr, key = (d.group, d.resource), (d.cluster, d.namespace, d.name)
+                cur = self._buckets.get(gr, {}).get(key)
                 if cur is None:
-                    bucket[key] = _tombstone(d, now)
+                    self._put(gr, key, _tombstone(d, now, self._next()), None)
                 elif d.resource_version >= cur.resource_version:
-                    bucket[key] = dataclasses.replace(
-                        cur, deleted=True, resource_version=d.resource_version, synced_at=now
+                    # a tombstone written again keeps its revision: no second DELETED to watch
+                    revision = cur.revision if cur.deleted else self._next()
+                    rv = d.resource_version
+                    row = dataclasses.replace(
+                        cur, deleted=True, resource_version=rv, synced_at=now, revision=revision
                     )
+                    self._put(gr, key, row, cur)
             for t in types:
                 self._types[(t.cluster, t.group, t.resource)] = t
+
+    def _next(self) -> int:
+        self._head += 1
+        return self._head
+
+    def _put(self, gr: tuple[str, str], key: tuple[str, str, str], row: _Row, old: _Row | None) -> None:
+        """Store ``row`` (under the lock) and record its revision in the change feed."""
+        self._buckets.setdefault(gr, {})[key] = row
+        if old is not None:
+            self._by_revision.pop(old.revision, None)
+        self._by_revision[row.revision] = (gr, key)
+
+    def _drop(self, gr: tuple[str, str], key: tuple[str, str, str]) -> _Row:
+        row = self._buckets[gr].pop(key)
+        self._by_revision.pop(row.revision, None)
+        return row
 
     def list_done(self, event: ListDone) -> int:
         now = utc_now()
         n = 0
         with self._lock:
-            bucket = self._buckets.get((event.group, event.resource), {})
-            for key, r in bucket.items():
+            gr = (event.group, event.resource)
+            bucket = self._buckets.get(gr, {})
+            for key, r in list(bucket.items()):
                 if (
                     r.cluster == event.cluster
                     and r.epoch < event.epoch
                     and r.resource_version <= event.epoch
                     and not r.deleted
                 ):
-                    bucket[key] = dataclasses.replace(
-                        r, deleted=True, resource_version=event.epoch, synced_at=now
+                    row = dataclasses.replace(
+                        r, deleted=True, resource_version=event.epoch, synced_at=now, revision=self._next()
                     )
+                    self._put(gr, key, row, r)
                     n += 1
         return n
 
@@ -273,26 +294,63 @@ class MemoryStore:
 
         n = 0
         with self._lock:
-            for (group, resource), bucket in self._buckets.items():
-                if chosen(group, resource):
+            for gr, bucket in self._buckets.items():
+                if chosen(*gr):
                     gone = [k for k in bucket if k[0] == event.cluster]
                     for k in gone:
-                        del bucket[k]
+                        self._drop(gr, k)
                     n += len(gone)
             for key in [k for k in self._types if k[0] == event.cluster and chosen(k[1], k[2])]:
                 del self._types[key]
+            # The removed objects get no DELETED events: every watch older than this ends (Expired).
+            self._floor = self._next()
         return n
 
     def collect_tombstones(self, ttl_seconds: float) -> int:
         cutoff = utc_now() - dt.timedelta(seconds=ttl_seconds)
         n = 0
         with self._lock:
-            for bucket in self._buckets.values():
+            for gr, bucket in self._buckets.items():
                 expired = [k for k, r in bucket.items() if r.deleted and r.synced_at < cutoff]
                 for k in expired:
-                    del bucket[k]
+                    self._floor = max(self._floor, self._drop(gr, k).revision)
                 n += len(expired)
         return n
+
+    # -- the change feed
+
+    async def window(self) -> tuple[int, int]:
+        with self._lock:
+            return self._floor, self._head
+
+    async def changes(
+        self, after: int, upto: int, group_resources: Sequence[GroupResource] | None, limit: int
+    ) -> list[Change]:
+        wanted = set(group_resources) if group_resources is not None else None
+        found: list[_Row] = []
+        with self._lock:
+            if after < self._floor:
+                raise Expired(f"revision {after} is older than the changes kept (from {self._floor})")
+            for revision in reversed(self._by_revision):
+                if revision <= after:
+                    break
+                if revision > upto:
+                    continue
+                gr, key = self._by_revision[revision]
+                if wanted is None or gr in wanted:
+                    found.append(self._buckets[gr][key])
+        found.reverse()
+        return [
+            Change(
+                object=stored_object(r),
+                deleted=r.deleted,
+                created_revision=r.created_revision,
+                uid=r.uid,
+                owner_uid=r.owner_uid,
+                labels=r.labels,
+            )
+            for r in found[:limit]
+        ]
 
 
 def _served(t: ResourceType) -> ServedResource:
@@ -310,7 +368,7 @@ def _served(t: ResourceType) -> ServedResource:
     )
 
 
-def _tombstone(d: Delete, now: dt.datetime) -> _Row:
+def _tombstone(d: Delete, now: dt.datetime, revision: int) -> _Row:
     """The tombstone of an object never stored: no content, so a late older upsert finds it."""
     return _Row(
         cluster=d.cluster,
@@ -328,7 +386,9 @@ def _tombstone(d: Delete, now: dt.datetime) -> _Row:
         synced_at=now,
         deleted=True,
         object=b"{}",
-        labels=_EMPTY,
+        labels=NO_LABELS,
+        revision=revision,
+        created_revision=revision,
     )
 
 
@@ -358,127 +418,6 @@ def _is_after(row: _Row, key: Sequence[Any], order: Sequence[OrderBy]) -> bool:
         if v != k:
             return bool(v < k) if o.desc else bool(v > k)
     return False
-
-
-def _in_set(value: str, flt: SetFilter) -> bool:
-    return (flt.include is None or value in flt.include) and value not in flt.exclude
-
-
-def _in_values(value: str | None, op: Operator, values: tuple[str, ...]) -> bool:
-    """``=``, ``in``, ``!=``, ``notin``: a missing value (None) matches only the negations."""
-    if op == Operator.EQUALS:
-        return value == values[0]
-    if op == Operator.IN:
-        return value in values
-    if op == Operator.NOT_EQUALS:
-        return value != values[0]
-    return value not in values
-
-
-def _label_matches(labels: Mapping[str, str], req: LabelRequirement) -> bool:
-    value = labels.get(req.key)
-    if req.operator == Operator.EXISTS:
-        return value is not None
-    if req.operator == Operator.DOES_NOT_EXIST:
-        return value is None
-    return _in_values(value, req.operator, req.values)
-
-
-_COLUMN_PATHS: dict[tuple[str, ...], Callable[[_Row], str]] = {
-    ("metadata", "name"): lambda r: r.name,
-    ("metadata", "namespace"): lambda r: r.namespace,
-    ("metadata", "uid"): lambda r: r.uid,
-}
-
-
-def _json_text(value: Any) -> str:
-    """A JSON value as the SQL stores compare it: strings as they are, others as JSON text, a
-    missing value or JSON null as ""."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return msgspec.json.encode(value).decode()
-
-
-def _field_text(row: _Row, path: tuple[str, ...], parsed: dict[int, Any]) -> str:
-    column = _COLUMN_PATHS.get(path)
-    if column is not None:
-        return column(row)
-    obj = parsed.get(id(row))
-    if obj is None:
-        obj = parsed[id(row)] = msgspec.json.decode(row.object)
-    for seg in path:
-        obj = obj.get(seg) if isinstance(obj, dict) else None
-    return _json_text(obj)
-
-
-def _field_matches(text: str, req: FieldRequirement) -> bool:
-    if req.operator in (Operator.EXISTS, Operator.DOES_NOT_EXIST):
-        raise StorageRejected(
-            f"field selector on {'.'.join(req.path)}: operator {req.operator} is not supported"
-        )
-    return _in_values(text, req.operator, req.values)
-
-
-def _owners(search: Search, rows: Sequence[_Row]) -> set[str]:
-    """The uids whose objects a search's owner condition asks for (see ``selects._owner_condition``)."""
-    cluster = search.one_cluster
-    live = [r for r in rows if not r.deleted]
-    if search.owner_uid:
-        owners = {search.owner_uid}
-    else:
-        gr = search.owner_gr
-        owners = {
-            r.uid
-            for r in live
-            if r.name == search.owner_name
-            and r.cluster == cluster
-            and (gr is None or (r.api_group, r.resource) == (gr.group, gr.resource))
-        }
-    for _ in range(search.owner_seniority):
-        owners = {r.uid for r in live if r.owner_uid in owners and (not cluster or r.cluster == cluster)}
-    return owners
-
-
-def _condition(search: Search, owners: set[str] | None) -> Callable[[_Row], bool]:
-    """One predicate for every filter of ``search`` (no paging), tombstones excluded."""
-    parsed: dict[int, Any] = {}  # rows decoded for field selectors, by id, during this search
-
-    def test(r: _Row) -> bool:
-        if r.deleted:
-            return False
-        if search.single_cluster and r.cluster != search.single_cluster:
-            return False
-        if search.namespace and r.namespace != search.namespace:
-            return False
-        if not (
-            _in_set(r.cluster, search.clusters)
-            and _in_set(r.namespace, search.namespaces)
-            and _in_set(r.name, search.names)
-        ):
-            return False
-        if search.since is not None and (r.created_at is None or r.created_at < search.since):
-            return False
-        if search.before is not None and (r.created_at is None or r.created_at >= search.before):
-            return False
-        if owners is not None and r.owner_uid not in owners:
-            return False
-        if search.fuzzy_name and search.fuzzy_name not in r.name:
-            return False
-        if not all(_label_matches(r.labels, req) for req in search.labels):
-            return False
-        if search.visibility is not None and not any(
-            g.cluster == r.cluster
-            and g.group == r.api_group
-            and g.resource == r.resource
-            and g.allows(r.namespace, r.name)
-            for g in search.visibility
-        ):
-            return False
-        return all(_field_matches(_field_text(r, req.path, parsed), req) for req in search.fields)
-
-    return test
 
 
 _stores: dict[str, MemoryStore] = {}

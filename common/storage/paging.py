@@ -18,9 +18,10 @@ Paging, two kinds:
   offset) only when the search asks ``with_continue``.
 One row more than the page is fetched to know whether there is a next page.
 
-``ListPage.resource_version``: member clusters have unrelated resourceVersions, so the list's is an
-opaque marker — the highest object resourceVersion on the first page (``"0"`` when empty), carried in
-the continue position so every page of one list reports the same value.
+``ListPage.resource_version``: the store's head revision the first page was read at (a backend with a
+change feed passes it), else an opaque marker — the highest member resourceVersion on the first page
+(``"0"`` when empty); carried in the continue position so every page of one list reports the same
+value.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import msgspec
 
 from common.storage.base import StorageRejected, StoredObject
 from common.storage.query import Continue, OrderBy, Search, full_order
+from common.storage.revisions import stamp
 
 NULL_CREATED_AT = dt.datetime(1970, 1, 1)
 """Objects without a creation time sort (and page) as if created at the epoch."""
@@ -100,12 +102,21 @@ def list_page(
     search: Search,
     fetch: Callable[[Key | None, int | None, int | None], Sequence[R]],
     count: Callable[[Key | None], int],
+    *,
+    head: int | None = None,
 ) -> tuple[list[R], Continue | None, int | None, str]:
     """One page of ``search``: (rows, next position, remaining count, list resourceVersion).
 
     ``fetch(after, limit, offset)``: rows matching ``search`` in its total order, strictly after the
     keyset key ``after`` when given, from ``offset``, at most ``limit``. ``count(after)``: how many
-    match (after ``after``). Raises StorageRejected for a continue token that does not fit."""
+    match (after ``after``). ``head``: the revision the rows were read at (backends with a change
+    feed). Raises StorageRejected for a continue token that does not fit."""
+
+    def first_rv(rows: Sequence[PagedRow]) -> str:
+        if token is not None and token.resource_version:
+            return token.resource_version
+        return str(head) if head is not None else _max_rv(rows)
+
     page_size = search.page_size
     limit = page_size + 1 if page_size is not None else None
     token = search.continue_token
@@ -116,7 +127,7 @@ def list_page(
         rows = list(fetch(None, limit, offset))
         more = page_size is not None and len(rows) > page_size
         rows = rows[:page_size] if page_size is not None else rows
-        rv = token.resource_version if token is not None and token.resource_version else _max_rv(rows)
+        rv = first_rv(rows)
         if more and search.with_continue:
             nxt = Continue(offset=offset + len(rows), resource_version=rv)
         if more and search.with_remaining_count:
@@ -127,7 +138,7 @@ def list_page(
     rows = list(fetch(after, limit, None))
     more = page_size is not None and len(rows) > page_size
     rows = rows[:page_size] if page_size is not None else rows
-    rv = token.resource_version if token is not None and token.resource_version else _max_rv(rows)
+    rv = first_rv(rows)
     if more:
         last = row_key(rows[-1], order)
         nxt = Continue(key=last, order=order_names(order), resource_version=rv)
@@ -158,9 +169,13 @@ class StoredRow(PagedRow, Protocol):
 
 
 def stored_object(row: StoredRow, metadata_only: bool = False) -> StoredObject:
-    """The ``StoredObject`` of ``row`` (only the object's metadata if asked); one call per row."""
+    """The ``StoredObject`` of ``row`` (only the object's metadata if asked), its revision stamped in
+    when the row has one; one call per row."""
     obj = row.object
     raw = obj.encode() if isinstance(obj, str) else bytes(obj)
+    revision = int(getattr(row, "revision", 0) or 0)
+    if revision:
+        raw = stamp(raw, revision)
     return StoredObject(
         cluster=row.cluster,
         group=row.api_group,
@@ -172,6 +187,7 @@ def stored_object(row: StoredRow, metadata_only: bool = False) -> StoredObject:
         resource_version=int(row.resource_version),
         created_at=row.created_at,
         object=only_metadata(raw) if metadata_only else raw,
+        revision=revision,
     )
 
 

@@ -12,15 +12,21 @@ from typing import Any
 
 from common.events import ResourceType, Upsert
 from common.storage import StoreWriter
-from common.types import CLUSTER_ANNOTATION
+from common.types import CLUSTER_ANNOTATION, MEMBER_RV_ANNOTATION
 
 
 def stored_bytes(cluster: str, obj: Mapping[str, Any]) -> bytes:
-    """The object as the synchro stores it: no managedFields, the cluster annotation set."""
-    out = json.loads(json.dumps(obj))
-    meta = out.setdefault("metadata", {})
+    """The object as the synchro stores it (synchro/transform.py): no managedFields, the cluster and
+    member-resourceVersion annotations set, metadata first with resourceVersion first in it."""
+    src = json.loads(json.dumps(obj))
+    meta = src.pop("metadata", {})
     meta.pop("managedFields", None)
-    meta.setdefault("annotations", {})[CLUSTER_ANNOTATION] = cluster
+    rv = str(meta.pop("resourceVersion", "") or "")
+    annotations = meta.setdefault("annotations", {})
+    annotations[CLUSTER_ANNOTATION] = cluster
+    if rv:
+        annotations[MEMBER_RV_ANNOTATION] = rv
+    out = {"metadata": {"resourceVersion": rv if rv.isdigit() else "0", **meta}, **src}
     return json.dumps(out, separators=(",", ":")).encode()
 
 

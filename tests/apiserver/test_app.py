@@ -19,7 +19,9 @@ from apiserver.app import build_app
 from apiserver.metrics import request_kind
 from common.settings import ApiserverSettings, Settings
 from common.storage import Store
+from common.storage.revisions import stamp
 from common.storage.sql.store import SqlStore
+from common.types import MEMBER_RV_ANNOTATION
 from tests.apiserver.storefill import add_objects, add_type, stored_bytes
 
 P = "/apis/clusterpedia.io/v1beta1/resources"
@@ -178,10 +180,13 @@ def test_json_list_splices_stored_bytes(app: Any, store: Store) -> None:
         ("cluster-2", "coredns"),
     ]
     # each item is the stored JSON, byte for byte (PostgreSQL's JSONB keeps its own normal form)
-    web = stored_bytes("cluster-2", deployment("web", "default", 1, 12))
+    # (with its store revision spliced into metadata.resourceVersion)
+    revision = int(body["items"][1]["metadata"]["resourceVersion"])
+    web = stamp(stored_bytes("cluster-2", deployment("web", "default", 1, 12)), revision)
     if store.name != "postgresql":
         assert web in r.content
     assert body["items"][1] == json.loads(web)
+    assert body["items"][1]["metadata"]["annotations"][MEMBER_RV_ANNOTATION] == "12"
 
 
 def test_table_has_cluster_column_first(app: Any) -> None:
@@ -252,7 +257,10 @@ def test_continue_token_is_bound_to_its_list(app: Any, paging: str) -> None:
 def test_get_one_object(app: Any) -> None:
     r = call(app, P + "/clusters/cluster-2/apis/apps/v1/namespaces/default/deployments/web")
     assert r.status_code == 200
-    assert r.json() == json.loads(stored_bytes("cluster-2", deployment("web", "default", 1, 12)))
+    revision = int(r.json()["metadata"]["resourceVersion"])
+    assert r.json() == json.loads(
+        stamp(stored_bytes("cluster-2", deployment("web", "default", 1, 12)), revision)
+    )
     r = call(app, P + "/apis/apps/v1/namespaces/default/deployments/web", TABLE)
     assert r.json()["rows"][0]["cells"][:2] == ["cluster-2", "web"]
     ambiguous = call(app, P + "/apis/apps/v1/namespaces/kube-system/deployments/coredns")
@@ -307,7 +315,26 @@ def test_crd_served_in_every_synced_version(app: Any) -> None:
             "MethodNotAllowed",
         ),
         ("PUT", "/apis/clusterpedia.io/v1beta1", "", 405, "MethodNotAllowed"),
-        ("GET", P + "/apis/apps/v1/deployments?watch=true", "", 405, "MethodNotAllowed"),
+        (
+            "GET",
+            P + "/clusters/cluster-2/apis/apps/v1/namespaces/default/deployments/web?watch=1",
+            "",
+            405,
+            "MethodNotAllowed",
+        ),
+        ("GET", P + "/apis/apps/v1/deployments?watch=true&resourceVersion=abc", "", 400, "BadRequest"),
+        ("GET", P + "/apis/apps/v1/deployments?watch=true&sendInitialEvents=true", "", 400, "BadRequest"),
+        (
+            "GET",
+            P
+            + "/apis/apps/v1/deployments?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan",
+            "",
+            400,
+            "BadRequest",
+        ),
+        ("GET", P + "/apis/apps/v1/deployments?watch=true&resourceVersionMatch=Exact", "", 400, "BadRequest"),
+        ("GET", P + "/apis/apps/v1/deployments?watch=true&timeoutSeconds=soon", "", 400, "BadRequest"),
+        ("GET", P + "/apis/apps/v1/deployments?watch=true&labelSelector=a%20in%20(", "", 400, "BadRequest"),
         ("GET", P, "", 405, "MethodNotAllowed"),
         ("GET", P + "/apis/apps/v1/statefulsets", "", 404, "NotFound"),
         ("GET", P + "/apis/apps/v2/deployments", "", 404, "NotFound"),

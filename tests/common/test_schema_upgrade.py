@@ -4,12 +4,13 @@ store newer than the release is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
 
 import pytest
-from sqlalchemy import Engine, insert, inspect, select, text, update
+from sqlalchemy import Engine, bindparam, insert, inspect, select, text, update
 
 from apiserver.search import parse_search
 from common.storage import StorageError
@@ -25,6 +26,7 @@ from common.storage.sql.schema import (
     schema_version,
 )
 from common.storage.sql.selects import list_statement
+from common.storage.sql.store import SqlStore
 
 
 def _index_names(engine: Engine) -> set[str]:
@@ -73,13 +75,55 @@ def test_store_from_before_the_indexes_gets_them(store_url: str) -> None:
 
         assert _index_names(engine) == wanted
         with engine.connect() as conn:
-            assert conn.execute(select(schema_version.c.version)).scalar_one() == SCHEMA_VERSION == 1
+            assert conn.execute(select(schema_version.c.version)).scalar_one() == SCHEMA_VERSION == 2
             fuzzy = Search(group="", resource="pods", fuzzy_name="web")
             got = [r.name for r in conn.execute(list_statement(fuzzy, dialect))]
         assert got == ["web%2", "web-1"]
         create_schema(engine)  # idempotent once upgraded
         assert _index_names(engine) == wanted
     finally:
+        engine.dispose()
+
+
+def test_store_from_before_revisions_gets_them(store_url: str) -> None:
+    """Schema 1 -> 2: a store without revisions gets the columns, every row a revision (its id), the
+    head past them; served objects carry those revisions and new writes take later ones."""
+    engine = make_engine(store_url)
+    store = SqlStore(store_url)
+    try:
+        create_schema(engine)
+        with engine.begin() as conn:
+            conn.execute(resources.delete())
+            for ix in [i for i in resources.indexes if "revision" in str(i.name)]:
+                ix.drop(conn)
+            conn.execute(text("ALTER TABLE resources DROP COLUMN revision"))
+            conn.execute(text("ALTER TABLE resources DROP COLUMN created_revision"))
+            conn.execute(text("DROP TABLE store_revision"))
+            conn.execute(update(schema_version).values(version=1))
+            old = resources.c
+            conn.execute(
+                insert(resources).values({c: bindparam(c) for c in _row("x")}),
+                [_row("web-1"), _row("db-1")],
+            )
+            ids = dict(conn.execute(select(old.name, old.id).where(old.name.in_(["web-1", "db-1"]))).all())
+        assert "revision" not in {c["name"] for c in inspect(engine).get_columns("resources")}
+
+        store.migrate()
+
+        with engine.connect() as conn:
+            assert conn.execute(select(schema_version.c.version)).scalar_one() == 2
+        _floor, head = asyncio.run(store.window())
+        assert head == max(ids.values())
+        page = asyncio.run(store.list_objects(Search(group="", resource="pods")))
+        assert {o.name: o.revision for o in page.items} == ids
+        assert page.resource_version == str(head)
+        assert [json.loads(o.object)["metadata"]["resourceVersion"] for o in page.items] == [
+            str(o.revision) for o in page.items
+        ]
+        changes = asyncio.run(store.changes(0, head, None, 10))
+        assert sorted(c.object.name for c in changes) == ["db-1", "web-1"]
+    finally:
+        store.close()
         engine.dispose()
 
 

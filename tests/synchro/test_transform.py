@@ -4,7 +4,7 @@ import msgspec
 import pytest
 
 from common.events import Delete, Upsert
-from common.types import CLUSTER_ANNOTATION, GVR
+from common.types import CLUSTER_ANNOTATION, GVR, MEMBER_RV_ANNOTATION
 from synchro.transform import LAST_APPLIED_ANNOTATION, REDACTED_ANNOTATION, NamespaceFilter, ObjectTransformer
 
 DEPLOY = GVR("apps", "v1", "deployments")
@@ -44,7 +44,11 @@ def test_list_item_becomes_a_complete_upsert() -> None:
     obj = msgspec.json.decode(up.object)
     assert obj["apiVersion"] == "apps/v1" and obj["kind"] == "Deployment"
     assert "managedFields" not in obj["metadata"]
-    assert obj["metadata"]["annotations"] == {"keep": "me", CLUSTER_ANNOTATION: "c1"}
+    assert obj["metadata"]["annotations"] == {
+        "keep": "me",
+        CLUSTER_ANNOTATION: "c1",
+        MEMBER_RV_ANNOTATION: "42",
+    }
     assert obj["spec"] == {"replicas": 2}
 
 
@@ -54,7 +58,7 @@ def test_last_applied_kept_when_configured_and_core_api_version() -> None:
     assert up is not None
     obj = msgspec.json.decode(up.object)
     assert obj["apiVersion"] == "v1"
-    assert obj["metadata"]["annotations"] == {CLUSTER_ANNOTATION: "c2"}
+    assert obj["metadata"]["annotations"] == {CLUSTER_ANNOTATION: "c2", MEMBER_RV_ANNOTATION: "42"}
     assert up.owner_uid == ""
     up2 = tr.upsert(item(), epoch=1)
     assert up2 is not None
@@ -84,6 +88,11 @@ def reference_object(raw: bytes, cluster: str, api_version: str, kind: str, stri
     if strip:
         annotations.pop(LAST_APPLIED_ANNOTATION, None)
     annotations[CLUSTER_ANNOTATION] = cluster
+    member_rv = meta.get("resourceVersion") or ""
+    if member_rv:
+        annotations[MEMBER_RV_ANNOTATION] = member_rv
+    # the store's revision is spliced in when served (common.storage.revisions): a placeholder here
+    meta["resourceVersion"] = member_rv if member_rv.isdigit() else "0"
     meta["annotations"] = annotations
     obj["metadata"] = meta
     obj["apiVersion"], obj["kind"] = api_version, kind
@@ -136,6 +145,7 @@ def test_object_means_the_fully_decoded_edit(shape: str, strip: bool) -> None:
     up = ObjectTransformer("c9", DEPLOY, "Deployment", strip_last_applied=strip).upsert(raw, epoch=3)
     assert up is not None
     assert msgspec.json.decode(up.object) == reference_object(raw, "c9", "apps/v1", "Deployment", strip)
+    assert up.object.startswith(b'{"metadata":{"resourceVersion":"')  # where the store splices its revision
     meta = (msgspec.json.decode(raw) or {}).get("metadata") or {}
     assert (up.name, up.namespace, up.uid) == (
         meta.get("name") or "",
@@ -195,7 +205,11 @@ def test_secret_values_are_redacted(strip: bool) -> None:
     obj = msgspec.json.decode(up.object)
     assert obj["data"] == {"password": "", "user": ""} and obj["stringData"] == {"token": ""}
     assert obj["type"] == "Opaque"
-    assert obj["metadata"]["annotations"] == {REDACTED_ANNOTATION: "values", CLUSTER_ANNOTATION: "c1"}
+    assert obj["metadata"]["annotations"] == {
+        REDACTED_ANNOTATION: "values",
+        CLUSTER_ANNOTATION: "c1",
+        MEMBER_RV_ANNOTATION: "7",
+    }
     # a Secret without data, or with data: null, stays valid
     empty = t.upsert(msgspec.json.encode({"metadata": {"name": "e"}, "data": None}), epoch=1)
     assert empty is not None and msgspec.json.decode(empty.object)["data"] is None

@@ -10,7 +10,7 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text, update
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -26,8 +26,10 @@ from common.storage.sql.schema import (
     label_dialect,
     metadata,
     resource_labels,
+    resources,
     schema_version,
     store_features,
+    store_revision,
 )
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,11 @@ def create_schema(engine: Engine) -> None:
                 " run a release at least as new as the one that wrote it"
             )
         elif row[0] < SCHEMA_VERSION:
+            _add_revisions(conn)
             conn.execute(update(schema_version).values(version=SCHEMA_VERSION))
+        if conn.execute(select(store_revision.c.head)).first() is None:
+            head = conn.execute(select(func.coalesce(func.max(resources.c.revision), 0))).scalar_one()
+            conn.execute(insert(store_revision).values(id=1, head=head, floor=0))
         # At any version: an index added by a later release, or one whose prerequisite arrived
         # later (pg_trgm created by a superuser, or by another process racing this one's
         # create_all), is built now.
@@ -95,6 +101,17 @@ def create_schema(engine: Engine) -> None:
         if dialect.jsonb:
             _pg_lz4_objects(conn)
     _label_index(engine)
+
+
+def _add_revisions(conn: Connection) -> None:
+    """Schema 1 -> 2: the revision columns, each existing row numbered by its id (its revision and
+    creation revision; objects are served with these at once, see ``common.storage.revisions``)."""
+    present = {c["name"] for c in inspect(conn).get_columns("resources")}
+    for column in ("revision", "created_revision"):
+        if column not in present:
+            conn.execute(text(f"ALTER TABLE resources ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0"))
+    conn.execute(update(resources).values(revision=resources.c.id, created_revision=resources.c.id))
+    log.info("store upgrade: revisions given to every stored row (schema %d)", SCHEMA_VERSION)
 
 
 def _tables(dialect: str) -> list[Any]:

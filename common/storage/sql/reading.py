@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import msgspec
 from sqlalchemy import Connection, Engine, Row
 
-from common.storage.base import ListPage, ServedResource, StoredObject, UnknownCluster
+from common.storage.base import Change, Expired, ListPage, ServedResource, StoredObject, UnknownCluster
+from common.storage.matching import NO_LABELS, labels_of
 from common.storage.paging import Key, list_page, stored_object
-from common.storage.query import Search
+from common.storage.query import GroupResource, Search
+from common.storage.sql.dialects import Dialect
 from common.storage.sql.engine import label_index_ready
 from common.storage.sql.selects import (
     LabelIndex,
+    changes_statement,
     count_statement,
     fingerprint_statement,
     get_statement,
@@ -31,7 +35,9 @@ from common.storage.sql.selects import (
     list_statement,
     ping_statement,
     served_resources_statement,
+    window_statement,
 )
+from common.storage.sql.upserts import head_revision
 
 
 def check_clusters(conn: Connection, names: Sequence[str]) -> None:
@@ -53,6 +59,13 @@ DRIVE_LABEL_ROWS = 2_000
 once full. Counting up to this bound is an index-only range read (about a millisecond)."""
 
 
+def _labels(obj: str | bytes) -> Mapping[str, str]:
+    try:
+        return labels_of(obj.encode() if isinstance(obj, str) else obj)
+    except msgspec.DecodeError:
+        return NO_LABELS
+
+
 def _json_list(text: str) -> tuple[str, ...]:
     try:
         value = json.loads(text) if text else []
@@ -67,6 +80,13 @@ class SqlReader:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # A list reads the head revision and its rows in one snapshot, so a watch from the list's
+        # resourceVersion neither misses nor repeats a change: PostgreSQL needs REPEATABLE READ for
+        # that; MySQL/MariaDB (InnoDB) read at one snapshot per transaction by default; SQLite
+        # reads each statement at its own unless a transaction is begun explicitly.
+        pg = Dialect.of(self.dialect).jsonb
+        self._embedded = Dialect.of(self.dialect).embedded
+        self._snapshot = engine.execution_options(isolation_level="REPEATABLE READ") if pg else engine
         self._label_index: tuple[float, bool] | None = None  # (checked at, ready)
 
     def _uses_label_index(self, conn: Connection) -> bool:
@@ -99,7 +119,10 @@ class SqlReader:
 
     def list_objects(self, search: Search) -> ListPage:
         dialect = self.dialect
-        with self.engine.connect() as conn:
+        with self._snapshot.connect() as conn:
+            if self._embedded:
+                conn.exec_driver_sql("BEGIN")  # one read snapshot for the statements below
+            head = self._head(conn)
             check_clusters(conn, [search.single_cluster, *(search.clusters.include or ())])
             labels = self.label_plan(conn, search)
             counting = labels.for_count() if labels is not None else None
@@ -114,7 +137,7 @@ class SqlReader:
                 stmt = count_statement(search, dialect, after=after, label_index=counting)
                 return int(conn.execute(stmt).scalar_one())
 
-            rows, nxt, remaining, rv = list_page(search, fetch, count)
+            rows, nxt, remaining, rv = list_page(search, fetch, count, head=head)
         items = [stored_object(r, search.only_metadata) for r in rows]
         return ListPage(items=items, next=nxt, remaining_item_count=remaining, resource_version=rv)
 
@@ -156,6 +179,36 @@ class SqlReader:
         with self.engine.connect() as conn:
             count, total, latest = conn.execute(fingerprint_statement(group, resources)).one()
         return f"{count}:{total or 0}:{latest}"
+
+    def _head(self, conn: Connection) -> int:
+        return int(conn.execute(head_revision()).scalar_one())
+
+    def window(self) -> tuple[int, int]:
+        with self.engine.connect() as conn:
+            floor, head = conn.execute(window_statement()).one()
+        return int(floor), int(head)
+
+    def changes(
+        self, after: int, upto: int, group_resources: Sequence[GroupResource] | None, limit: int
+    ) -> list[Change]:
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(changes_statement(after, upto, group_resources, limit)))
+            # The floor is read after the rows: tombstone expiry raises it before deleting, so a
+            # change missing from these rows for that reason is always noticed.
+            floor = int(conn.execute(window_statement()).one()[0])
+        if after < floor:
+            raise Expired(f"revision {after} is older than the changes kept (from {floor})")
+        return [
+            Change(
+                object=stored_object(r),
+                deleted=bool(r.deleted),
+                created_revision=int(r.created_revision),
+                uid=r.uid,
+                owner_uid=r.owner_uid,
+                labels=_labels(r.object),
+            )
+            for r in rows
+        ]
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

@@ -45,7 +45,8 @@ from sqlalchemy.types import TypeEngine, UserDefinedType
 
 from common.storage.sql.dialects import Dialect
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: the global revision (``resources.revision``, ``created_revision``, ``store_revision``) for watch."""
 
 PG_TRGM = "pg_trgm"
 """PostgreSQL extension whose trigram GIN index serves fuzzy-name search (``name LIKE '%x%'``)."""
@@ -135,6 +136,10 @@ resources = Table(
     Column("synced_at", DateTime, nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("object", _object_type, nullable=False),
+    # The store-wide revision of the row's last write, and of the write that created this
+    # incarnation of the object (see ``store_revision``; DESIGN section 9).
+    Column("revision", BigInteger, nullable=False, server_default="0"),
+    Column("created_revision", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("cluster", "api_group", "resource", "namespace", "name", name="uq_resources_key"),
     Index("ix_resources_gr_ns_name", "api_group", "resource", "namespace", "name"),
     Index("ix_resources_gr_name", "api_group", "resource", "name"),
@@ -143,6 +148,10 @@ resources = Table(
     Index("ix_resources_owner", "owner_uid"),
     Index("ix_resources_uid", "uid"),
     Index("ix_resources_tombstones", "deleted", "synced_at"),  # tombstone GC without a table scan
+    # The change feed: every row written after a revision, in revision order, of all resources
+    # (an API replica's one poll) or of a few (a watcher catching up).
+    Index("ix_resources_revision", "revision"),
+    Index("ix_resources_gr_revision", "api_group", "resource", "revision"),
     # PostgreSQL: label selectors are `labels @> {...}` (common/storage/sql/selects.py); a GIN index on
     # the labels alone serves them without indexing (and slowing the writes of) whole objects.
     Index(
@@ -282,6 +291,18 @@ def label_dialect(dialect: str) -> Dialect | None:
     d = Dialect.of(dialect)
     return d if d.label_table else None
 
+
+store_revision = Table(
+    "store_revision",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("head", BigInteger, nullable=False),
+    Column("floor", BigInteger, nullable=False),
+)
+"""One row (id 1): ``head``, the last revision taken, and ``floor``, below which changes are no
+longer readable (expired tombstones, purged clusters). A writer takes its revisions by updating
+``head`` first in its transaction, which holds the row until commit: revisions are taken in commit
+order, so a reader that sees ``head`` = H also sees every row written at or below H."""
 
 schema_version = Table(
     "schema_version",

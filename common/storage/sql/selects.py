@@ -54,7 +54,7 @@ from common.storage.query import (
     full_order,
 )
 from common.storage.sql.dialects import Dialect
-from common.storage.sql.schema import PG_LABELS, resource_labels, resource_types, resources
+from common.storage.sql.schema import PG_LABELS, resource_labels, resource_types, resources, store_revision
 
 _r = resources.c
 _l = resource_labels.c
@@ -70,8 +70,12 @@ LIST_COLUMNS = (
     _r.resource_version,
     _r.created_at,
     _r.object,
+    _r.revision,
 )
 """What a list or get returns, in this order (``StoredObject``'s fields)."""
+
+CHANGE_COLUMNS = (*LIST_COLUMNS, _r.created_revision, _r.deleted, _r.uid, _r.owner_uid)
+"""What the change feed returns of each row."""
 
 _COLUMN_PATHS: dict[tuple[str, ...], ColumnElement[Any]] = {
     ("metadata", "name"): _r.name,
@@ -511,6 +515,25 @@ def fingerprint_statement(group: str, resource_names: Sequence[str]) -> Select[i
     return select(func.count(), func.sum(_r.resource_version), func.max(_r.synced_at)).where(
         _r.api_group == group, _r.resource.in_(list(resource_names))
     )
+
+
+def changes_statement(
+    after: int, upto: int, group_resources: Sequence[GroupResource] | None, limit: int
+) -> Select[Any]:
+    """Rows written after revision ``after`` up to ``upto`` (of these resources), tombstones
+    included, in revision order: a range of ``ix_resources_revision`` (or of
+    ``ix_resources_gr_revision`` per resource)."""
+    stmt = select(*CHANGE_COLUMNS).where(_r.revision > after, _r.revision <= upto)
+    if group_resources is not None:
+        stmt = stmt.where(
+            or_(*(and_(_r.api_group == gr.group, _r.resource == gr.resource) for gr in group_resources))
+        )
+    return stmt.order_by(_r.revision).limit(limit)
+
+
+def window_statement() -> Select[Any]:
+    """``(floor, head)`` of the change feed."""
+    return select(store_revision.c.floor, store_revision.c.head).where(store_revision.c.id == 1)
 
 
 def ping_statement() -> Select[Any]:

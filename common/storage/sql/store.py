@@ -22,6 +22,7 @@ from sqlalchemy import exc as sa_exc
 
 from common.events import Delete, ListDone, PurgeCluster, ResourceType, Upsert
 from common.storage.base import (
+    Change,
     ListPage,
     ServedResource,
     StorageError,
@@ -30,7 +31,7 @@ from common.storage.base import (
     StoredObject,
     StoreOptions,
 )
-from common.storage.query import Search
+from common.storage.query import GroupResource, Search
 from common.storage.sql.engine import create_schema, make_engine
 from common.storage.sql.reading import SqlReader
 from common.storage.sql.writing import SqlWriter
@@ -114,6 +115,15 @@ class SqlStore:
 
     async def fingerprint(self, group: str, resources: Sequence[str]) -> str:
         return await self._read("reading a fingerprint", partial(self._reader.fingerprint, group, resources))
+
+    async def window(self) -> tuple[int, int]:
+        return await self._read("reading the change feed", self._reader.window)
+
+    async def changes(
+        self, after: int, upto: int, group_resources: Sequence[GroupResource] | None, limit: int
+    ) -> list[Change]:
+        read = partial(self._reader.changes, after, upto, group_resources, limit)
+        return await self._read("reading the change feed", read)
 
     async def ping(self) -> None:
         await self._read("checking the store", self._reader.ping)

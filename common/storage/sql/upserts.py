@@ -30,14 +30,29 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Delete, Insert, Update, and_, case, delete, false, or_, select, true, update
+from sqlalchemy import (
+    Delete,
+    Insert,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
 from common.events import Delete as DeleteEvent
 from common.events import ResourceType, Upsert
 from common.storage.sql.dialects import Dialect
-from common.storage.sql.schema import resource_types, resources
+from common.storage.sql.schema import resource_types, resources, store_revision
 from common.storage.times import parse_timestamp
 
 RESOURCE_KEY = ("cluster", "api_group", "resource", "namespace", "name")
@@ -59,6 +74,8 @@ UPSERT_COLUMNS = (
     "synced_at",
     "deleted",
     "object",
+    "revision",
+    "created_revision",
 )
 """Parameters of each row passed to :func:`upsert_resources` (all required)."""
 
@@ -92,30 +109,46 @@ def _max_epoch(new_epoch: ColumnElement[Any]) -> ColumnElement[Any]:
 def upsert_resources(dialect: str) -> Insert:
     """INSERT of live objects, guarded on conflict (see module docstring).
 
-    Execute with a list of row dicts (keys: ``UPSERT_COLUMNS``), at most one row per key."""
+    Execute with a list of row dicts (keys: ``UPSERT_COLUMNS``), at most one row per key. A
+    re-delivery (same resourceVersion) moves only the epoch: the row keeps its revision and object,
+    so watchers see no change; a newer version takes the row's new revision, and a row revived from
+    a tombstone starts a new incarnation (``created_revision``)."""
     stmt = _dialect_insert(dialect, resources)
-    content = [c for c in UPSERT_COLUMNS if c not in RESOURCE_KEY and c not in ("resource_version", "epoch")]
+    cur = resources.c
+    kept = ("resource_version", "epoch", "revision", "created_revision", "object")
+    content = [c for c in UPSERT_COLUMNS if c not in RESOURCE_KEY and c not in kept]
     if _on_duplicate_key(dialect):
         new = stmt.inserted
         guard = _upsert_guard(new.resource_version)
+        newer = new.resource_version > cur.resource_version
         ordered: list[tuple[str, Any]] = []
         for col in content:
             if col == "deleted":
                 continue
-            ordered.append((col, case((guard, new[col]), else_=resources.c[col])))
-        ordered.append(("epoch", case((guard, _max_epoch(new.epoch)), else_=resources.c.epoch)))
-        # The guard reads `deleted` and `resource_version`: assign them last, in this order.
-        ordered.append(("deleted", case((guard, new.deleted), else_=resources.c.deleted)))
+            ordered.append((col, case((guard, new[col]), else_=cur[col])))
+        ordered.append(("epoch", case((guard, _max_epoch(new.epoch)), else_=cur.epoch)))
+        # These read `deleted` and `resource_version`, as the guard does: assign those two last.
+        ordered.append(("object", case((and_(guard, newer), new.object), else_=cur.object)))
         ordered.append(
-            ("resource_version", case((guard, new.resource_version), else_=resources.c.resource_version))
+            (
+                "created_revision",
+                case((and_(guard, cur.deleted == true()), new.created_revision), else_=cur.created_revision),
+            )
         )
+        ordered.append(("revision", case((and_(guard, newer), new.revision), else_=cur.revision)))
+        ordered.append(("deleted", case((guard, new.deleted), else_=cur.deleted)))
+        ordered.append(("resource_version", case((guard, new.resource_version), else_=cur.resource_version)))
         return stmt.on_duplicate_key_update(ordered)  # type: ignore[no-any-return]
     exc = stmt.excluded
+    newer = exc.resource_version > cur.resource_version
     set_: dict[str, Any] = {col: exc[col] for col in content}
     set_["resource_version"] = exc.resource_version
     set_["epoch"] = _max_epoch(exc.epoch)
+    set_["object"] = case((newer, exc.object), else_=cur.object)
+    set_["revision"] = case((newer, exc.revision), else_=cur.revision)
+    set_["created_revision"] = case((cur.deleted == true(), exc.created_revision), else_=cur.created_revision)
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
-        index_elements=[resources.c[c] for c in RESOURCE_KEY],
+        index_elements=[cur[c] for c in RESOURCE_KEY],
         set_=set_,
         where=_upsert_guard(exc.resource_version),
     )
@@ -123,7 +156,9 @@ def upsert_resources(dialect: str) -> Insert:
 
 def tombstone_resources(dialect: str) -> Insert:
     """INSERT of tombstones for deleted objects: marks the row deleted at the deletion's rv when
-    ``incoming.rv >= stored.rv``, keeping the old object; inserts the tombstone when absent.
+    ``incoming.rv >= stored.rv``, keeping the old object (a watcher's DELETED event carries it) and
+    taking the row's new revision (a tombstone written again keeps its revision); inserts the
+    tombstone when absent.
 
     Execute with a list of row dicts (keys: ``TOMBSTONE_COLUMNS``, ``deleted`` true)."""
     stmt = _dialect_insert(dialect, resources)
@@ -133,6 +168,7 @@ def tombstone_resources(dialect: str) -> Insert:
         guard = new.resource_version >= cur.resource_version
         ordered = [
             ("synced_at", case((guard, new.synced_at), else_=cur.synced_at)),
+            ("revision", case((and_(guard, cur.deleted == false()), new.revision), else_=cur.revision)),
             ("deleted", case((guard, true()), else_=cur.deleted)),
             ("resource_version", case((guard, new.resource_version), else_=cur.resource_version)),
         ]
@@ -140,14 +176,38 @@ def tombstone_resources(dialect: str) -> Insert:
     exc = stmt.excluded
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=[cur[c] for c in RESOURCE_KEY],
-        set_={"deleted": true(), "resource_version": exc.resource_version, "synced_at": exc.synced_at},
+        set_={
+            "deleted": true(),
+            "resource_version": exc.resource_version,
+            "synced_at": exc.synced_at,
+            "revision": case((cur.deleted == false(), exc.revision), else_=cur.revision),
+        },
         where=exc.resource_version >= cur.resource_version,
     )
 
 
-def tombstone_older_epochs(cluster: str, group: str, resource: str, epoch: int, now: dt.datetime) -> Update:
-    """ListDone: rows of one resource of one cluster not seen by the list of ``epoch`` become
-    tombstones.
+def unlisted_rows(cluster: str, group: str, resource: str, epoch: int, *, limit: int) -> Select[Any]:
+    """ListDone: ids of at most ``limit`` rows of one resource of one cluster that the list of
+    ``epoch`` did not return (see :func:`tombstone_unlisted`)."""
+    cur = resources.c
+    return select(cur.id).where(*_unlisted(cluster, group, resource, epoch)).order_by(cur.id).limit(limit)
+
+
+def _unlisted(cluster: str, group: str, resource: str, epoch: int) -> list[ColumnElement[bool]]:
+    cur = resources.c
+    return [
+        cur.cluster == cluster,
+        cur.api_group == group,
+        cur.resource == resource,
+        cur.epoch < epoch,
+        cur.resource_version <= epoch,
+        cur.deleted == false(),
+    ]
+
+
+def tombstone_unlisted(cluster: str, group: str, resource: str, epoch: int) -> Update:
+    """ListDone: one row (bound ``row_id``) not seen by the list of ``epoch`` becomes a tombstone at
+    its own revision (bound ``revision``), if it still qualifies.
 
     ``epoch`` is the list's resourceVersion L. Only rows at or below L are judged: a row with a
     newer rv came from a watch event after L (e.g. from the previous owner during a lease handover)
@@ -156,15 +216,38 @@ def tombstone_older_epochs(cluster: str, group: str, resource: str, epoch: int, 
     cur = resources.c
     return (
         update(resources)
-        .where(
-            cur.cluster == cluster,
-            cur.api_group == group,
-            cur.resource == resource,
-            cur.epoch < epoch,
-            cur.resource_version <= epoch,
-            cur.deleted == false(),
-        )
-        .values(deleted=True, resource_version=epoch, synced_at=now)
+        .where(cur.id == bindparam("row_id"), *_unlisted(cluster, group, resource, epoch))
+        .values(deleted=True, resource_version=epoch, synced_at=bindparam("now"), revision=bindparam("rev"))
+    )
+
+
+def take_revisions() -> Update:
+    """Move the store's head by ``n`` (bound): the first statement of every writing transaction,
+    which then holds the row until it commits (see ``schema.store_revision``)."""
+    return (
+        update(store_revision)
+        .where(store_revision.c.id == 1)
+        .values(head=store_revision.c.head + bindparam("n"))
+    )
+
+
+def head_revision() -> Select[Any]:
+    return select(store_revision.c.head).where(store_revision.c.id == 1)
+
+
+def raise_floor(floor: int) -> Update:
+    """Changes at or below ``floor`` are no longer readable (never lowers it)."""
+    return (
+        update(store_revision)
+        .where(store_revision.c.id == 1, store_revision.c.floor < floor)
+        .values(floor=floor)
+    )
+
+
+def expiring_revision(older_than: dt.datetime) -> Select[Any]:
+    """The highest revision among the tombstones that expire before ``older_than`` (None: none)."""
+    return select(func.max(resources.c.revision)).where(
+        resources.c.deleted == true(), resources.c.synced_at < older_than
     )
 
 
@@ -234,8 +317,9 @@ def strip_json_nul(obj: bytes) -> bytes:
     return _JSON_NUL.sub(rb"\1", obj)
 
 
-def upsert_row(event: Upsert, now: dt.datetime, *, jsonb: bool = False) -> dict[str, Any]:
-    """``jsonb``: the store keeps objects as JSONB (``Dialect.jsonb``), which cannot hold NUL."""
+def upsert_row(event: Upsert, now: dt.datetime, revision: int, *, jsonb: bool = False) -> dict[str, Any]:
+    """``revision``: the one this write takes if it applies. ``jsonb``: the store keeps objects as
+    JSONB (``Dialect.jsonb``), which cannot hold NUL."""
     obj = strip_json_nul(event.object) if jsonb else event.object
     return {
         "cluster": event.cluster,
@@ -253,10 +337,12 @@ def upsert_row(event: Upsert, now: dt.datetime, *, jsonb: bool = False) -> dict[
         "synced_at": now,
         "deleted": False,
         "object": obj.decode(),
+        "revision": revision,
+        "created_revision": revision,
     }
 
 
-def tombstone_row(event: DeleteEvent, now: dt.datetime) -> dict[str, Any]:
+def tombstone_row(event: DeleteEvent, now: dt.datetime, revision: int) -> dict[str, Any]:
     """A tombstone; when inserted (the object was never stored) it has no content: ``{}``."""
     return {
         "cluster": event.cluster,
@@ -274,6 +360,8 @@ def tombstone_row(event: DeleteEvent, now: dt.datetime) -> dict[str, Any]:
         "synced_at": now,
         "deleted": True,
         "object": "{}",
+        "revision": revision,
+        "created_revision": revision,
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from common.events import Delete, ListDone, PurgeCluster, ResourceType, Upsert
 from common.storage.sql import upserts as sql
@@ -34,10 +34,15 @@ class SqlWriter:
         self, upserts: Sequence[Upsert], deletes: Sequence[Delete], resource_types: Sequence[ResourceType]
     ) -> None:
         now = utc_now()
-        upsert_rows = [sql.upsert_row(e, now, jsonb=self._jsonb) for e in upserts]
-        tombstone_rows = [sql.tombstone_row(e, now) for e in deletes]
         type_rows = [sql.resource_type_row(e, now) for e in resource_types]
         with self.engine.begin() as conn:
+            # Revisions first: this holds the store's head until commit (``schema.store_revision``).
+            base = self._take(conn, len(upserts) + len(deletes))
+            upsert_rows = [
+                sql.upsert_row(e, now, base + i, jsonb=self._jsonb) for i, e in enumerate(upserts, start=1)
+            ]
+            base += len(upserts)
+            tombstone_rows = [sql.tombstone_row(e, now, base + i) for i, e in enumerate(deletes, start=1)]
             if upsert_rows:
                 conn.execute(self._upsert, upsert_rows)
             if tombstone_rows:
@@ -45,14 +50,37 @@ class SqlWriter:
             if type_rows:
                 conn.execute(self._resource_type, type_rows)
 
+    @staticmethod
+    def _take(conn: Connection, n: int) -> int:
+        """Take ``n`` revisions in this transaction; the last revision before them. (A write that
+        its guard skips leaves its revision unused: revisions are increasing, not dense.)"""
+        if n == 0:
+            return 0
+        conn.execute(sql.take_revisions(), {"n": n})
+        return int(conn.execute(sql.head_revision()).scalar_one()) - n
+
     def list_done(self, event: ListDone) -> int:
-        """Tombstone what the list of ``event.epoch`` did not return; the number of rows."""
-        stmt = sql.tombstone_older_epochs(event.cluster, event.group, event.resource, event.epoch, utc_now())
-        with self.engine.begin() as conn:
-            return int(conn.execute(stmt).rowcount)
+        """Tombstone what the list of ``event.epoch`` did not return, each at its own revision,
+        chunk by chunk; the number of rows."""
+        key = (event.cluster, event.group, event.resource, event.epoch)
+        tombstone = sql.tombstone_unlisted(*key)
+        total = 0
+        while True:
+            with self.engine.begin() as conn:
+                ids = list(conn.execute(sql.unlisted_rows(*key, limit=self.chunk_rows)).scalars())
+                if not ids:
+                    return total
+                base = self._take(conn, len(ids))
+                now = utc_now()
+                params = [{"row_id": i, "rev": base + n, "now": now} for n, i in enumerate(ids, start=1)]
+                total += int(conn.execute(tombstone, params).rowcount)
+            if len(ids) < self.chunk_rows:
+                return total
 
     def purge(self, event: PurgeCluster) -> int:
-        """Delete a cluster's rows (or one group/resource's), chunk by chunk; the number of rows."""
+        """Delete a cluster's rows (or one group/resource's), chunk by chunk; the number of rows.
+        The removed rows leave no change to watch: the feed's floor moves past them (watches older
+        than the purge end with Expired and their clients relist)."""
         total = 0
         while True:
             stmt = sql.purge_resources(
@@ -65,11 +93,17 @@ class SqlWriter:
                 break
         with self.engine.begin() as conn:
             conn.execute(sql.purge_resource_types(event.cluster, event.group, event.resource))
+            conn.execute(sql.raise_floor(self._take(conn, 1) + 1))
         return total
 
     def collect_tombstones(self, ttl_seconds: float) -> int:
-        """Delete tombstones older than ``ttl_seconds``; the number of rows."""
+        """Delete tombstones older than ``ttl_seconds``; the number of rows. The feed's floor first
+        moves past the newest of them (a watch that has not yet seen one of them ends with Expired)."""
         cutoff = utc_now() - dt.timedelta(seconds=ttl_seconds)
+        with self.engine.begin() as conn:
+            newest = conn.execute(sql.expiring_revision(cutoff)).scalar()
+            if newest is not None:
+                conn.execute(sql.raise_floor(int(newest)))
         total = 0
         while True:
             stmt = sql.expired_tombstones(self.dialect, cutoff, limit=self.chunk_rows)
