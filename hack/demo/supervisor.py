@@ -29,11 +29,11 @@ import yaml
 
 from demo.layout import API_NAMESPACE, API_SERVICE, MEMBERS, REPO_ROOT, DemoDir, Progress
 from demo.workloads import DATABASE_CRD, SYNCED_RESOURCES, Rest, Seeder
-from tests.harness.certs import CertificateAuthority
-from tests.harness.cluster import Cluster, free_port, start_clusters
-from tests.harness.paths import kubectl_binary
-from tests.harness.processes import Process
-from tests.harness.stores import mysql_database, postgres_database, redis_database, service_urls
+from harness.certs import CertificateAuthority
+from harness.cluster import Cluster, free_port, start_clusters
+from harness.paths import kubectl_binary
+from harness.processes import Process
+from harness.stores import mysql_database, postgres_database, redis_database, service_urls
 
 # No deployment/replicaset/daemonset/statefulset controllers: there is no kubelet, so they would
 # report 0 ready replicas and overwrite the status the demo sets (see workloads.py). The token

@@ -28,8 +28,8 @@ from kubernetes.config import kube_config
 from apiserver.host import HostClient
 from common.hostcluster import HostConfigError, load_host_credentials
 from common.settings import Settings
+from harness.certs import CertificateAuthority
 from synchro.host import host_credentials
-from tests.harness.certs import CertificateAuthority
 
 
 def _kubeconfig(tmp_path: Path, name: str = "kubeconfig") -> tuple[Path, bytes]:

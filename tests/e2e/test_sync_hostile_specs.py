@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.certs import CertificateAuthority
+from harness.cluster import Cluster
 from tests.e2e.sync_support import (
     GR,
     b64,
@@ -39,8 +41,6 @@ from tests.e2e.sync_support import (
     wait_for,
     wait_store_matches,
 )
-from tests.harness.certs import CertificateAuthority
-from tests.harness.cluster import Cluster
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,7 @@ import psycopg
 import pymysql
 import redis
 
-from tests.harness.paths import HACK, REPO_ROOT, cache_dir
+from harness.paths import HACK, REPO_ROOT, cache_dir
 
 ENV_NAMES = ("CLUSTERPEDIA_TEST_POSTGRES", "CLUSTERPEDIA_TEST_MYSQL", "CLUSTERPEDIA_TEST_REDIS")
 DEFAULT_URLS = {
