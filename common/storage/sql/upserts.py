@@ -62,7 +62,6 @@ UPSERT_COLUMNS = (
 )
 """Parameters of each row passed to :func:`upsert_resources` (all required)."""
 
-TOMBSTONE_COLUMNS = UPSERT_COLUMNS
 """Parameters of each row passed to :func:`tombstone_resources`; only the key, rv and synced_at
 matter when the row exists, the rest fills an inserted tombstone."""
 
@@ -125,7 +124,7 @@ def tombstone_resources(dialect: str) -> Insert:
     """INSERT of tombstones for deleted objects: marks the row deleted at the deletion's rv when
     ``incoming.rv >= stored.rv``, keeping the old object; inserts the tombstone when absent.
 
-    Execute with a list of row dicts (keys: ``TOMBSTONE_COLUMNS``, ``deleted`` true)."""
+    Execute with a list of row dicts (keys: ``UPSERT_COLUMNS``, ``deleted`` true)."""
     stmt = _dialect_insert(dialect, resources)
     cur = resources.c
     if _on_duplicate_key(dialect):
