@@ -29,6 +29,7 @@ from common.hostcluster import HostCredentials
 from common.http import IPNetwork, load_cert_chain
 from synchro.destinations import InvalidConfig as InvalidConfig
 from synchro.destinations import validate_url
+from synchro.pediacluster import PediaClusterSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +244,7 @@ SECRET_KEYS = {"ca.crt": "caData", "token": "tokenData", "tls.crt": "certData", 
 
 
 def credentials_from_spec(
-    spec: dict[str, Any],
+    spec: PediaClusterSpec,
     secret_data: dict[str, str] | None = None,
     *,
     denied: Sequence[IPNetwork] = (),
@@ -258,9 +259,9 @@ def credentials_from_spec(
                 merged[field] = secret_data[key]
         if "kubeconfig" in secret_data:
             merged["kubeconfig"] = secret_data["kubeconfig"]
-    merged.update({k: v for k, v in spec.items() if v not in (None, "")})
+    merged.update(spec.credential_fields())
     insecure = merged.get("insecureSkipTLSVerify") is True
-    allow_http = spec.get("insecureAllowHTTP") is True
+    allow_http = spec.insecureAllowHTTP is True
     url = ""
     if merged.get("apiserverURL") or not merged.get("kubeconfig"):
         raw_url = merged.get("apiserverURL") or ""
@@ -273,7 +274,7 @@ def credentials_from_spec(
         raise InvalidConfig("spec.tokenData does not decode to a text token") from exc
     kubeconfig = _b64(merged, "kubeconfig")
     if kubeconfig:
-        where = "spec.kubeconfig" if spec.get("kubeconfig") else "the Secret's kubeconfig"
+        where = "spec.kubeconfig" if spec.kubeconfig else "the Secret's kubeconfig"
         base = credentials_from_kubeconfig(kubeconfig, where, url=url, allow_http=allow_http, denied=denied)
         return ClusterCredentials(
             url=base.url,
