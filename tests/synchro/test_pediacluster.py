@@ -3,12 +3,16 @@ unknown fields ignored, a wrong type an InvalidConfig naming the field, a broken
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
+from common.queue import open_publisher
+from common.settings import Settings
 from synchro.credentials import InvalidConfig
-from synchro.manager import recorded_epochs, recorded_resources
+from synchro.host import FINALIZER
+from synchro.manager import Owned, SynchroManager, recorded_epochs, recorded_resources
 from synchro.pediacluster import NamespaceSelection, ResourceSelector, SecretRef, spec_of, status_of
 
 
@@ -110,3 +114,44 @@ def test_a_status_that_does_not_decode_is_no_record(status: Any, caplog: pytest.
     assert recorded_resources(obj) == [] and recorded_epochs(obj) == {}
     assert status_of(obj)[1].startswith("status")
     assert "ignoring a status that does not decode: status" in caplog.text
+
+
+class RecordingHost:
+    """The host cluster's edge: what the manager writes there."""
+
+    def __init__(self) -> None:
+        self.statuses: list[tuple[str, dict[str, Any]]] = []
+
+    async def patch_status(self, name: str, status: dict[str, Any]) -> None:
+        self.statuses.append((name, status))
+
+    async def set_finalizers(self, obj: dict[str, Any], finalizers: list[str]) -> None:
+        raise AssertionError("the finalizer is already there")
+
+
+def _pediacluster(generation: int, spec: dict[str, Any]) -> dict[str, Any]:
+    meta = {"name": "c1", "generation": generation, "resourceVersion": "7", "finalizers": [FINALIZER]}
+    return {"metadata": meta, "spec": spec}
+
+
+def test_a_spec_of_the_wrong_type_is_reported_once_and_nothing_runs() -> None:
+    async def scenario() -> None:
+        host = RecordingHost()
+        settings = Settings(queue=f"memory://pediacluster-{id(host)}")
+        manager = SynchroManager(settings, open_publisher(settings), host)  # type: ignore[arg-type]
+        own = manager.owned["c1"] = Owned(lease={}, renewed_at=0.0)
+        manager.clusters["c1"] = _pediacluster(1, {"apiserverURL": "https://h:1", "resources": "pods"})
+        for _ in range(3):  # every event of the same generation: reported once, not a loop
+            await manager._reconcile("c1", own)
+        assert own.task is None
+        [(name, status)] = host.statuses
+        [ready] = status["conditions"]
+        assert (name, ready["status"], ready["reason"]) == ("c1", "False", "InvalidConfig")
+        assert ready["message"] == "spec.resources: expected `array | null`, got `str`"
+        # fixed: a sync starts for the new generation
+        manager.clusters["c1"] = _pediacluster(2, {"apiserverURL": "https://h:1", "resources": []})
+        await manager._reconcile("c1", own)
+        assert own.task is not None and own.generation == 2
+        await manager._stop_sync(own)
+
+    asyncio.run(scenario())
