@@ -8,7 +8,6 @@ kubectl fires a burst of discovery requests before each command and the rows cha
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 
 from common.storage import ServedResource, StoreReader
 
@@ -30,10 +29,3 @@ class Catalog:
         if cluster:
             return [r for r in self._rows if r.cluster == cluster]
         return self._rows
-
-    def invalidate(self) -> None:
-        self._loaded_at = -1e9
-
-
-def clusters_of(rows: Iterable[ServedResource]) -> list[str]:
-    return sorted({r.cluster for r in rows})

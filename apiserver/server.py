@@ -35,9 +35,10 @@ from apiserver.auth import (
     TokenReviewer,
     load_request_header_config,
 )
-from apiserver.host import HostClient, load_host_connection
+from apiserver.host import HostClient
 from apiserver.identities import PediaClusterIdentities
 from apiserver.protocol import ApiH11Protocol, HeadLimit
+from common.hostcluster import load_host_credentials
 from common.settings import Settings
 from common.storage import open_store
 
@@ -106,7 +107,7 @@ def auth_setup(settings: Settings) -> tuple[AuthConfig | None, str | None]:
     a = settings.apiserver
     if not a.authenticate and not a.authorize:
         return None, None
-    host = HostClient(load_host_connection(settings))
+    host = HostClient(load_host_credentials(settings))
     request_header: RequestHeaderConfig | None = None
     if a.authenticate:
         if a.requestheader_client_ca_file:
@@ -133,7 +134,7 @@ def create_app(settings: Settings, auth: AuthConfig | None = None) -> Starlette:
     identities = None
     if settings.apiserver.authorization_mode == "member-rbac":
         if auth is not None:
-            identities = PediaClusterIdentities(HostClient(load_host_connection(settings)))
+            identities = PediaClusterIdentities(HostClient(load_host_credentials(settings)))
         else:
             log.warning(
                 "member-rbac without --authenticate: every caller is system:anonymous and sees what"

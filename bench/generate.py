@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -399,34 +399,3 @@ async def generate(member: Member, plan: Plan, *, app_prefix: str = "app") -> Ge
     out.deployment_names = [(g.namespace, g.app) for g in groups]
     out.pod_keys.sort()
     return out
-
-
-async def iter_pod_keys(member: Member, page: int = 500) -> AsyncIterator[tuple[str, str]]:
-    """Every pod of ``member`` (namespace, name): used when the generator ran in an earlier process."""
-
-    class _Item(msgspec.Struct):
-        metadata: _Meta
-
-    class _ListMeta(msgspec.Struct):
-        # "continue" is a keyword; msgspec maps it by name.
-        cont: str = msgspec.field(default="", name="continue")
-
-    class _List(msgspec.Struct):
-        items: list[_Item]
-        metadata: _ListMeta
-
-    dec = msgspec.json.Decoder(_List)
-    cont = ""
-    async with member.session(concurrency=1) as client:
-        while True:
-            params = {"limit": str(page)}
-            if cont:
-                params["continue"] = cont
-            async with client.get("/api/v1/pods", params=params) as resp:
-                resp.raise_for_status()
-                body = dec.decode(await resp.read())
-            for item in body.items:
-                yield item.metadata.namespace, item.metadata.name
-            cont = body.metadata.cont
-            if not cont:
-                return

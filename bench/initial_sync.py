@@ -37,10 +37,6 @@ class TierMemory:
     def growth_bytes(self) -> int:
         return max(0, self.peak_bytes - self.base_bytes)
 
-    @property
-    def retained_bytes(self) -> int:
-        return max(0, self.settled_bytes - self.base_bytes)
-
 
 @dataclass
 class SyncResult:

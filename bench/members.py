@@ -83,7 +83,7 @@ def start_member(
 
     ``etcd_quota_bytes`` raises etcd's backend quota (the harness sets 1 GiB, which ~80k objects of
     this generator fill, managedFields and history included)."""
-    from tests.harness.cluster import Cluster
+    from harness.cluster import Cluster
 
     class BenchCluster(Cluster):
         def _etcd_argv(self) -> list[str]:

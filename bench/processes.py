@@ -47,10 +47,6 @@ def rss_bytes(pid: int) -> int:
     return _status_kib(pid, "VmRSS") * 1024
 
 
-def hwm_bytes(pid: int) -> int:
-    return _status_kib(pid, "VmHWM") * 1024
-
-
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 

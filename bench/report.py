@@ -599,7 +599,7 @@ def render_markdown(results: Sequence[dict[str, Any]]) -> str:
         "make bench BENCH_ARGS='--render-only'             # rebuild this file from docs/bench-results/",
         "```",
         "",
-        "A run starts one member kube-apiserver (tests/harness), fills it with the generator "
+        "A run starts one member kube-apiserver (harness/), fills it with the generator "
         "(bench/generate.py), measures the limits, then per store starts the tiers as their own "
         "processes (`clusterpedia all-in-one` on SQLite with the in-process queue; `clusterpedia "
         "synchro`, `writer` and `apiserver` on Redis for PostgreSQL and MariaDB), creates 1 then N "

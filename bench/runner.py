@@ -2,7 +2,7 @@
 
 Order (each scenario can be left out with ``--only``):
 
-1. start a member kube-apiserver (tests/harness ``Cluster``; it is also the host of the
+1. start a member kube-apiserver (harness/ ``Cluster``; it is also the host of the
    PediaClusters) and fill it with the generator;
 2. limits: the member's raw paged list rate; each store's raw multi-row INSERT rate (and the
    writer's guarded upsert statement);

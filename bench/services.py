@@ -2,7 +2,7 @@
 
 PostgreSQL, MariaDB and Redis are the project's loopback instances (``hack/services.sh``, started
 when missing). Like a test module, a benchmark run takes a fresh database on each server and a
-claimed Redis database number through the harness (``tests/harness/stores.py``), so it never
+claimed Redis database number through the harness (``harness/stores.py``), so it never
 touches another run's data and leaves nothing behind; between scenarios it drops and recreates
 the project's tables. SQLite is a file in the run's scratch directory.
 """
@@ -56,7 +56,7 @@ class Services:
         self.urls: dict[str, str] = {}
 
     def __enter__(self) -> Services:
-        from tests.harness.stores import ensure_services
+        from harness.stores import ensure_services
 
         self.urls = ensure_services()
         return self
@@ -71,7 +71,7 @@ class Services:
 
     def store(self, kind: str) -> Store:
         if kind not in self._stores:
-            from tests.harness.stores import mysql_database, postgres_database
+            from harness.stores import mysql_database, postgres_database
 
             if kind == "sqlite":
                 url = f"sqlite:///{self.scratch / 'bench.db'}"
@@ -87,7 +87,7 @@ class Services:
     def redis_url(self) -> str:
         """``redis://host:port/N`` of the run's own Redis database."""
         if not self._redis:
-            from tests.harness.stores import redis_database
+            from harness.stores import redis_database
 
             self._redis = self._stack.enter_context(redis_database(self.urls["CLUSTERPEDIA_TEST_REDIS"]))
         return self._redis

@@ -61,13 +61,6 @@ class NotAcceptable(StatusError):
     reason = "NotAcceptable"
 
 
-class Gone(StatusError):
-    """410: e.g. an expired continue token."""
-
-    code = 410
-    reason = "Expired"
-
-
 class ServiceUnavailable(StatusError):
     code = 503
     reason = "ServiceUnavailable"

@@ -23,11 +23,14 @@ connection fails with :class:`DeniedDestination` naming the rule. It also applie
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import ssl
+import tempfile
 import typing
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 import httpcore
@@ -180,3 +183,15 @@ def client_kwargs(
     if proxies_configured():
         return {"verify": verify, "limits": limits}
     return {"transport": cancel_safe_transport(verify, limits, backend)}
+
+
+def load_cert_chain(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    """``ctx.load_cert_chain`` from bytes: ssl only loads client certificates from files, so they
+    are written to a private directory for the call."""
+    with tempfile.TemporaryDirectory(prefix="clusterpedia-tls-") as tmp:
+        cert_file, key_file = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key_pem)
+        cert_file.write_bytes(cert_pem)
+        ctx.load_cert_chain(str(cert_file), str(key_file))

@@ -146,7 +146,8 @@ class Settings(msgspec.Struct, kw_only=True):
     queue_max_len: int = 100_000
     """Back-pressure bound: publishers wait while this many entries are unprocessed."""
     kubeconfig: str = ""
-    """Kubeconfig of the host cluster (PediaClusters live there); empty: in-cluster or $KUBECONFIG."""
+    """Kubeconfig of the host cluster (PediaClusters live there); empty: $KUBECONFIG, else the
+    in-cluster service account, else ~/.kube/config."""
     log_level: str = "INFO"
     """DEBUG, INFO, WARNING or ERROR."""
     log_format: str = "json"

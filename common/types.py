@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-JSONBytes = bytes
-"""A Kubernetes object as raw JSON bytes, never re-parsed unless a field is needed."""
-
 
 class GVR(NamedTuple):
     """A group/version/resource triple; ``group`` is ``""`` for the core (legacy) group."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import msgspec
@@ -42,6 +42,18 @@ class ApiError(Exception):
 
 class MemberGone(ApiError):
     """410: the resourceVersion is older than etcd's compaction; a relist is needed."""
+
+
+class UnexpectedAnswer(ApiError):
+    """A 2xx answer that is not the document asked for (not JSON, or fields of the wrong type).
+    What a member returns is data: a hostile or broken answer is an error of that cluster, the
+    same as an error status, never a TypeError somewhere in the sync."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        Exception.__init__(self, f"unexpected answer to GET {path}: {problem}")
+        self.code = 200
+        self.reason = "UnexpectedAnswer"
+        self.message = f"unexpected answer to GET {path}: {problem}"
 
 
 class _Status(msgspec.Struct):
@@ -70,6 +82,22 @@ _status_decoder = msgspec.json.Decoder(_Status)
 _page_decoder = msgspec.json.Decoder(MemberPage)
 _event_decoder = msgspec.json.Decoder(WatchEvent)
 _any_decoder = msgspec.json.Decoder()
+_typed_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+T = TypeVar("T")
+
+
+def decode_answer(path: str, body: bytes, type_: type[T]) -> T:
+    """A member's answer to GET ``path`` as ``type_`` (a msgspec Struct: unknown fields ignored);
+    :class:`UnexpectedAnswer` when it is not JSON or a field has the wrong type."""
+    decoder = _typed_decoders.get(type_)
+    if decoder is None:
+        decoder = _typed_decoders.setdefault(type_, msgspec.json.Decoder(type_))
+    try:
+        return decoder.decode(body)  # type: ignore[no-any-return]
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise UnexpectedAnswer(path, str(exc)) from None
+
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -160,8 +188,9 @@ class KubeClient:
     async def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return _any_decoder.decode(await self.request("GET", path, params=params))
 
-    async def get_text(self, path: str) -> str:
-        return (await self.request("GET", path)).decode("utf-8", "replace")
+    async def get_typed(self, path: str, type_: type[T]) -> T:
+        """GET ``path`` decoded as ``type_`` (see :func:`decode_answer`)."""
+        return decode_answer(path, await self.request("GET", path), type_)
 
     async def list_pages(
         self,

@@ -24,6 +24,7 @@ from synchro.credentials import ClusterCredentials, InvalidConfig, credentials_f
 from synchro.destinations import parse_networks
 from synchro.discovery import (
     Target,
+    VersionInfo,
     crd_groups,
     fetch_discovery,
     is_builtin_group,
@@ -33,6 +34,7 @@ from synchro.discovery import (
     resolve,
     spec_wants,
 )
+from synchro.pediacluster import NamespaceSelection, PediaClusterSpec, ResourceSelector
 from synchro.publishing import EventFunnel
 from synchro.resource_sync import TRANSPORT_ERRORS, ResourceSync
 from synchro.status import (
@@ -76,7 +78,7 @@ class ClusterSync:
     def __init__(
         self,
         name: str,
-        spec: dict[str, Any],
+        spec: PediaClusterSpec,
         *,
         settings: SynchroSettings,
         funnel: EventFunnel,
@@ -122,10 +124,10 @@ class ClusterSync:
         self._secrets: tuple[str, ...] = ()
         """The credentials in use, redacted from any message that could repeat them."""
         self.denied = parse_networks(settings.denied_networks)
-        ns = spec.get("namespaces") or {}
-        self.namespaces = NamespaceFilter(ns.get("include"), ns.get("exclude"))
+        ns = spec.namespaces or NamespaceSelection()
+        self.namespaces = NamespaceFilter(ns.include, ns.exclude)
         self.healthy = False
-        for group, names, _ in spec_wants(list(spec.get("resources") or ())):
+        for group, names, _ in spec_wants(spec.wanted):
             for resource in names:
                 self.status.resource(group, resource)  # Pending until discovered
 
@@ -149,7 +151,7 @@ class ClusterSync:
         no worker ran this cluster); the rest of the record joins ``known``, so a resource the
         member stopped serving meanwhile is purged by the usual two-discoveries rule."""
         spec_resources = self._resources()
-        sync_all = self.spec.get("syncAllCustomResources") is True
+        sync_all = self.spec.sync_all
         for key in self.recorded:
             if requested(spec_resources, key, sync_all=sync_all):
                 self.known.setdefault(key, Target(GVR(key[0], "", key[1]), "", False))
@@ -160,12 +162,12 @@ class ClusterSync:
                 await self.funnel.put(PurgeCluster(self.name, key[0], key[1]))
         self.recorded = []
 
-    def _resources(self) -> list[dict[str, Any]]:
+    def _resources(self) -> list[ResourceSelector]:
         """``spec.resources`` plus the member's RBAC objects (``synchro.sync_member_rbac``): the API
         tier evaluates them to show each user what that member lets them read."""
-        spec_resources = list(self.spec.get("resources") or ())
+        spec_resources = list(self.spec.wanted)
         if self.settings.sync_member_rbac:
-            spec_resources.append({"group": RBAC_GROUP, "resources": list(RBAC_RESOURCES)})
+            spec_resources.append(ResourceSelector(RBAC_GROUP, tuple(RBAC_RESOURCES)))
         return spec_resources
 
     def _internal(self, key: Key) -> bool:
@@ -175,11 +177,7 @@ class ClusterSync:
             self.settings.sync_member_rbac
             and key[0] == RBAC_GROUP
             and key[1] in RBAC_RESOURCES
-            and not requested(
-                list(self.spec.get("resources") or ()),
-                key,
-                sync_all=self.spec.get("syncAllCustomResources") is True,
-            )
+            and not requested(self.spec.wanted, key, sync_all=self.spec.sync_all)
         )
 
     def restart(self) -> None:
@@ -214,7 +212,7 @@ class ClusterSync:
                 if str(exc) != logged:  # once per distinct problem, not once per retry
                     log.warning("invalid configuration: %s", exc, extra={"cluster": self.name})
                     logged = str(exc)
-                if not self.spec.get("secretRef"):
+                if self.spec.secret_ref is None:
                     await asyncio.Event().wait()  # until the spec changes (the manager replaces us)
             except (ApiError, *TRANSPORT_ERRORS) as exc:
                 self.status.set_ready(False, UNHEALTHY, f"reading spec.secretRef failed: {exc}")
@@ -259,17 +257,17 @@ class ClusterSync:
             return False  # keep the working connection; a missing Secret is not a rotation
 
     async def _secret(self) -> dict[str, str]:
-        ref = self.spec.get("secretRef")
-        if not isinstance(ref, dict) or not ref.get("name"):
+        ref = self.spec.secret_ref
+        if ref is None or not ref.name:
             raise InvalidConfig("spec.secretRef needs a name")
-        namespace = ref.get("namespace") or self.default_namespace
+        namespace = ref.namespace or self.default_namespace
         try:
-            return await self.host.get_secret_data(namespace, ref["name"])
+            return await self.host.get_secret_data(namespace, ref.name)
         except ApiError as exc:
-            raise InvalidConfig(f"spec.secretRef {namespace}/{ref['name']}: {exc.message}") from exc
+            raise InvalidConfig(f"spec.secretRef {namespace}/{ref.name}: {exc.message}") from exc
 
     async def _credentials(self) -> ClusterCredentials:
-        data = await self._secret() if self.spec.get("secretRef") else None
+        data = await self._secret() if self.spec.secret_ref is not None else None
         creds = credentials_from_spec(self.spec, data, denied=self.denied)
         self._secret_data = data
         return creds
@@ -326,11 +324,11 @@ class ClusterSync:
     async def _reconcile(self, client: KubeClient) -> None:
         """Discover; start new targets, restart changed ones, stop and purge removed ones."""
         try:
-            self.status.version = str((await client.get_json("/version")).get("gitVersion", ""))
+            self.status.version = (await client.get_typed("/version", VersionInfo)).gitVersion
         except ApiError as exc:
             log.info("cannot read /version: %s", exc, extra={"cluster": self.name})
         spec_resources = self._resources()
-        sync_all = self.spec.get("syncAllCustomResources") is True
+        sync_all = self.spec.sync_all
         groups = None if sync_all else {g for g, _, _ in spec_wants(spec_resources)}
         disc = await fetch_discovery(client, groups)
         custom = await crd_groups(client) if sync_all else frozenset()

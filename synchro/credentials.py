@@ -11,26 +11,25 @@ loader, which runs ``exec`` and ``auth-provider`` plugins and reads files named 
 one of its files (its own ServiceAccount token) to a server of its choice. Only inline data is
 accepted (:data:`CLUSTER_FIELDS`, :data:`USER_FIELDS`); anything else is refused, naming the field.
 The operator's own host kubeconfig still goes through the loader
-(:func:`credentials_from_configuration`): plugins and files are the operator's to use.
+(common/hostcluster.py, :func:`credentials_from_host`): plugins and files are the operator's to use.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import os
 import ssl
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from common.http import IPNetwork
+from common.hostcluster import HostCredentials
+from common.http import IPNetwork, load_cert_chain
 from synchro.destinations import InvalidConfig as InvalidConfig
 from synchro.destinations import validate_url
+from synchro.pediacluster import PediaClusterSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,24 +65,13 @@ class ClusterCredentials:
             if self.cert_pem or self.key_pem:
                 if not (self.cert_pem and self.key_pem):
                     raise InvalidConfig("certData and keyData must be set together")
-                _load_cert_chain(ctx, self.cert_pem, self.key_pem)
+                load_cert_chain(ctx, self.cert_pem, self.key_pem)
         except ssl.SSLError as exc:
             raise InvalidConfig(f"unusable TLS material: {exc}") from exc
         return ctx
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-
-def _load_cert_chain(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
-    # ssl only loads client certificates from files: write them to a private directory briefly.
-    with tempfile.TemporaryDirectory(prefix="clusterpedia-tls-") as tmp:
-        cert_file, key_file = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key_pem)
-        cert_file.write_bytes(cert_pem)
-        ctx.load_cert_chain(str(cert_file), str(key_file))
 
 
 def _b64(spec: dict[str, Any], field: str, where: str = "spec") -> bytes:
@@ -221,25 +209,17 @@ def credentials_from_kubeconfig(
     )
 
 
-def credentials_from_configuration(cfg: Any, where: str) -> ClusterCredentials:
-    """Convert a ``kubernetes.client.Configuration`` (file paths, api_key) into bytes. Only for
-    the operator's own host kubeconfig (the loader ran its plugins and read its files)."""
-    keys = cfg.api_key or {}
-    # the loader stores the token under "BearerToken" (recent) or "authorization" (older)
-    auth = keys.get("BearerToken") or keys.get("authorization") or ""
-    token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
-
-    def read(path: str | None) -> bytes:
-        return Path(path).read_bytes() if path else b""
-
+def credentials_from_host(host: HostCredentials) -> ClusterCredentials:
+    """The operator's host credentials (common/hostcluster.py: the loader ran its plugins and read
+    its files) as the client's credentials."""
     return ClusterCredentials(
-        url=validate_url(cfg.host or "", f"{where} server", allow_http=True),
-        ca_pem=read(cfg.ssl_ca_cert),
-        token=token,
-        cert_pem=read(cfg.cert_file),
-        key_pem=read(cfg.key_file),
-        insecure_skip_tls_verify=not cfg.verify_ssl,
-        tls_server_name=getattr(cfg, "tls_server_name", None) or "",
+        url=validate_url(host.server, f"host kubeconfig ({host.source}) server", allow_http=True),
+        ca_pem=host.ca_pem,
+        token=host.bearer_token,
+        cert_pem=host.cert_pem,
+        key_pem=host.key_pem,
+        insecure_skip_tls_verify=not host.verify,
+        tls_server_name=host.tls_server_name,
     )
 
 
@@ -264,7 +244,7 @@ SECRET_KEYS = {"ca.crt": "caData", "token": "tokenData", "tls.crt": "certData", 
 
 
 def credentials_from_spec(
-    spec: dict[str, Any],
+    spec: PediaClusterSpec,
     secret_data: dict[str, str] | None = None,
     *,
     denied: Sequence[IPNetwork] = (),
@@ -279,9 +259,9 @@ def credentials_from_spec(
                 merged[field] = secret_data[key]
         if "kubeconfig" in secret_data:
             merged["kubeconfig"] = secret_data["kubeconfig"]
-    merged.update({k: v for k, v in spec.items() if v not in (None, "")})
+    merged.update(spec.credential_fields())
     insecure = merged.get("insecureSkipTLSVerify") is True
-    allow_http = spec.get("insecureAllowHTTP") is True
+    allow_http = spec.insecureAllowHTTP is True
     url = ""
     if merged.get("apiserverURL") or not merged.get("kubeconfig"):
         raw_url = merged.get("apiserverURL") or ""
@@ -294,7 +274,7 @@ def credentials_from_spec(
         raise InvalidConfig("spec.tokenData does not decode to a text token") from exc
     kubeconfig = _b64(merged, "kubeconfig")
     if kubeconfig:
-        where = "spec.kubeconfig" if spec.get("kubeconfig") else "the Secret's kubeconfig"
+        where = "spec.kubeconfig" if spec.kubeconfig else "the Secret's kubeconfig"
         base = credentials_from_kubeconfig(kubeconfig, where, url=url, allow_http=allow_http, denied=denied)
         return ClusterCredentials(
             url=base.url,

@@ -9,6 +9,7 @@ kind, scope, verbs and short names. A resource the member does not serve becomes
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,9 +17,73 @@ import msgspec
 
 from common.types import GVR
 from synchro.client import ApiError, KubeClient
+from synchro.pediacluster import ResourceSelector
 
 BUILTIN_GROUPS = frozenset({"", "apps", "batch", "autoscaling", "policy", "extensions"})
 """Built-in groups besides the ``*.k8s.io`` ones: their kinds have no CRD to read columns from."""
+
+
+# -- the member's discovery documents, typed (a wrong type is the cluster's UnexpectedAnswer) ------
+
+
+class VersionInfo(msgspec.Struct, frozen=True):
+    """``/version``"""
+
+    gitVersion: str = ""
+
+
+class APIVersions(msgspec.Struct, frozen=True):
+    """``/api``"""
+
+    versions: tuple[str, ...] | None = None
+
+
+class GroupVersion(msgspec.Struct, frozen=True):
+    version: str
+
+
+class APIGroup(msgspec.Struct, frozen=True):
+    name: str
+    versions: tuple[GroupVersion, ...] | None = None
+    preferredVersion: GroupVersion | None = None
+
+
+class APIGroupList(msgspec.Struct, frozen=True):
+    """``/apis``"""
+
+    groups: tuple[APIGroup, ...] | None = None
+
+
+class APIResource(msgspec.Struct, frozen=True):
+    name: str
+    kind: str = ""
+    namespaced: bool = False
+    verbs: tuple[str, ...] | None = None
+    shortNames: tuple[str, ...] | None = None
+
+
+class APIResourceList(msgspec.Struct, frozen=True):
+    """``/api/{version}``, ``/apis/{group}/{version}``"""
+
+    resources: tuple[APIResource, ...] | None = None
+
+
+class _CRDVersion(msgspec.Struct, frozen=True):
+    name: str = ""
+    additionalPrinterColumns: list[dict[str, Any]] | None = None
+
+
+class _CRDSpec(msgspec.Struct, frozen=True):
+    group: str = ""
+    versions: tuple[_CRDVersion, ...] | None = None
+
+
+class CustomResourceDefinition(msgspec.Struct, frozen=True):
+    spec: _CRDSpec = _CRDSpec()
+
+
+class CustomResourceDefinitionList(msgspec.Struct, frozen=True):
+    items: tuple[CustomResourceDefinition, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +109,7 @@ class Discovery:
     """The member's discovery: group -> (versions in preference order, per-version resources)."""
 
     versions: dict[str, list[str]] = field(default_factory=dict)
-    resources: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    resources: dict[tuple[str, str], tuple[APIResource, ...]] = field(default_factory=dict)
     """(group, version) -> APIResourceList.resources"""
     failed: dict[tuple[str, str], str] = field(default_factory=dict)
     """(group, version) -> error of a discovery document that could not be read: what that
@@ -58,35 +123,37 @@ class Discovery:
         return out
 
 
-def spec_wants(spec_resources: list[dict[str, Any]]) -> list[tuple[str, list[str], list[str]]]:
+SpecResources = Sequence[ResourceSelector]
+
+
+def spec_wants(spec_resources: SpecResources) -> list[tuple[str, list[str], list[str]]]:
     """Normalise ``spec.resources`` into (group, resources, versions), merging repeated groups."""
     merged: dict[str, tuple[list[str], list[str]]] = {}
     for entry in spec_resources or ():
-        group = str(entry.get("group") or "")
-        res, vers = merged.setdefault(group, ([], []))
-        res.extend(r for r in entry.get("resources") or () if r not in res)
-        vers.extend(v for v in entry.get("versions") or () if v not in vers)
+        res, vers = merged.setdefault(entry.group, ([], []))
+        res.extend(r for r in entry.resources if r not in res)
+        vers.extend(v for v in entry.versions if v not in vers)
     return [(g, r, v) for g, (r, v) in merged.items()]
 
 
-def _listable(item: dict[str, Any]) -> bool:
-    verbs = item.get("verbs") or ()
-    return "/" not in item.get("name", "") and "list" in verbs and "watch" in verbs
+def _listable(item: APIResource) -> bool:
+    verbs = item.verbs or ()
+    return "/" not in item.name and "list" in verbs and "watch" in verbs
 
 
-def _target(group: str, version: str, item: dict[str, Any]) -> Target:
+def _target(group: str, version: str, item: APIResource) -> Target:
     return Target(
-        gvr=GVR(group, version, item["name"]),
-        kind=item.get("kind", ""),
-        namespaced=bool(item.get("namespaced")),
-        verbs=tuple(item.get("verbs") or ()),
-        short_names=tuple(item.get("shortNames") or ()),
+        gvr=GVR(group, version, item.name),
+        kind=item.kind,
+        namespaced=item.namespaced,
+        verbs=item.verbs or (),
+        short_names=item.shortNames or (),
     )
 
 
 def resolve(
     disc: Discovery,
-    spec_resources: list[dict[str, Any]],
+    spec_resources: SpecResources,
     *,
     custom_groups: frozenset[str] = frozenset(),
 ) -> tuple[list[Target], list[Missing]]:
@@ -119,8 +186,8 @@ def resolve(
                 for item in disc.resources.get((group, version), ()):
                     if not _listable(item):
                         continue
-                    if name in ("*", item["name"]):
-                        key = (group, item["name"])
+                    if name in ("*", item.name):
+                        key = (group, item.name)
                         if key not in targets:
                             targets[key] = _target(group, version, item)
                         found = True
@@ -139,28 +206,30 @@ def gv_path(group: str, version: str) -> str:
 
 
 async def fetch_discovery(client: KubeClient, groups: set[str] | None) -> Discovery:
-    """Discovery documents of the wanted groups (all groups when ``groups`` is None)."""
+    """Discovery documents of the wanted groups (all groups when ``groups`` is None). ``/api`` or
+    ``/apis`` of the wrong shape raise :class:`UnexpectedAnswer` (an :class:`ApiError`); a group
+    version's list of the wrong shape marks that group version failed, as an error status does."""
     disc = Discovery()
-    core = await client.get_json("/api")
-    disc.versions[""] = list(core.get("versions") or ["v1"])
-    apis = await client.get_json("/apis")
-    for g in apis.get("groups") or ():
-        versions = [v["version"] for v in g.get("versions") or ()]
-        preferred = (g.get("preferredVersion") or {}).get("version")
+    core = await client.get_typed("/api", APIVersions)
+    disc.versions[""] = list(core.versions or ["v1"])
+    apis = await client.get_typed("/apis", APIGroupList)
+    for g in apis.groups or ():
+        versions = [v.version for v in g.versions or ()]
+        preferred = g.preferredVersion.version if g.preferredVersion is not None else None
         if preferred in versions:
             versions.remove(preferred)
             versions.insert(0, preferred)
-        disc.versions[g["name"]] = versions
+        disc.versions[g.name] = versions
     wanted = [(g, v) for g, vs in disc.versions.items() if groups is None or g in groups for v in vs]
 
     async def one(group: str, version: str) -> None:
         try:
-            body = await client.get_json(gv_path(group, version))
+            body = await client.get_typed(gv_path(group, version), APIResourceList)
         except ApiError as exc:
             # An unavailable aggregated API (503) or a transient error: unknown, not missing.
             disc.failed[(group, version)] = str(exc)
             return
-        disc.resources[(group, version)] = list(body.get("resources") or ())
+        disc.resources[(group, version)] = body.resources or ()
 
     await asyncio.gather(*(one(g, v) for g, v in wanted))
     return disc
@@ -172,26 +241,29 @@ def is_builtin_group(group: str) -> bool:
 
 async def crd_groups(client: KubeClient) -> frozenset[str]:
     """Groups served by CustomResourceDefinitions (for ``syncAllCustomResources``)."""
-    body = await client.get_json("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
-    return frozenset(item["spec"]["group"] for item in body.get("items") or ())
+    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    body = await client.get_typed(path, CustomResourceDefinitionList)
+    return frozenset(item.spec.group for item in body.items or () if item.spec.group)
 
 
 async def printer_columns(client: KubeClient, target: Target) -> bytes | None:
     """The CRD's ``additionalPrinterColumns`` of the synced version as JSON (None: not a CRD)."""
     name = f"{target.gvr.resource}.{target.gvr.group}"
     try:
-        crd = await client.get_json(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+        crd = await client.get_typed(
+            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}", CustomResourceDefinition
+        )
     except ApiError as exc:
         if exc.code in (403, 404):
             return None
         raise
-    for version in crd.get("spec", {}).get("versions") or ():
-        if version.get("name") == target.gvr.version:
-            return msgspec.json.encode(version.get("additionalPrinterColumns") or [])
+    for version in crd.spec.versions or ():
+        if version.name == target.gvr.version:
+            return msgspec.json.encode(version.additionalPrinterColumns or [])
     return b"[]"
 
 
-def requested(spec_resources: list[dict[str, Any]], key: tuple[str, str], *, sync_all: bool) -> bool:
+def requested(spec_resources: SpecResources, key: tuple[str, str], *, sync_all: bool) -> bool:
     """Whether the spec still asks for ``key`` (group, resource), by name or by ``*``."""
     group, resource = key
     for g, names, _ in spec_wants(spec_resources):
@@ -215,7 +287,7 @@ def removals(
     known: list[tuple[str, str]],
     wanted: set[tuple[str, str]],
     disc: Discovery,
-    spec_resources: list[dict[str, Any]],
+    spec_resources: SpecResources,
     *,
     sync_all: bool,
     missing_before: set[tuple[str, str]],

@@ -2,8 +2,8 @@
 credential Secrets, the Lease objects that shard clusters among workers, and the few generic
 calls of the ClusterImportPolicy controller.
 
-The kubeconfig is loaded by the ``kubernetes`` package (contexts, exec and token files, in-cluster
-service account); requests then go through the same raw :class:`KubeClient` as member clusters.
+The kubeconfig is found and loaded by common/hostcluster.py (the same order as the API tier);
+requests then go through the same raw :class:`KubeClient` as member clusters.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Any
 
 import msgspec
 
-from common.kubeconfig import LOADER_LOCK
+from common.hostcluster import load_host_credentials
 from common.settings import Settings
 from synchro.client import ApiError, KubeClient, MemberGone
 from synchro.credentials import (
     ClusterCredentials,
-    credentials_from_configuration,
+    credentials_from_host,
     secret_data_if_labelled,
 )
 
@@ -35,21 +35,10 @@ _decoder = msgspec.json.Decoder()
 
 
 def host_credentials(settings: Settings) -> ClusterCredentials:
-    """Credentials of the host: ``settings.kubeconfig``, else $KUBECONFIG/~/.kube/config, else
-    the in-cluster service account."""
-    from kubernetes import config as kube_config
-    from kubernetes.client import Configuration
-
-    cfg = Configuration()
-    with LOADER_LOCK:
-        if settings.kubeconfig:
-            kube_config.load_kube_config(config_file=settings.kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
-        else:
-            try:
-                kube_config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-            except kube_config.ConfigException:
-                kube_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    return credentials_from_configuration(cfg, "host kubeconfig")
+    """Credentials of the host, found in the order of common/hostcluster.py."""
+    host = load_host_credentials(settings)
+    log.info("host cluster %s (from %s)", host.server, host.source)
+    return credentials_from_host(host)
 
 
 class Host:

@@ -29,7 +29,7 @@ from common.types import GVR
 from synchro import metrics
 from synchro.client import ApiError, KubeClient
 from synchro.cluster_sync import ClusterSync, prefetch_budget
-from synchro.destinations import parse_networks
+from synchro.destinations import InvalidConfig, parse_networks
 from synchro.heap import pin_mmap_threshold
 from synchro.host import FINALIZER, Host, host_credentials
 from synchro.importing import ImportController
@@ -45,9 +45,10 @@ from synchro.leases import (
     is_alive,
     lease_body,
 )
+from synchro.pediacluster import PediaClusterStatus, spec_of, status_of
 from synchro.publishing import EventFunnel
 from synchro.resource_sync import TRANSPORT_ERRORS
-from synchro.status import SYNC_FAILED
+from synchro.status import INVALID_CONFIG, SYNC_FAILED, ClusterStatus
 from synchro.transform import parse_resource_version
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ class Owned:
     started_at: float = 0.0
     retry_at: float = 0.0
     """Monotonic time before which a failed sync is not restarted (capped exponential back-off)."""
+    invalid_generation: int = -1
+    """The generation whose spec did not decode (reported once, nothing runs until it changes)."""
 
 
 class SynchroManager:
@@ -450,13 +453,25 @@ class SynchroManager:
             own.failures, own.retry_at = 0, 0.0  # a new spec gets a fresh start
         elif time.monotonic() < own.retry_at:
             return  # backing off after a failure; _sync_ended scheduled the retry
+        try:
+            spec = spec_of(obj)
+        except InvalidConfig as exc:
+            if own.invalid_generation != generation:
+                own.invalid_generation = generation
+                await self._stop_sync(own)
+                status = own.sync.status if own.sync is not None else ClusterStatus()
+                status.set_ready(False, INVALID_CONFIG, str(exc))
+                log.warning("invalid PediaCluster: %s", exc, extra={"cluster": name})
+                await self._write_status(name, status.render())
+            return
+        own.invalid_generation = -1
         previous = own.sync
         await self._stop_sync(own)
         if self.owned.get(name) is not own:
             return
         sync = ClusterSync(
             name,
-            dict(obj.get("spec") or {}),
+            spec,
             settings=self.conf,
             funnel=self.funnel,
             host=self.host,
@@ -510,32 +525,39 @@ class SynchroManager:
 
 def recorded_resources(obj: dict[str, Any]) -> list[tuple[str, str]]:
     """(group, resource) pairs the PediaCluster's status lists: what an earlier sync wrote."""
-    out: list[tuple[str, str]] = []
-    for group in (obj.get("status") or {}).get("resources") or ():
-        if not isinstance(group, dict):
-            continue
-        for entry in group.get("resources") or ():
-            if isinstance(entry, dict) and entry.get("resource") not in (None, "", "*"):
-                out.append((str(group.get("group") or ""), str(entry["resource"])))
-    return out
+    return [
+        (group.group, entry.resource)
+        for group in _status(obj).resources or ()
+        for entry in group.resources or ()
+        if entry.resource not in ("", "*")
+    ]
 
 
 def recorded_epochs(obj: dict[str, Any]) -> dict[str, int]:
     """group/resource -> resourceVersion of the last list the status records (durable across
     restarts and lease handovers, so a member that went back in time meanwhile is detected)."""
     out: dict[str, int] = {}
-    for group in (obj.get("status") or {}).get("resources") or ():
-        if not isinstance(group, dict):
-            continue
-        for entry in group.get("resources") or ():
-            if not isinstance(entry, dict) or not entry.get("resource"):
+    for group in _status(obj).resources or ():
+        for entry in group.resources or ():
+            if not entry.resource:
                 continue
-            for cond in entry.get("syncConditions") or ():
-                epoch = parse_resource_version(str((cond or {}).get("listResourceVersion") or ""))
+            for cond in entry.syncConditions or ():
+                epoch = parse_resource_version(cond.listResourceVersion)
                 if epoch:
-                    label = GVR(str(group.get("group") or ""), "", str(entry["resource"])).group_resource
+                    label = GVR(group.group, "", entry.resource).group_resource
                     out[label] = max(out.get(label, 0), epoch)
     return out
+
+
+def _status(obj: dict[str, Any]) -> PediaClusterStatus:
+    status, problem = status_of(obj)
+    if problem:
+        log.warning("ignoring a status that does not decode: %s", problem, extra={"cluster": _name(obj)})
+    return status
+
+
+def _name(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
 
 
 async def serve_synchro(

@@ -17,6 +17,8 @@ keys of ``data`` and ``stringData`` stay (kubectl's DATA column counts them), th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import msgspec
 
 from common.events import Delete, Upsert
@@ -78,7 +80,7 @@ class NamespaceFilter:
 
     __slots__ = ("exclude", "include")
 
-    def __init__(self, include: list[str] | None = None, exclude: list[str] | None = None) -> None:
+    def __init__(self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None) -> None:
         self.include = frozenset(include or ())
         self.exclude = frozenset(exclude or ())
 
@@ -88,10 +90,6 @@ class NamespaceFilter:
         if self.include and namespace not in self.include:
             return False
         return namespace not in self.exclude
-
-    @property
-    def active(self) -> bool:
-        return bool(self.include or self.exclude)
 
 
 def parse_resource_version(value: str) -> int:

@@ -4,7 +4,7 @@ Store fixtures (module scope, a clean database per test module):
     sqlite_url, postgres_url, mysql_url, redis_url -> str
     store_url -> str, parametrized over sqlite / postgresql / mysql
     backend_url, backend -> Store: parametrized over every registered storage backend (examples/ too)
-Cluster fixtures (tests/harness/cluster.py):
+Cluster fixtures (harness/cluster.py):
     member_cluster(name="cluster-1", version="current", controller_manager=False) -> Cluster  (factory)
     two_member_clusters -> tuple[Cluster, Cluster]  (cluster-1 current, cluster-2 older; module scope)
     host_cluster -> Cluster  (aggregation layer configured; module scope)
@@ -12,7 +12,7 @@ Cluster fixtures (tests/harness/cluster.py):
 
 Missing services are started (hack/services.sh) and missing binaries built (hack/build-k8s.sh);
 nothing is skipped. Every process a fixture starts is stopped by its finalizer, and a session-end
-sweep stops anything a finalizer could not reach (tests/harness/processes.py).
+sweep stops anything a finalizer could not reach (harness/processes.py).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from types import FrameType
 import pytest
 
 from common.storage import Store, backend_names, open_store
-from tests.harness import processes
-from tests.harness.cluster import Cluster, start_clusters
-from tests.harness.paths import KUBECTL_VERSIONS, kubectl_binary
-from tests.harness.stores import (
+from harness import processes
+from harness.cluster import Cluster, start_clusters
+from harness.paths import KUBECTL_VERSIONS, kubectl_binary
+from harness.stores import (
     drop_stale_databases,
     ensure_services,
     mysql_database,

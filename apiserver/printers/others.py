@@ -18,10 +18,6 @@ from apiserver.printers.format import (
     get_str,
 )
 
-DEFAULT_CLASS_ANNOTATIONS = {
-    "ingressclass.kubernetes.io/is-default-class",
-}
-
 
 def _ingress_cells(ing: Obj, now: dt.datetime) -> list[Any]:
     class_name = get(ing, "spec", "ingressClassName")

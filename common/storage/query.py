@@ -99,10 +99,6 @@ class SetFilter:
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
 
-    @property
-    def is_empty(self) -> bool:
-        return self.include is None and not self.exclude
-
 
 @dataclass(frozen=True, slots=True)
 class Grant:

@@ -14,7 +14,6 @@ import contextlib
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,16 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
 from demo.layout import API_NAMESPACE, API_SERVICE, MEMBERS, REPO_ROOT, DemoDir, Progress
 from demo.workloads import DATABASE_CRD, SYNCED_RESOURCES, Rest, Seeder
-from tests.harness.certs import CertificateAuthority
-from tests.harness.cluster import Cluster, free_port, start_clusters
-from tests.harness.paths import kubectl_binary
-from tests.harness.processes import Process
-from tests.harness.stores import mysql_database, postgres_database, redis_database, service_urls
+from harness.certs import CertificateAuthority
+from harness.cluster import Cluster, free_port, start_clusters
+from harness.paths import kubectl_binary
+from harness.processes import Process
+from harness.stores import answers, mysql_database, postgres_database, redis_database, service_urls
 
 # No deployment/replicaset/daemonset/statefulset controllers: there is no kubelet, so they would
 # report 0 ready replicas and overwrite the status the demo sets (see workloads.py). The token
@@ -60,16 +58,6 @@ class Stop(Exception):
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:
     raise Stop(signal.Signals(signum).name)
-
-
-def answers(url: str) -> bool:
-    """Does something listen at the URL's host and port?"""
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def wait_until(progress: Progress, what: str, check: Callable[[], Any], timeout: float) -> Any:

@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography import x509
 
 from apiserver.server import self_signed_cert
-from tests.harness.cluster import free_port
+from harness.cluster import free_port
 
 
 def test_self_signed_certificate_names(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from tests.harness.paths import helm_binary
+from harness.paths import helm_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "clusterpedia"

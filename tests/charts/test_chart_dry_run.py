@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.cluster import Cluster
 from tests.charts.chart import CHART, NAMESPACE, build_helm, documented_value_sets, render
-from tests.harness.cluster import Cluster
 
 pytestmark = pytest.mark.e2e
 

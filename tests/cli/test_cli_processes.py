@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cluster import Cluster, free_port, free_port_block
+from harness.cluster import Cluster, free_port, free_port_block
 
 pytestmark = pytest.mark.e2e
 

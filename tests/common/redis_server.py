@@ -8,8 +8,8 @@ from pathlib import Path
 
 import redis
 
-from tests.harness.cluster import free_port
-from tests.harness.processes import Process
+from harness.cluster import free_port
+from harness.processes import Process
 
 
 class ThrowawayRedis:

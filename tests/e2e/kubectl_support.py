@@ -25,11 +25,11 @@ from typing import Any
 import yaml
 
 from common.storage import StoreWriter
+from harness.certs import CertificateAuthority
+from harness.cluster import Cluster, free_port
+from harness.paths import kubectl_binary
+from harness.processes import Process
 from tests.apiserver.storefill import add_objects, add_type
-from tests.harness.certs import CertificateAuthority
-from tests.harness.cluster import Cluster, free_port
-from tests.harness.paths import kubectl_binary
-from tests.harness.processes import Process
 
 RESOURCES_PATH = "/apis/clusterpedia.io/v1beta1/resources"
 REPO = Path(__file__).resolve().parents[2]

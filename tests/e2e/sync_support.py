@@ -23,8 +23,8 @@ from common.settings import Settings, SynchroSettings, WriterSettings
 from common.storage.sql.engine import make_engine
 from common.storage.sql.schema import resources
 from common.types import RBAC_GROUP
-from tests.harness.cluster import Cluster
-from tests.harness.processes import Process
+from harness.cluster import Cluster
+from harness.processes import Process
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "charts/clusterpedia/crds/clusters.clusterpedia.io_pediaclusters.yaml"

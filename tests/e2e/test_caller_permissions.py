@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from harness.cluster import Cluster
+from harness.paths import kubectl_binary
 from tests.e2e.kubectl_support import READER_ROLE, RESOURCES_PATH, ApiTier, kubectl_run
 from tests.e2e.sync_support import (
     install_crd,
@@ -40,8 +42,6 @@ from tests.e2e.sync_support import (
     wait_for,
 )
 from tests.e2e.test_kubectl_aggregation import REGISTRATION, _wait_available, gen_clusterconfigs
-from tests.harness.cluster import Cluster
-from tests.harness.paths import kubectl_binary
 
 pytestmark = pytest.mark.e2e
 

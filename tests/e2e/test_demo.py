@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.paths import REPO_ROOT, kubectl_binary
+from harness.paths import REPO_ROOT, kubectl_binary
 
 pytestmark = pytest.mark.e2e
 

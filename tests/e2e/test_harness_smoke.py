@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.harness.certs import CertificateAuthority
-from tests.harness.cluster import Cluster, KubectlError
-from tests.harness.paths import KUBECTL_VERSIONS, versions
+from harness.certs import CertificateAuthority
+from harness.cluster import Cluster, KubectlError
+from harness.paths import KUBECTL_VERSIONS, versions
 
 pytestmark = pytest.mark.e2e
 

@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 
 from common.storage import open_store
+from harness.cluster import Cluster
+from harness.paths import KUBECTL_VERSIONS, kubectl_binary
 from tests.e2e.kubectl_support import (
     DEPLOYMENTS,
     PODS,
@@ -37,8 +39,6 @@ from tests.e2e.kubectl_support import (
     kubectl_run,
     parse_table,
 )
-from tests.harness.cluster import Cluster
-from tests.harness.paths import KUBECTL_VERSIONS, kubectl_binary
 
 pytestmark = pytest.mark.e2e
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from common.storage import Store, open_store
+from harness.paths import KUBECTL_VERSIONS, kubectl_binary
 from tests.apiserver.storefill import add_objects, add_type
 from tests.e2e.kubectl_support import ApiTier, kubectl_run
-from tests.harness.paths import KUBECTL_VERSIONS, kubectl_binary
 
 pytestmark = pytest.mark.e2e
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.cluster import Cluster
+from harness.paths import kubectl_binary
 from tests.e2e.kubectl_support import (
     CRD,
     GADGETS,
@@ -35,8 +37,6 @@ from tests.e2e.sync_support import (
     wait_for,
     wait_store_matches,
 )
-from tests.harness.cluster import Cluster
-from tests.harness.paths import kubectl_binary
 
 pytestmark = pytest.mark.e2e
 

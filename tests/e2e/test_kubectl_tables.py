@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from common.storage import open_store
+from harness.cluster import Cluster
+from harness.paths import KUBECTL_VERSIONS, kubectl_binary
 from tests.e2e.kubectl_support import (
     CLUSTERROLES,
     CONFIGMAPS,
@@ -58,8 +60,6 @@ from tests.e2e.kubectl_support import (
     pedia_rows,
     without_cluster,
 )
-from tests.harness.cluster import Cluster
-from tests.harness.paths import KUBECTL_VERSIONS, kubectl_binary
 
 pytestmark = pytest.mark.e2e
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from harness.cluster import Cluster, free_port
 from tests.e2e.sync_support import (
     GR,
     b64,
@@ -25,7 +26,6 @@ from tests.e2e.sync_support import (
     wait_for,
     wait_store_matches,
 )
-from tests.harness.cluster import Cluster, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from harness.cluster import Cluster
 from tests.e2e.sync_support import (
     GR,
     cluster_rows,
@@ -27,7 +28,6 @@ from tests.e2e.sync_support import (
     wait_store_matches,
 )
 from tests.e2e.test_sync_store import CRONTAB_CRD
-from tests.harness.cluster import Cluster
 
 pytestmark = pytest.mark.e2e
 

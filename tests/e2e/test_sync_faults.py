@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from harness.cluster import Cluster
 from tests.e2e.sync_support import (
     GR,
     Key,
@@ -28,7 +29,6 @@ from tests.e2e.sync_support import (
     wait_for,
     wait_store_matches,
 )
-from tests.harness.cluster import Cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +47,7 @@ def configmaps_yaml(ns: str, names: range, prefix: str = "cm") -> str:
 @pytest.fixture(scope="module")
 def members(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Cluster]]:
     """Two plain member clusters of this module's own (one is restarted by a test)."""
-    from tests.harness.cluster import start_clusters
+    from harness.cluster import start_clusters
 
     c1 = Cluster("fault-1", "current", workdir=tmp_path_factory.mktemp("fault-1"))
     c2 = Cluster("fault-2", "older", workdir=tmp_path_factory.mktemp("fault-2"))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from harness.cluster import Cluster
 from tests.e2e.sync_support import (
     GR,
     cluster_rows,
@@ -23,7 +24,6 @@ from tests.e2e.sync_support import (
     wait_for,
     wait_store_matches,
 )
-from tests.harness.cluster import Cluster
 
 pytestmark = pytest.mark.e2e
 

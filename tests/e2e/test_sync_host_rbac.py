@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from common.settings import Settings
+from harness.cluster import Cluster
 from tests.e2e.sync_support import (
     GR,
     cluster_rows,
@@ -23,7 +24,6 @@ from tests.e2e.sync_support import (
     wait_for,
     wait_store_matches,
 )
-from tests.harness.cluster import Cluster
 
 pytestmark = pytest.mark.e2e
 

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from common.storage.sql.engine import make_engine
 from common.storage.sql.schema import resource_types, resources
+from harness.cluster import Cluster
 from tests.e2e.sync_support import (
     GR,
     cluster_rows,
@@ -27,7 +28,6 @@ from tests.e2e.sync_support import (
     wait_for,
     wait_store_matches,
 )
-from tests.harness.cluster import Cluster
 
 pytestmark = pytest.mark.e2e
 

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import redis
 
+from harness.cluster import Cluster, free_port
+from harness.processes import Process
 from tests.e2e.sync_support import (
     GR,
     cluster_rows,
@@ -24,8 +26,6 @@ from tests.e2e.sync_support import (
     wait_for,
     wait_store_matches,
 )
-from tests.harness.cluster import Cluster, free_port
-from tests.harness.processes import Process
 
 pytestmark = pytest.mark.e2e
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.cluster import Cluster
 from tests.e2e.sync_support import (
     GR,
     ROOT,
@@ -30,7 +31,6 @@ from tests.e2e.sync_support import (
     wait_for,
     wait_store_matches,
 )
-from tests.harness.cluster import Cluster
 
 pytestmark = pytest.mark.e2e
 

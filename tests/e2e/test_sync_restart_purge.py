@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness.cluster import Cluster
 from tests.e2e.sync_support import (
     GR,
     cluster_rows,
@@ -20,7 +21,6 @@ from tests.e2e.sync_support import (
     wait_for,
     wait_store_matches,
 )
-from tests.harness.cluster import Cluster
 
 pytestmark = pytest.mark.e2e
 

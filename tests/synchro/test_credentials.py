@@ -13,11 +13,18 @@ from cryptography.x509.oid import NameOID
 from common.settings import SynchroSettings
 from synchro.credentials import (
     CREDENTIALS_LABEL,
+    ClusterCredentials,
     InvalidConfig,
     credentials_from_spec,
     secret_data_if_labelled,
 )
 from synchro.destinations import parse_networks
+from synchro.pediacluster import spec_of
+
+
+def from_spec(spec: dict[str, Any], *args: Any, **kwargs: Any) -> ClusterCredentials:
+    """Credentials of a PediaCluster whose spec is ``spec``, decoded as the manager does."""
+    return credentials_from_spec(spec_of({"spec": spec}), *args, **kwargs)
 
 
 def b64(data: bytes | str) -> str:
@@ -48,7 +55,7 @@ def pem_pair() -> tuple[bytes, bytes]:
 
 def test_seed_fields(pem_pair: tuple[bytes, bytes]) -> None:
     cert, key = pem_pair
-    creds = credentials_from_spec(
+    creds = from_spec(
         {
             "apiserverURL": "https://127.0.0.1:6443/",
             "caData": b64(cert),
@@ -77,7 +84,7 @@ def test_seed_fields(pem_pair: tuple[bytes, bytes]) -> None:
 )
 def test_invalid_config(spec: dict[str, str], message: str) -> None:
     with pytest.raises(InvalidConfig, match=None) as info:
-        credentials_from_spec(spec).ssl_context()
+        from_spec(spec).ssl_context()
     assert message in str(info.value)
 
 
@@ -96,13 +103,13 @@ def test_kubeconfig_and_secret(pem_pair: tuple[bytes, bytes]) -> None:
         "contexts": [{"name": "ctx", "context": {"cluster": "m", "user": "u"}}],
         "current-context": "ctx",
     }
-    creds = credentials_from_spec({"kubeconfig": b64(yaml.safe_dump(kubeconfig))})
+    creds = from_spec({"kubeconfig": b64(yaml.safe_dump(kubeconfig))})
     assert (creds.url, creds.token, creds.ca_pem) == ("https://127.0.0.1:7000", "kt", cert)
     # Secret keys as kube stores them (base64 in .data); spec fields win.
     secret = {"ca.crt": b64(cert), "token": b64("secret-token")}
-    creds = credentials_from_spec({"apiserverURL": "https://h:1", "insecureSkipTLSVerify": True}, secret)
+    creds = from_spec({"apiserverURL": "https://h:1", "insecureSkipTLSVerify": True}, secret)
     assert (creds.token, creds.ca_pem, creds.insecure_skip_tls_verify) == ("secret-token", cert, True)
-    creds = credentials_from_spec({"apiserverURL": "https://h:1", "tokenData": b64("spec")}, secret)
+    creds = from_spec({"apiserverURL": "https://h:1", "tokenData": b64("spec")}, secret)
     assert creds.token == "spec"
 
 
@@ -121,14 +128,14 @@ def test_a_given_ca_is_the_only_one_trusted(pem_pair: tuple[bytes, bytes]) -> No
     """caData means "trust this CA" (client-go uses it alone); the system store is not loaded into
     each member's context (it cost ~0.8 MiB per cluster)."""
     cert, _ = pem_pair
-    with_ca = credentials_from_spec(
+    with_ca = from_spec(
         {"apiserverURL": "https://m:6443", "caData": b64(cert), "tokenData": b64("t")}
     ).ssl_context()
     subjects = [dict(entry[0] for entry in c["subject"]) for c in with_ca.get_ca_certs()]
     assert subjects == [{"commonName": "test"}]
     assert with_ca.verify_mode == ssl.CERT_REQUIRED and with_ca.check_hostname
     with pytest.raises(InvalidConfig):
-        credentials_from_spec(
+        from_spec(
             {"apiserverURL": "https://m:6443", "caData": b64("not a pem"), "tokenData": b64("t")}
         ).ssl_context()
 
@@ -175,17 +182,17 @@ def test_kubeconfig_refuses_plugins_files_and_passwords(
 ) -> None:
     """Only inline data: the field is named, nothing is run or read (the loader is never called)."""
     with pytest.raises(InvalidConfig) as info:
-        credentials_from_spec({"kubeconfig": kubeconfig(cluster, user)})
+        from_spec({"kubeconfig": kubeconfig(cluster, user)})
     assert f".{field} is refused" in str(info.value)
     # the same kubeconfig in a Secret
     with pytest.raises(InvalidConfig) as info:
-        credentials_from_spec({}, {"kubeconfig": kubeconfig(cluster, user)})
+        from_spec({}, {"kubeconfig": kubeconfig(cluster, user)})
     assert f".{field} is refused" in str(info.value) and "the Secret's kubeconfig" in str(info.value)
 
 
 def test_kubeconfig_inline_fields(pem_pair: tuple[bytes, bytes]) -> None:
     cert, key = pem_pair
-    creds = credentials_from_spec(
+    creds = from_spec(
         {
             "kubeconfig": kubeconfig(
                 {
@@ -207,7 +214,7 @@ def test_kubeconfig_inline_fields(pem_pair: tuple[bytes, bytes]) -> None:
     )
     creds.ssl_context()
     # spec.apiserverURL replaces the kubeconfig's server, and is validated as such
-    creds = credentials_from_spec(
+    creds = from_spec(
         {"apiserverURL": "https://m:1", "kubeconfig": kubeconfig({"server": "http://x"}, {"token": "t"})}
     )
     assert (creds.url, creds.token) == ("https://m:1", "t")
@@ -217,7 +224,7 @@ def test_kubeconfig_yaml_errors_do_not_quote_the_document() -> None:
     secret = "sekrit-token-value"
     bad = f"users:\n- name: u\n  user: {{token: {secret}\n  : :\n"
     with pytest.raises(InvalidConfig) as info:
-        credentials_from_spec({"kubeconfig": b64(bad)})
+        from_spec({"kubeconfig": b64(bad)})
     assert "is not YAML" in str(info.value) and secret not in str(info.value)
 
 
@@ -246,18 +253,18 @@ def test_kubeconfig_yaml_errors_do_not_quote_the_document() -> None:
 def test_apiserver_url_validation(url: str, message: str) -> None:
     denied = parse_networks(SynchroSettings().denied_networks)
     with pytest.raises(InvalidConfig) as info:
-        credentials_from_spec({"apiserverURL": url, "tokenData": b64("t")}, denied=denied)
+        from_spec({"apiserverURL": url, "tokenData": b64("t")}, denied=denied)
     text = str(info.value)
     assert message in text and text.startswith("spec.apiserverURL")
     assert "s3cr3t" not in text and "t0k3n" not in text  # user information is never repeated
     # the same URL as a kubeconfig's server
     with pytest.raises(InvalidConfig) as info:
-        credentials_from_spec({"kubeconfig": kubeconfig({"server": url}, {"token": "t"})}, denied=denied)
+        from_spec({"kubeconfig": kubeconfig({"server": url}, {"token": "t"})}, denied=denied)
     assert message in str(info.value) and ".server" in str(info.value)
 
 
 def test_plain_http_needs_the_per_cluster_opt_in() -> None:
-    creds = credentials_from_spec(
+    creds = from_spec(
         {"apiserverURL": "http://127.0.0.1:8080", "insecureAllowHTTP": True, "tokenData": b64("t")}
     )
     assert creds.url == "http://127.0.0.1:8080"
@@ -265,11 +272,11 @@ def test_plain_http_needs_the_per_cluster_opt_in() -> None:
 
 def test_token_with_a_line_break_is_refused() -> None:
     with pytest.raises(InvalidConfig, match="control characters"):
-        credentials_from_spec({"apiserverURL": "https://h:1", "tokenData": b64("t\r\nX-Evil: 1")})
+        from_spec({"apiserverURL": "https://h:1", "tokenData": b64("t\r\nX-Evil: 1")})
 
 
 def test_repr_hides_credentials() -> None:
-    creds = credentials_from_spec({"apiserverURL": "https://h:1", "tokenData": b64("very-secret")})
+    creds = from_spec({"apiserverURL": "https://h:1", "tokenData": b64("very-secret")})
     assert "very-secret" not in repr(creds)
 
 

@@ -1,21 +1,30 @@
 import asyncio
 from typing import Any
 
+import msgspec
+import pytest
+
 from common.types import GVR
-from synchro.client import ApiError
-from synchro.discovery import Discovery, fetch_discovery, removals, resolve, spec_wants
+from synchro.client import ApiError, UnexpectedAnswer, decode_answer
+from synchro.discovery import (
+    APIResource,
+    Discovery,
+    fetch_discovery,
+    removals,
+    resolve,
+    spec_wants,
+)
+from synchro.pediacluster import ResourceSelector
 
 
 def res(
     name: str, kind: str, namespaced: bool = True, verbs: tuple[str, ...] = ("get", "list", "watch")
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "kind": kind,
-        "namespaced": namespaced,
-        "verbs": list(verbs),
-        "shortNames": [name[:2]],
-    }
+) -> APIResource:
+    return APIResource(name, kind, namespaced, verbs, (name[:2],))
+
+
+def selectors(spec: list[dict[str, Any]]) -> list[ResourceSelector]:
+    return msgspec.convert(spec, list[ResourceSelector])
 
 
 def disc() -> Discovery:
@@ -37,7 +46,7 @@ def disc() -> Discovery:
 
 def test_seed_resources_preferred_version() -> None:
     spec = [{"group": "apps", "resources": ["deployments"]}, {"group": "", "resources": ["pods"]}]
-    targets, missing = resolve(disc(), spec)
+    targets, missing = resolve(disc(), selectors(spec))
     assert missing == []
     assert [(t.gvr, t.kind, t.namespaced) for t in targets] == [
         (GVR("apps", "v1", "deployments"), "Deployment", True),
@@ -53,7 +62,7 @@ def test_versions_wildcard_and_missing() -> None:
         {"group": "apps", "resources": ["replicasets"]},
         {"group": "nope.io", "resources": ["things"]},
     ]
-    targets, missing = resolve(disc(), spec)
+    targets, missing = resolve(disc(), selectors(spec))
     assert {str(t.gvr) for t in targets} == {
         "crontabs.stable.example.com/v1alpha1",
         "olds.stable.example.com/v1alpha1",
@@ -66,7 +75,7 @@ def test_versions_wildcard_and_missing() -> None:
 
 def test_unserved_version_and_custom_groups() -> None:
     targets, missing = resolve(
-        disc(), [{"group": "apps", "resources": ["deployments"], "versions": ["v1beta2"]}]
+        disc(), selectors([{"group": "apps", "resources": ["deployments"], "versions": ["v1beta2"]}])
     )
     assert targets == [] and "v1beta2" in missing[0].message
     targets, _ = resolve(disc(), [], custom_groups=frozenset({"stable.example.com"}))
@@ -78,40 +87,44 @@ def test_unserved_version_and_custom_groups() -> None:
 
 def test_spec_wants_merges_groups() -> None:
     assert spec_wants(
-        [{"group": "", "resources": ["pods"]}, {"group": "", "resources": ["pods", "nodes"]}]
+        selectors([{"group": "", "resources": ["pods"]}, {"group": "", "resources": ["pods", "nodes"]}])
     ) == [("", ["pods", "nodes"], [])]
 
 
 class FakeDiscoveryClient:
-    """The member's discovery endpoints (protocol edge); one group version answers 503."""
+    """The member's discovery endpoints (protocol edge): the bytes a member answers, decoded as the
+    real client decodes them. One path answers 503 (``broken``); ``answers`` replaces documents."""
 
-    def __init__(self, broken: str) -> None:
+    def __init__(self, broken: str, answers: dict[str, bytes] | None = None) -> None:
         self.broken = broken
+        self.answers = answers or {}
 
-    async def get_json(self, path: str) -> dict[str, Any]:
+    async def get_typed(self, path: str, type_: type[Any]) -> Any:
         if path == self.broken:
             raise ApiError(503, "ServiceUnavailable", "the server is currently unable to handle the request")
-        if path == "/api":
-            return {"versions": ["v1"]}
-        if path == "/apis":
-            return {
+        if path in self.answers:
+            return decode_answer(path, self.answers[path], type_)
+        documents: dict[str, Any] = {
+            "/api": {"versions": ["v1"]},
+            "/apis": {
                 "groups": [
                     {"name": "apps", "versions": [{"version": "v1"}], "preferredVersion": {"version": "v1"}},
                     {"name": "metrics.example.com", "versions": [{"version": "v1"}]},
                 ]
-            }
-        group_version = {
-            "/api/v1": [res("configmaps", "ConfigMap")],
-            "/apis/apps/v1": [res("deployments", "Deployment")],
-            "/apis/metrics.example.com/v1": [res("samples", "Sample")],
+            },
+            "/api/v1": {"resources": [res("configmaps", "ConfigMap")]},
+            "/apis/apps/v1": {"resources": [res("deployments", "Deployment")]},
+            "/apis/metrics.example.com/v1": {"resources": [res("samples", "Sample")]},
         }
-        return {"resources": group_version[path]}
+        return decode_answer(path, msgspec.json.encode(documents[path]), type_)
 
 
-SPEC = [
-    {"group": "", "resources": ["configmaps"]},
-    {"group": "metrics.example.com", "resources": ["samples"]},
-]
+SPEC = selectors(
+    [
+        {"group": "", "resources": ["configmaps"]},
+        {"group": "metrics.example.com", "resources": ["samples"]},
+    ]
+)
 KNOWN = [("", "configmaps"), ("metrics.example.com", "samples")]
 
 
@@ -154,3 +167,67 @@ def test_purge_needs_two_successful_discoveries_or_a_spec_change() -> None:
         missing_before=set(),
     )
     assert dropped.purge == [("metrics.example.com", "samples")]
+
+
+# -- a hostile or broken member: its answers are data, a wrong shape is that cluster's error --------
+
+
+@pytest.mark.parametrize(
+    ("path", "answer", "message"),
+    [
+        ("/api", b"[]", "unexpected answer to GET /api: Expected `object`, got `array`"),
+        ("/api", b'{"versions": "v1"}', "GET /api: Expected `array | null`, got `str` - at `$.versions`"),
+        (
+            "/apis",
+            b'{"groups": [{"name": 7}]}',
+            "GET /apis: Expected `str`, got `int` - at `$.groups[0].name`",
+        ),
+        (
+            "/apis",
+            b'{"groups": [{"versions": []}]}',
+            "Object missing required field `name` - at `$.groups[0]`",
+        ),
+        ("/apis", b"<html>hello</html>", "unexpected answer to GET /apis: JSON is malformed"),
+    ],
+)
+def test_a_hostile_core_discovery_is_an_error_of_that_cluster(path: str, answer: bytes, message: str) -> None:
+    client = FakeDiscoveryClient("", {path: answer})
+    with pytest.raises(UnexpectedAnswer) as info:
+        asyncio.run(fetch_discovery(client, None))  # type: ignore[arg-type]
+    assert message in str(info.value)
+    assert isinstance(info.value, ApiError)  # handled where any error status of the member is
+
+
+def test_a_hostile_group_version_is_unknown_and_the_rest_syncs() -> None:
+    """verbs as a number, resources as a mapping: that group version failed (kept, not purged)."""
+    client = FakeDiscoveryClient(
+        "",
+        {
+            "/apis/metrics.example.com/v1": b'{"resources": [{"name": "samples", "verbs": 5}]}',
+            "/apis/apps/v1": b'{"resources": {"name": "deployments"}}',
+        },
+    )
+    d = asyncio.run(fetch_discovery(client, None))  # type: ignore[arg-type]
+    assert (
+        "Expected `array | null`, got `int` - at `$.resources[0].verbs`"
+        in d.failed[("metrics.example.com", "v1")]
+    )
+    assert "Expected `array | null`, got `object` - at `$.resources`" in d.failed[("apps", "v1")]
+    targets, _ = resolve(d, SPEC)
+    assert [str(t.gvr) for t in targets] == ["configmaps/v1"]
+    plan = removals(KNOWN, {("", "configmaps")}, d, SPEC, sync_all=False, missing_before=set())
+    assert plan.purge == [] and "verbs" in plan.keep[("metrics.example.com", "samples")]
+
+
+def test_unknown_fields_and_nulls_of_a_member_are_ignored() -> None:
+    client = FakeDiscoveryClient(
+        "",
+        {
+            "/api": b'{"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": null}',
+            "/api/v1": b'{"resources": [{"name": "configmaps", "kind": "ConfigMap", "namespaced": true,'
+            b' "verbs": ["list", "watch"], "shortNames": null, "storageVersionHash": "x", "future": {}}]}',
+        },
+    )
+    d = asyncio.run(fetch_discovery(client, None))  # type: ignore[arg-type]
+    targets, missing = resolve(d, SPEC[:1])
+    assert [(str(t.gvr), t.short_names) for t in targets] == [("configmaps/v1", ())] and missing == []

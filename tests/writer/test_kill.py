@@ -16,7 +16,7 @@ from pathlib import Path
 import redis
 
 from common.queue.redis_streams import GROUP, RedisPublisher, split_url
-from tests.harness.processes import Process
+from harness.processes import Process
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = 2000

@@ -79,7 +79,6 @@ UPSERT_COLUMNS = (
 )
 """Parameters of each row passed to :func:`upsert_resources` (all required)."""
 
-TOMBSTONE_COLUMNS = UPSERT_COLUMNS
 """Parameters of each row passed to :func:`tombstone_resources`; only the key, rv and synced_at
 matter when the row exists, the rest fills an inserted tombstone."""
 
@@ -160,7 +159,7 @@ def tombstone_resources(dialect: str) -> Insert:
     taking the row's new revision (a tombstone written again keeps its revision); inserts the
     tombstone when absent.
 
-    Execute with a list of row dicts (keys: ``TOMBSTONE_COLUMNS``, ``deleted`` true)."""
+    Execute with a list of row dicts (keys: ``UPSERT_COLUMNS``, ``deleted`` true)."""
     stmt = _dialect_insert(dialect, resources)
     cur = resources.c
     if _on_duplicate_key(dialect):

@@ -49,15 +49,15 @@ from typing import Any
 
 import yaml
 
-from tests.harness.certs import CertificateAuthority, KeyPair, key_pem, new_key, public_key_pem
-from tests.harness.paths import (
+from harness.certs import CertificateAuthority, KeyPair, key_pem, new_key, public_key_pem
+from harness.paths import (
     DEFAULT_KUBECTL_VERSION,
     ensure_control_plane,
     etcd_binary,
     kubectl_binary,
     resolve_k8s_version,
 )
-from tests.harness.processes import Process
+from harness.processes import Process
 
 DEFAULT_CONTROLLERS = (
     "deployment-controller",
@@ -527,7 +527,7 @@ class Cluster:
 def start_clusters(clusters: Iterable[Cluster], timeout: float = START_TIMEOUT_SECONDS) -> None:
     """Start several clusters at once: launch everything, then wait (startups overlap).
 
-    Must be called from the main thread (see tests/harness/processes.py). On failure every
+    Must be called from the main thread (see harness/processes.py). On failure every
     cluster of the batch is stopped before the error propagates."""
     batch = list(clusters)
     began = time.monotonic()

@@ -23,7 +23,7 @@ import psycopg
 import pymysql
 import redis
 
-from tests.harness.paths import HACK, REPO_ROOT, cache_dir
+from harness.paths import HACK, REPO_ROOT, cache_dir
 
 ENV_NAMES = ("CLUSTERPEDIA_TEST_POSTGRES", "CLUSTERPEDIA_TEST_MYSQL", "CLUSTERPEDIA_TEST_REDIS")
 DEFAULT_URLS = {
@@ -54,7 +54,8 @@ def service_urls() -> dict[str, str]:
     return urls
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
+    """Does something listen at the URL's host and port?"""
     parts = urlsplit(url)
     try:
         with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=1):
@@ -68,7 +69,7 @@ def ensure_services() -> dict[str, str]:
 
     Raises RuntimeError with the script's output when they cannot be started (never skips)."""
     urls = service_urls()
-    if all(_answers(u) for u in urls.values()):
+    if all(answers(u) for u in urls.values()):
         return urls
     proc = subprocess.run(
         ["bash", str(HACK / "services.sh"), "start"],
@@ -78,7 +79,7 @@ def ensure_services() -> dict[str, str]:
         check=False,
     )
     urls = service_urls()
-    down = [name for name, u in urls.items() if not _answers(u)]
+    down = [name for name, u in urls.items() if not answers(u)]
     if proc.returncode != 0 or down:
         raise RuntimeError(
             f"hack/services.sh start failed (exit {proc.returncode}; not answering: {down}):\n"

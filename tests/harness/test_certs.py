@@ -1,4 +1,4 @@
-"""TLS material from tests/harness/certs.py: chains verify, SANs and identities are what we asked."""
+"""TLS material from harness/certs.py: chains verify, SANs and identities are what we asked."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.harness.certs import CertificateAuthority
-from tests.harness.paths import kubectl_binary
+from harness.certs import CertificateAuthority
+from harness.paths import kubectl_binary
 
 
 def test_serving_cert_is_issued_by_the_ca_for_loopback() -> None:

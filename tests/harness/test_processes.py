@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import processes
-from tests.harness.cluster import Cluster, ClusterStartError, free_port
-from tests.harness.paths import REPO_ROOT, etcd_binary
+from harness import processes
+from harness.cluster import Cluster, ClusterStartError, free_port
+from harness.paths import REPO_ROOT, etcd_binary
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +42,7 @@ def test_children_die_with_a_sigkilled_test_process(tmp_path: Path) -> None:
     script = f"""
 import time
 from pathlib import Path
-from tests.harness.processes import Process
+from harness.processes import Process
 p = Process("etcd", [{str(etcd_binary())!r}, "--data-dir={tmp_path / "etcd"}",
     "--listen-client-urls=http://127.0.0.1:{port}", "--advertise-client-urls=http://127.0.0.1:{port}",
     "--listen-peer-urls=http://127.0.0.1:{peer}", "--initial-advertise-peer-urls=http://127.0.0.1:{peer}",

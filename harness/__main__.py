@@ -1,7 +1,7 @@
 """Keep harness clusters up for manual poking.
 
-    .venv/bin/python -m tests.harness up            # host + cluster-1 (current) + cluster-2 (older)
-    .venv/bin/python -m tests.harness up --no-hold  # start, print, stop (a quick check)
+    .venv/bin/python -m harness up            # host + cluster-1 (current) + cluster-2 (older)
+    .venv/bin/python -m harness up --no-hold  # start, print, stop (a quick check)
 
 Prints each cluster's kubeconfig and a merged one (contexts named after the clusters), then waits
 for Ctrl-C (or SIGTERM) and stops everything it started.
@@ -20,8 +20,8 @@ from types import FrameType
 
 import yaml
 
-from tests.harness import processes
-from tests.harness.cluster import Cluster, start_clusters
+from harness import processes
+from harness.cluster import Cluster, start_clusters
 
 
 def _merged_kubeconfig(clusters: list[Cluster], path: Path) -> None:
@@ -87,7 +87,7 @@ def up(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.harness", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="start a host and member clusters, wait for Ctrl-C, tear down")
     p_up.add_argument("--members", type=int, default=2, help="number of member clusters (default 2)")
