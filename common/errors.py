@@ -61,6 +61,13 @@ class NotAcceptable(StatusError):
     reason = "NotAcceptable"
 
 
+class Gone(StatusError):
+    """410, reason Expired: a watch position older than the changes kept; the client relists."""
+
+    code = 410
+    reason = "Expired"
+
+
 class ServiceUnavailable(StatusError):
     code = 503
     reason = "ServiceUnavailable"

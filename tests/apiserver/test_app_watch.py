@@ -30,8 +30,8 @@ from common.settings import ApiserverSettings, Settings
 from common.storage import ChangeFeed, Store
 from common.storage.base import Change, StoredObject
 from common.storage.query import Search
+from harness.cluster import free_port
 from tests.apiserver.storefill import add_objects, add_type
-from tests.harness.cluster import free_port
 
 P = "/apis/clusterpedia.io/v1beta1/resources"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
