@@ -5,6 +5,8 @@ members' own decisions, is tests/e2e/test_caller_permissions.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from typing import Any
 
 import httpx
@@ -188,6 +190,56 @@ def test_lists_show_what_each_member_allows(app: Any) -> None:
     assert (code, body["items"]) == (200, [])
     code, body = get(app, f"{R}/api/v1/namespaces", "someone", "ops")
     assert names(body) == [("c2", "", "a")]
+
+
+def watch(app: Any, path: str, user: str, groups: str = "") -> list[dict[str, Any]]:
+    """The events of a watch that ends after a second (what it catches up on from its position)."""
+
+    async def go() -> httpx.Response:
+        headers = {"x-test-user": user, "x-test-groups": groups}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://t") as c:
+            return await c.get(path, headers=headers)
+
+    resp = asyncio.run(go())
+    assert resp.status_code == 200, resp.text
+    return [json.loads(line) for line in resp.text.splitlines() if line]
+
+
+def test_watches_show_what_each_member_allows(app: Any) -> None:
+    store = open_store("memory://permissions-app")
+    for cluster in ("c1", "c2"):  # a resource of this test alone: the others' lists stay as they are
+        add_type(store, cluster, "", "v1", "services", "Service")
+    deadline = time.monotonic() + 10  # the API's catalog of resource types refreshes itself
+    while (listed := get(app, f"{R}/api/v1/services", "dev"))[0] != 200:
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.1)
+    at = listed[1]["metadata"]["resourceVersion"]
+    for cluster in ("c1", "c2"):
+        objects = [
+            {"kind": "Service", "metadata": {"name": name, "namespace": ns}}
+            for ns in ("a", "b")
+            for name in ("s1", "s2")
+        ]
+        add_objects(store, cluster, "", "v1", "services", objects)
+
+    def seen(user: str, groups: str = "", query: str = f"resourceVersion={at}&") -> list[tuple[str, ...]]:
+        path = f"{R}/api/v1/services?watch=1&{query}timeoutSeconds=1"
+        return sorted(
+            (
+                e["type"],
+                e["object"]["metadata"]["annotations"]["shadow.clusterpedia.io/cluster-name"],
+                e["object"]["metadata"]["namespace"],
+                e["object"]["metadata"]["name"],
+            )
+            for e in watch(app, path, user, groups)
+        )
+
+    # dev reads namespace a of c1 and one configmap of c2; ops everything of c2: as in lists
+    assert seen("dev") == [("ADDED", "c1", "a", "s1"), ("ADDED", "c1", "a", "s2")]
+    assert seen("someone", "ops") == [("ADDED", "c2", ns, n) for ns in ("a", "b") for n in ("s1", "s2")]
+    assert seen("nobody") == []
+    # a watch with the current state first shows what the list shows
+    assert seen("dev", query="") == [("ADDED", "c1", "a", "s1"), ("ADDED", "c1", "a", "s2")]
 
 
 def test_gets_answer_403_like_the_member(app: Any) -> None:
