@@ -27,7 +27,7 @@ import httpx
 import msgspec
 
 from common.http import CancelSafeBackend, IPNetwork, client_kwargs, proxies_configured
-from synchro.credentials import ClusterCredentials, InvalidConfig
+from common.credentials import ClusterCredentials, InvalidConfig
 
 
 class ApiError(Exception):

@@ -20,8 +20,8 @@ from common.settings import SynchroSettings
 from common.types import GVR, RBAC_GROUP, RBAC_RESOURCES
 from synchro import metrics
 from synchro.client import ApiError, KubeClient
-from synchro.credentials import ClusterCredentials, InvalidConfig, credentials_from_spec
-from synchro.destinations import parse_networks
+from common.credentials import ClusterCredentials, InvalidConfig, credentials_from_spec
+from common.destinations import parse_networks
 from synchro.discovery import (
     Target,
     crd_groups,
@@ -46,7 +46,7 @@ from synchro.status import (
     UNHEALTHY,
     ClusterStatus,
 )
-from synchro.transform import NamespaceFilter, ObjectTransformer
+from common.transform import NamespaceFilter, ObjectTransformer
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import msgspec
 from common.kubeconfig import LOADER_LOCK
 from common.settings import Settings
 from synchro.client import ApiError, KubeClient, MemberGone
-from synchro.credentials import (
+from common.credentials import (
     ClusterCredentials,
     credentials_from_configuration,
     secret_data_if_labelled,

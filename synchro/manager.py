@@ -29,7 +29,7 @@ from common.types import GVR
 from synchro import metrics
 from synchro.client import ApiError, KubeClient
 from synchro.cluster_sync import ClusterSync, prefetch_budget
-from synchro.destinations import parse_networks
+from common.destinations import parse_networks
 from synchro.heap import pin_mmap_threshold
 from synchro.host import FINALIZER, Host, host_credentials
 from synchro.importing import ImportController
@@ -48,7 +48,7 @@ from synchro.leases import (
 from synchro.publishing import EventFunnel
 from synchro.resource_sync import TRANSPORT_ERRORS
 from synchro.status import SYNC_FAILED
-from synchro.transform import parse_resource_version
+from common.transform import parse_resource_version
 
 log = logging.getLogger(__name__)
 

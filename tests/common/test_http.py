@@ -18,7 +18,7 @@ from common.http import (
     client_kwargs,
     denied_rule,
 )
-from synchro.destinations import parse_networks
+from common.destinations import parse_networks
 
 
 async def _handshake_never_answered(transport: httpx.AsyncBaseTransport) -> bool:

@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from synchro.client import ApiError, KubeClient, MemberGone, MemberPage, error_from_status
-from synchro.credentials import ClusterCredentials
+from common.credentials import ClusterCredentials
 
 
 def test_status_bodies_become_typed_errors() -> None:

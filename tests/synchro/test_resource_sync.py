@@ -17,7 +17,7 @@ from synchro.manager import recorded_epochs
 from synchro.publishing import EventFunnel
 from synchro.resource_sync import ResourceSync
 from synchro.status import ClusterStatus, ResourceStatus
-from synchro.transform import ObjectTransformer
+from common.transform import ObjectTransformer
 from tests.synchro.test_publishing import RecordingPublisher
 
 GVR_CM = GVR("", "v1", "configmaps")

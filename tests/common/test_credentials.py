@@ -11,13 +11,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from common.settings import SynchroSettings
-from synchro.credentials import (
+from common.credentials import (
     CREDENTIALS_LABEL,
     InvalidConfig,
     credentials_from_spec,
     secret_data_if_labelled,
 )
-from synchro.destinations import parse_networks
+from common.destinations import parse_networks
 
 
 def b64(data: bytes | str) -> str:

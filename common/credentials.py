@@ -29,8 +29,8 @@ from typing import Any
 import yaml
 
 from common.http import IPNetwork
-from synchro.destinations import InvalidConfig as InvalidConfig
-from synchro.destinations import validate_url
+from common.destinations import InvalidConfig as InvalidConfig
+from common.destinations import validate_url
 
 
 @dataclass(frozen=True, slots=True)

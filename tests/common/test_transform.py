@@ -5,7 +5,7 @@ import pytest
 
 from common.events import Delete, Upsert
 from common.types import CLUSTER_ANNOTATION, GVR
-from synchro.transform import LAST_APPLIED_ANNOTATION, REDACTED_ANNOTATION, NamespaceFilter, ObjectTransformer
+from common.transform import LAST_APPLIED_ANNOTATION, REDACTED_ANNOTATION, NamespaceFilter, ObjectTransformer
 
 DEPLOY = GVR("apps", "v1", "deployments")
 
