@@ -32,9 +32,11 @@ from starlette.routing import Route
 
 from apiserver import collections as collection_store
 from apiserver import discovery, groups, openapi
-from apiserver.auth import ANONYMOUS
+from apiserver.auth import ANONYMOUS, UserInfo
 from apiserver.catalog import Catalog
+from apiserver.forwarding import Forwarding
 from apiserver.identities import PediaClusterIdentities
+from apiserver.members import Members
 from apiserver.metrics import MetricsMiddleware, metrics_endpoint
 from apiserver.permissions import User
 from apiserver.responses import (
@@ -74,6 +76,7 @@ from common.storage import (
     StorageRejected,
     StorageUnavailable,
     StoreReader,
+    StoreWriter,
     UnknownCluster,
 )
 
@@ -139,6 +142,8 @@ class Api:
         store: StoreReader,
         catalog: Catalog | None = None,
         identities: PediaClusterIdentities | None = None,
+        members: Members | None = None,
+        writer: StoreWriter | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -148,11 +153,15 @@ class Api:
             raise ValueError(f"apiserver.authorization_mode {mode!r}: expected one of {', '.join(MODES)}")
         self.rbac = MemberRBAC(store, identities=identities) if mode == "member-rbac" else None
         """member-rbac: what each caller sees is what their members' RBAC lets them read."""
+        self.forwarding = Forwarding(settings, store, self.catalog, members, writer)
+        """Writes and subresources, sent to the member as the caller (None members: refused)."""
 
     # ---- the Kubernetes-shaped API under /resources -------------------------------------------
 
     async def resources(self, request: Request) -> Response:
-        _check_read(request)
+        write = request.method not in READ_METHODS
+        if not write:
+            _check_read(request)
         rest = request.url.path[len(RESOURCES_PREFIX) :]
         if rest == "":
             raise MethodNotAllowed(
@@ -161,6 +170,8 @@ class Api:
                 details={},
             )
         route = parse_path(rest)
+        if write or route.subresource:
+            return await self.forwarding.forward(request, route, _caller_info(request))
         rows = await self.catalog.rows(route.cluster)
         if route.cluster and not rows:
             raise NotFound(f'cluster "{route.cluster}" not found', details={"name": route.cluster})
@@ -417,9 +428,14 @@ class Api:
         return PlainTextResponse("ok")
 
 
-def _caller(request: Request) -> User:
+def _caller_info(request: Request) -> UserInfo:
     """The identity the auth middleware established (anonymous without authentication)."""
-    info = request.scope.get("state", {}).get("user") or ANONYMOUS
+    info: UserInfo = request.scope.get("state", {}).get("user") or ANONYMOUS
+    return info
+
+
+def _caller(request: Request) -> User:
+    info = _caller_info(request)
     return User(info.name, frozenset(info.groups))
 
 
@@ -474,11 +490,15 @@ def build_app(
     catalog: Catalog | None = None,
     middleware: list[Any] | None = None,
     identities: PediaClusterIdentities | None = None,
+    members: Members | None = None,
+    writer: StoreWriter | None = None,
 ) -> Starlette:
     """The ASGI app. ``middleware``: Starlette ``Middleware`` entries run inside the metrics one
     (authentication and authorisation, see :mod:`apiserver.auth`); ``identities``: the
-    PediaClusters' identity mappings for member-rbac (None: the host's identity in every member)."""
-    api = Api(settings, store, catalog, identities)
+    PediaClusters' identity mappings for member-rbac (None: the host's identity in every member);
+    ``members`` and ``writer``: where writes go and where their answers are stored (None: writes
+    are refused with a 405)."""
+    api = Api(settings, store, catalog, identities, members, writer)
     cp = "/apis/{group}/{version}/collectionresources"
     routes = [
         Route("/healthz", api.health, methods=ALL_METHODS),

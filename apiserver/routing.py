@@ -28,6 +28,9 @@ class Route:
     namespace: str = ""
     name: str = ""
     namespaced_path: bool = False
+    subresource: str = ""
+    """``status``, ``scale``, ``log``, ``exec``, ``proxy``...: served by the member (forwarded);
+    what follows it (a proxy's path) is not parsed."""
 
 
 def not_found() -> NotFound:
@@ -75,15 +78,22 @@ def _openapi(cluster: str, tail: list[str]) -> Route:
     raise not_found()
 
 
+NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
+"""``/api/v1/namespaces/{name}/status``: a subresource of the namespace, not a list of "status"."""
+
+
 def _group_version(cluster: str, group: str, version: str, tail: list[str]) -> Route:
     if not tail:
         return Route("resources", cluster, group, version)
-    if tail[0] == "namespaces" and len(tail) in (3, 4):
+    if tail[0] == "namespaces" and len(tail) == 3 and not group and tail[2] in NAMESPACE_SUBRESOURCES:
+        return Route("get", cluster, group, version, "namespaces", "", tail[1], subresource=tail[2])
+    if tail[0] == "namespaces" and len(tail) >= 3:
         namespace, resource = tail[1], tail[2]
-        name = tail[3] if len(tail) == 4 else ""
-        return Route("get" if name else "list", cluster, group, version, resource, namespace, name, True)
+        name = tail[3] if len(tail) >= 4 else ""
+        sub = tail[4] if len(tail) >= 5 else ""
+        return Route("get" if name else "list", cluster, group, version, resource, namespace, name, True, sub)
     if len(tail) == 1:
         return Route("list", cluster, group, version, tail[0])
-    if len(tail) == 2:
-        return Route("get", cluster, group, version, tail[0], "", tail[1])
-    raise not_found()  # subresources (status, log, exec, scale, ...) are not served
+    return Route(
+        "get", cluster, group, version, tail[0], "", tail[1], subresource=tail[2] if len(tail) > 2 else ""
+    )

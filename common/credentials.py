@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
-from common.http import IPNetwork
 from common.destinations import InvalidConfig as InvalidConfig
 from common.destinations import validate_url
+from common.http import IPNetwork
 
 
 @dataclass(frozen=True, slots=True)

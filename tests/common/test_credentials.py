@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from common.settings import SynchroSettings
 from common.credentials import (
     CREDENTIALS_LABEL,
     InvalidConfig,
@@ -18,6 +17,7 @@ from common.credentials import (
     secret_data_if_labelled,
 )
 from common.destinations import parse_networks
+from common.settings import SynchroSettings
 
 
 def b64(data: bytes | str) -> str:

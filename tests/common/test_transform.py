@@ -4,8 +4,8 @@ import msgspec
 import pytest
 
 from common.events import Delete, Upsert
-from common.types import CLUSTER_ANNOTATION, GVR
 from common.transform import LAST_APPLIED_ANNOTATION, REDACTED_ANNOTATION, NamespaceFilter, ObjectTransformer
+from common.types import CLUSTER_ANNOTATION, GVR
 
 DEPLOY = GVR("apps", "v1", "deployments")
 

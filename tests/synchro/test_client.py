@@ -6,8 +6,8 @@ import httpx
 import msgspec
 import pytest
 
-from synchro.client import ApiError, KubeClient, MemberGone, MemberPage, error_from_status
 from common.credentials import ClusterCredentials
+from synchro.client import ApiError, KubeClient, MemberGone, MemberPage, error_from_status
 
 
 def test_status_bodies_become_typed_errors() -> None:

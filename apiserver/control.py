@@ -1,0 +1,221 @@
+"""Control through Clusterpedia: what a write sends to a member and what its answer does (pure).
+
+Writes (create, update, patch, delete, deletecollection) and subresources (``status``, ``scale``,
+``log``, ``exec``...) under ``.../resources/clusters/{name}/...`` are not evaluated here: they go
+to that member as the caller (DESIGN section 8), whose own authorizer decides. This module builds
+that request and reads the answer; :mod:`apiserver.members` sends it.
+
+* **As the caller**: Kubernetes impersonation headers from the user the host authenticated,
+  mapped by the PediaCluster's ``spec.identity`` exactly as member-rbac maps it
+  (:mod:`apiserver.identities`). Only an allow-list of the client's headers is forwarded: an
+  ``Impersonate-*`` or ``Authorization`` header a client sends never reaches a member.
+* **Bodies** are bytes, bounded (``apiserver.max_request_body_bytes``) and not evaluated; a JSON
+  object body is decoded only to translate ``metadata.resourceVersion`` and to drop the
+  annotations Clusterpedia adds (:func:`translate_body`), anything else is passed through.
+* **Double write + response** (the seed's words): a successful answer goes into the store through
+  the writer's guarded path (:func:`store_events`) before the client gets it, so the next get or
+  list shows it; the synchro's later watch event for the same object carries the same
+  resourceVersion and changes nothing (the guard).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from apiserver.permissions import User
+from common.errors import BadRequest, Conflict, RequestEntityTooLarge
+from common.events import Delete, Upsert
+from common.transform import ObjectTransformer
+from common.types import CLUSTER_ANNOTATION
+
+MEMBER_RV_ANNOTATION = "clusterpedia.io/member-resource-version"
+"""The member's own resourceVersion of an object whose ``metadata.resourceVersion`` is
+Clusterpedia's global revision (DESIGN section 9)."""
+ADDED_ANNOTATIONS = (CLUSTER_ANNOTATION, MEMBER_RV_ANNOTATION)
+"""What Clusterpedia adds to the objects it serves: never sent back to a member."""
+
+STREAMED_SUBRESOURCES = frozenset({"log", "exec", "attach", "portforward", "proxy"})
+"""Answers relayed as a byte stream, whatever their content type."""
+FORWARDED_HEADERS = ("content-type", "accept", "user-agent", "content-encoding", "x-stream-protocol-version")
+"""The client's headers a member sees (besides impersonation and the PediaCluster's credentials)."""
+
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+# RFC 7230 tchar: what may stand in a header name unescaped (client-go's headerKeyEscape).
+_TCHAR = frozenset("!#$&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _escape_extra_key(key: str) -> str:
+    return "".join(c if c in _TCHAR and c != "%" else "".join(f"%{b:02X}" for b in c.encode()) for c in key)
+
+
+def impersonation_headers(user: User, extra: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
+    """``Impersonate-User``, one ``Impersonate-Group`` per group (sorted) and
+    ``Impersonate-Extra-<key>`` per extra value (the key percent-escaped as client-go does)."""
+    headers = [("Impersonate-User", user.name)]
+    headers += [("Impersonate-Group", g) for g in sorted(user.groups)]
+    for key in sorted(extra):
+        headers += [(f"Impersonate-Extra-{_escape_extra_key(key)}", v) for v in extra[key]]
+    for name, value in headers:
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise BadRequest(f"{name} would carry control characters: refusing to forward")
+    return headers
+
+
+def forwarded_headers(client_headers: Iterable[tuple[str, str]], *, stream: bool) -> list[tuple[str, str]]:
+    """The client's headers from the allow-list. Answers that are stored or annotated are asked
+    for in JSON (kubectl may prefer protobuf); streamed ones keep the client's Accept."""
+    out = [(k, v) for k, v in client_headers if k.lower() in FORWARDED_HEADERS]
+    if not stream:
+        out = [(k, v) for k, v in out if k.lower() != "accept"] + [("Accept", "application/json")]
+    return out
+
+
+async def read_body(chunks: AsyncIterable[bytes], content_length: str | None, limit: int) -> bytes:
+    """The request body, refused with a 413 Status past ``limit`` bytes (as kube-apiserver's 3 MiB),
+    before reading when Content-Length says so."""
+
+    def too_large() -> RequestEntityTooLarge:
+        return RequestEntityTooLarge(
+            f"the request body is larger than {limit} bytes (apiserver.max_request_body_bytes)"
+        )
+
+    if content_length is not None and content_length.strip().isdigit() and int(content_length) > limit:
+        raise too_large()
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            raise too_large()
+    return bytes(body)
+
+
+def _json_object(data: bytes) -> dict[str, Any] | None:
+    try:
+        obj = _decoder.decode(data)
+    except msgspec.DecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _annotations(obj: Mapping[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    return annotations if isinstance(annotations, dict) else {}
+
+
+def conflict(resource: str, group: str, name: str) -> Conflict:
+    gr = f"{resource}.{group}" if group else resource
+    return Conflict(
+        f'Operation cannot be fulfilled on {gr} "{name}": the object has been modified; please apply'
+        " your changes to the latest version and try again",
+        details={"name": name, "group": group, "kind": resource},
+    )
+
+
+def translate_body(
+    body: bytes, stored: bytes | None, *, group: str = "", resource: str = "", name: str = ""
+) -> bytes:
+    """The body of a write as the member must see it.
+
+    ``metadata.resourceVersion``: when the stored object (``stored``, as Clusterpedia serves it)
+    carries :data:`MEMBER_RV_ANNOTATION`, its ``metadata.resourceVersion`` is Clusterpedia's
+    revision: a body that names that revision is sent with the member's resourceVersion instead,
+    any other is a 409 Conflict (it was read before the object last changed). Without the
+    annotation the body's resourceVersion is the member's own and passes unchanged. Annotations
+    Clusterpedia adds (:data:`ADDED_ANNOTATIONS`) are removed. A body that is not a JSON object
+    (JSON patch, YAML, protobuf) is passed through untouched."""
+    obj = _json_object(body)
+    if obj is None or not isinstance(obj.get("metadata"), dict):
+        return body
+    meta: dict[str, Any] = obj["metadata"]
+    changed = False
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict) and any(a in annotations for a in ADDED_ANNOTATIONS):
+        meta["annotations"] = {k: v for k, v in annotations.items() if k not in ADDED_ANNOTATIONS}
+        changed = True
+    sent_rv = meta.get("resourceVersion")
+    current = _json_object(stored) if stored is not None and sent_rv else None
+    member_rv = _annotations(current).get(MEMBER_RV_ANNOTATION) if current is not None else None
+    if current is not None and isinstance(member_rv, str):
+        if sent_rv != (current.get("metadata") or {}).get("resourceVersion"):
+            raise conflict(resource, group, name or str(meta.get("name") or ""))
+        meta["resourceVersion"] = member_rv
+        changed = True
+    return _encoder.encode(obj) if changed else body
+
+
+def _with_cluster(obj: dict[str, Any], cluster: str) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        annotations = meta.get("annotations")
+        meta["annotations"] = {
+            **(annotations if isinstance(annotations, dict) else {}),
+            CLUSTER_ANNOTATION: cluster,
+        }
+    return obj
+
+
+def annotate_answer(body: bytes, cluster: str) -> bytes:
+    """A member's JSON answer with the cluster annotation on the object (or on each item of a
+    list), as reads serve objects; a Status or anything not JSON is returned as it is."""
+    obj = _json_object(body)
+    if obj is None or obj.get("kind") == "Status":
+        return body
+    items = obj.get("items")
+    if isinstance(items, list):
+        obj["items"] = [_with_cluster(i, cluster) if isinstance(i, dict) else i for i in items]
+    else:
+        _with_cluster(obj, cluster)
+    return _encoder.encode(obj)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreEvents:
+    upserts: list[Upsert]
+    deletes: list[Delete]
+
+
+def _still_there(obj: Mapping[str, Any]) -> bool:
+    """A deleted object the member still holds: finalizers to run, or a grace period (pods)."""
+    meta = obj.get("metadata") or {}
+    return bool(meta.get("finalizers")) or bool(meta.get("deletionGracePeriodSeconds"))
+
+
+def store_events(
+    method: str, code: int, body: bytes, transformer: ObjectTransformer, kind: str
+) -> StoreEvents | None:
+    """What a successful answer does to the store: the written object (``kind``) upserted; a
+    deleted one tombstoned at the deletion's resourceVersion (upserted instead while it still
+    exists: finalizers, a grace period, a 202); each item of a deletecollection's list the same.
+    None when the answer is not that resource's object (a Status, a Scale: see the caller)."""
+    if not 200 <= code < 300:
+        return None
+    obj = _json_object(body)
+    if obj is None:
+        return None
+    if method == "DELETE" and isinstance(obj.get("items"), list):
+        items = [i for i in obj["items"] if isinstance(i, dict)]
+    elif obj.get("kind") == kind:
+        items = [obj]
+    else:
+        return None
+    events = StoreEvents([], [])
+    for item in items:
+        raw = _encoder.encode(item)
+        if method == "DELETE" and not (_still_there(item) or code == 202):
+            delete = transformer.delete(raw)
+            if delete is not None:
+                events.deletes.append(delete)
+            continue
+        upsert = transformer.upsert(raw, epoch=0)
+        if upsert is not None:
+            events.upserts.append(upsert)
+    events.upserts.sort(key=lambda u: (u.namespace, u.name))
+    events.deletes.sort(key=lambda d: (d.namespace, d.name))
+    return events
