@@ -170,7 +170,7 @@ class Api:
                 details={},
             )
         route = parse_path(rest)
-        if write or route.subresource:
+        if write or route.subresource or route.action == "openapi-v2":
             return await self.forwarding.forward(request, route, _caller_info(request))
         rows = await self.catalog.rows(route.cluster)
         if route.cluster and not rows:

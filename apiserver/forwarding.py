@@ -73,7 +73,9 @@ class Forwarding:
         )
 
     async def forward(self, request: Request, route: Route, caller: UserInfo) -> Response:
-        if route.action not in ("get", "list") or (
+        if route.action == "openapi-v2" and request.method != "GET":
+            raise MethodNotAllowed(f"{request.method} is not supported on this path", details={})
+        if route.action not in ("get", "list", "openapi-v2") or (
             route.action == "list" and request.method in ("PUT", "PATCH")
         ):
             raise MethodNotAllowed(f"{request.method} is not supported on this path", details={})
@@ -90,7 +92,7 @@ class Forwarding:
         member = await self.members.member(route.cluster)
         user = member.identity(User(caller.name, frozenset(caller.groups)))
         headers = control.impersonation_headers(user, caller.extra)
-        stream = route.subresource in control.STREAMED_SUBRESOURCES
+        stream = route.subresource in control.STREAMED_SUBRESOURCES or route.action == "openapi-v2"
         headers += control.forwarded_headers(request.headers.items(), stream=stream)
         body = b""
         if request.method != "GET":

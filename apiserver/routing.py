@@ -18,7 +18,7 @@ NOT_FOUND_MESSAGE = "the server could not find the requested resource"
 @dataclass(frozen=True, slots=True)
 class Route:
     """``action``: root, version, api, apis, group, resources (APIResourceList), list, get,
-    openapi-index, openapi-gv."""
+    openapi-index, openapi-gv, openapi-v2 (one cluster's: forwarded to the member)."""
 
     action: str
     cluster: str = ""
@@ -68,9 +68,12 @@ def parse_path(rest: str) -> Route:
 
 
 def _openapi(cluster: str, tail: list[str]) -> Route:
-    """``openapi/v3`` (index) and ``openapi/v3/api/{v}``, ``openapi/v3/apis/{g}/{v}``; v2 is not served."""
+    """``openapi/v3`` (index) and ``openapi/v3/api/{v}``, ``openapi/v3/apis/{g}/{v}``; v2 only below
+    one cluster (the member's own document)."""
     if tail == ["v3"]:
         return Route("openapi-index", cluster)
+    if tail == ["v2"] and cluster:
+        return Route("openapi-v2", cluster)  # the member's own (kubectl 1.27's apply validates with it)
     if tail[:2] == ["v3", "api"] and len(tail) == 3:
         return Route("openapi-gv", cluster, "", tail[2])
     if tail[:2] == ["v3", "apis"] and len(tail) == 4:

@@ -1,0 +1,417 @@
+"""Control through Clusterpedia: kubectl writes reach the member as the caller, and the next get
+through Clusterpedia shows them at once (double write + response).
+
+A real host with the API tier aggregated (``--authenticate --authorize``, member-rbac), the real
+synchro and writer, and one real member (with a controller manager and an audit log) registered
+twice: ``cluster-1`` with the synchro identity of examples/clusterpedia_synchro_rbac.yaml plus the
+opt-in examples/clusterpedia_control_rbac.yaml, and ``cluster-1-ro`` with a read-only identity
+(no impersonation). kubectl 1.27 and 1.32 act as ``alice``, bound to ``edit`` in her namespace of
+the member; the host lets every authenticated user read and write through Clusterpedia. Every
+get follows its write immediately: no waiting, no polling.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from common.storage.sql.engine import make_engine
+from common.storage.sql.schema import resources
+from tests.e2e.kubectl_support import ApiTier
+from tests.e2e.sync_support import (
+    ROOT,
+    b64,
+    install_crd,
+    make_settings,
+    pediacluster,
+    start_synchro,
+    start_writer,
+    unique,
+    wait_for,
+)
+from tests.e2e.test_kubectl_aggregation import REGISTRATION, _wait_available, gen_clusterconfigs
+from tests.harness.cluster import Cluster, start_clusters
+from tests.harness.paths import kubectl_binary
+
+pytestmark = pytest.mark.e2e
+
+VERSIONS = ("1.27", "1.32")
+SYNCED = {"": ["configmaps", "pods"], "apps": ["deployments"]}
+HOST_RBAC = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: clusterpedia-writer}
+rules:
+- apiGroups: [clusterpedia.io, pedia.clusterpedia.io]
+  resources: ["*"]
+  verbs: [get, list, create, update, patch, delete, deletecollection]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: everyone-may-write-through-clusterpedia}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: clusterpedia-writer}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:authenticated}]
+"""
+READ_ONLY_IDENTITY = """
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: clusterpedia-readonly, namespace: default}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: clusterpedia-readonly-token
+  namespace: default
+  annotations: {kubernetes.io/service-account.name: clusterpedia-readonly}
+type: kubernetes.io/service-account-token
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: clusterpedia-readonly}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: clusterpedia-synchro}
+subjects: [{kind: ServiceAccount, name: clusterpedia-readonly, namespace: default}]
+"""
+EDITOR = """#!{python}
+import sys
+path = sys.argv[-1]
+text = open(path).read()
+open(path, "w").write(text.replace("\\ndata:\\n", '\\ndata:\\n  edited: "yes"\\n', 1))
+"""
+
+
+def namespace_of(version: str) -> str:
+    return "ctl-" + version.replace(".", "-")
+
+
+def member_setup(version: str) -> str:
+    ns = namespace_of(version)
+    return f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {ns}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: alice-edit, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: lonely, namespace: {ns}}}
+spec: {{containers: [{{name: app, image: "busybox:1.36"}}]}}
+"""
+
+
+@dataclass
+class World:
+    host: Cluster
+    member: Cluster
+    api: ApiTier
+    kubeconfig: Path
+    store_url: str
+    workdir: Path
+
+
+def token_of(member: Cluster, secret: str) -> str:
+    def filled() -> str:
+        data = member.get_json("secret", secret, "-n", "default").get("data") or {}
+        return base64.b64decode(data.get("token", "")).decode()
+
+    token: str = wait_for(filled, f"the token of {secret}", timeout=30)
+    return token
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    workdir = tmp_path_factory.mktemp("control")
+    host = Cluster("host", "current", aggregation=True, workdir=tmp_path_factory.mktemp("host"))
+    member = Cluster(
+        "cluster-1",
+        "current",
+        controller_manager=True,
+        audit=True,
+        workdir=tmp_path_factory.mktemp("cluster-1"),
+    )
+    store_url = f"sqlite:///{workdir / 'store.db'}"
+    api: ApiTier | None = None
+    synchro = writer = None
+    try:
+        start_clusters([host, member])
+        member.kubectl("apply", "-f", str(ROOT / "examples/clusterpedia_synchro_rbac.yaml"))
+        member.kubectl("apply", "-f", str(ROOT / "examples/clusterpedia_control_rbac.yaml"))
+        member.apply(READ_ONLY_IDENTITY)
+        for version in VERSIONS:
+            member.apply(member_setup(version))
+        install_crd(host)
+        for name, secret, groups in (
+            ("cluster-1", "clusterpedia-synchro-token", SYNCED),
+            ("cluster-1-ro", "clusterpedia-readonly-token", {"": ["configmaps"]}),
+        ):
+            spec = json.loads(pediacluster(name, member, groups))
+            spec["spec"]["tokenData"] = b64(token_of(member, secret))
+            host.apply(json.dumps(spec))
+        settings = make_settings(host, store_url, f"memory://{unique('q')}")
+        writer, synchro = start_writer(settings), start_synchro(settings, unique("w"))
+        api = ApiTier(
+            workdir,
+            store_url,
+            extra_args=[
+                "--authenticate",
+                "--authorize",
+                f"--kubeconfig={host.kubeconfig}",
+                "--authorization-mode=member-rbac",
+            ],
+        ).start()
+        ca_bundle = base64.b64encode(api.ca_pem).decode()
+        host.apply(REGISTRATION.replace("PORT", str(api.port)).replace("CA_BUNDLE", ca_bundle))
+        host.apply(HOST_RBAC)
+        _wait_available(host)
+        kubeconfig = workdir / "kubeconfig"
+        shutil.copy(host.kubeconfig, kubeconfig)
+        gen_clusterconfigs(kubeconfig)
+        w = World(host, member, api, kubeconfig, store_url, workdir)
+        # alice's RoleBindings synced (member-rbac reads them) and her pods visible to her
+        for version in VERSIONS:
+            wait_for(
+                lambda version=version: "lonely" in pedia(w, version, "get", "pods", "-o", "name").stdout,
+                f"alice sees her pod in {namespace_of(version)}",
+            )
+        yield w
+    finally:
+        if api is not None:
+            api.stop()
+        for tier in (synchro, writer):
+            if tier is not None:
+                tier.stop()
+        member.stop()
+        host.stop()
+
+
+def pedia(
+    w: World,
+    version: str,
+    *args: str,
+    cluster: str = "cluster-1",
+    user: str = "alice",
+    check: bool = True,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """kubectl through the host's aggregator, as ``user``, in the version's namespace."""
+    argv = [
+        str(kubectl_binary(version)),
+        f"--kubeconfig={w.kubeconfig}",
+        "--cluster",
+        cluster,
+        "--as",
+        user,
+        "-n",
+        namespace_of(version),
+        *args,
+    ]
+    proc = subprocess.run(
+        argv,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def got(w: World, version: str, *what: str) -> Any:
+    """``kubectl get -o json`` through Clusterpedia (the store), parsed."""
+    return json.loads(pedia(w, version, "get", *what, "-o", "json").stdout)
+
+
+def configmap(name: str, version: str, data: dict[str, str], **labels: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace_of(version), "labels": labels},
+            "data": data,
+        }
+    )
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_kubectl_writes_reach_the_member_and_show_at_once(world: World, version: str) -> None:
+    ns = namespace_of(version)
+    pedia(world, version, "create", "deployment", "web", "--image=nginx:1.25", "--replicas=1")
+    web = got(world, version, "deployment", "web")
+    assert web["spec"]["replicas"] == 1
+    assert web["metadata"]["annotations"]["shadow.clusterpedia.io/cluster-name"] == "cluster-1"
+    assert world.member.get_json("deployment", "web", "-n", ns)["metadata"]["uid"] == web["metadata"]["uid"]
+
+    # client-side apply: create, then change
+    pedia(world, version, "apply", "-f", "-", stdin=configmap("settings", version, {"a": "1"}))
+    assert got(world, version, "configmap", "settings")["data"] == {"a": "1"}
+    pedia(world, version, "apply", "-f", "-", stdin=configmap("settings", version, {"a": "2", "b": "3"}))
+    assert got(world, version, "configmap", "settings")["data"] == {"a": "2", "b": "3"}
+
+    # server-side apply
+    pedia(world, version, "apply", "--server-side", "-f", "-", stdin=configmap("ssa", version, {"x": "1"}))
+    assert got(world, version, "configmap", "ssa")["data"] == {"x": "1"}
+    pedia(world, version, "apply", "--server-side", "-f", "-", stdin=configmap("ssa", version, {"x": "2"}))
+    assert got(world, version, "configmap", "ssa")["data"] == {"x": "2"}
+
+    # edit with a scripted editor
+    editor = world.workdir / "editor.py"
+    editor.write_text(EDITOR.format(python=sys.executable))
+    editor.chmod(0o755)
+    pedia(
+        world,
+        version,
+        "edit",
+        "configmap",
+        "settings",
+        env={"EDITOR": str(editor), "KUBE_EDITOR": str(editor)},
+    )
+    assert got(world, version, "configmap", "settings")["data"] == {"a": "2", "b": "3", "edited": "yes"}
+
+    pedia(world, version, "label", "configmap", "settings", "team=a")
+    assert [i["metadata"]["name"] for i in got(world, version, "configmaps", "-l", "team=a")["items"]] == [
+        "settings"
+    ]
+    pedia(world, version, "annotate", "configmap", "settings", "note=hello")
+    assert got(world, version, "configmap", "settings")["metadata"]["annotations"]["note"] == "hello"
+
+    pedia(world, version, "scale", "deployment", "web", "--replicas=3")
+    assert got(world, version, "deployment", "web")["spec"]["replicas"] == 3
+    assert world.member.get_json("deployment", "web", "-n", ns)["spec"]["replicas"] == 3
+
+    # delete by name, then by label (kubectl lists through Clusterpedia, deletes each by name)
+    pedia(world, version, "delete", "configmap", "settings")
+    gone = pedia(world, version, "get", "configmap", "settings", check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stderr
+    for i in range(3):
+        pedia(world, version, "create", "-f", "-", stdin=configmap(f"batch-{i}", version, {}, batch="yes"))
+    assert len(got(world, version, "configmaps", "-l", "batch=yes")["items"]) == 3
+    pedia(world, version, "delete", "configmaps", "-l", "batch=yes")
+    assert got(world, version, "configmaps", "-l", "batch=yes")["items"] == []
+    assert world.member.get_json("configmaps", "-n", ns, "-l", "batch=yes")["items"] == []
+
+    # the member saw alice, impersonated by the PediaCluster's identity
+    events = [
+        e
+        for e in world.member.audit_events()
+        if e.get("verb") == "create"
+        and e.get("objectRef", {}).get("resource") == "deployments"
+        and e.get("objectRef", {}).get("namespace") == ns
+    ]
+    assert events, "no audit event of the create"
+    assert events[-1]["impersonatedUser"]["username"] == "alice"
+    assert events[-1]["user"]["username"] == "system:serviceaccount:default:clusterpedia-synchro"
+    assert events[-1]["responseStatus"]["code"] == 201
+
+
+def test_deletecollection_hides_every_deleted_object(world: World) -> None:
+    version = "1.32"
+    ns = namespace_of(version)
+    for i in range(2):
+        pedia(world, version, "create", "-f", "-", stdin=configmap(f"coll-{i}", version, {}, coll="yes"))
+    path = f"/apis/clusterpedia.io/v1beta1/resources/clusters/cluster-1/api/v1/namespaces/{ns}/configmaps"
+    pedia(world, version, "delete", "--raw", f"{path}?labelSelector=coll%3Dyes")
+    assert got(world, version, "configmaps", "-l", "coll=yes")["items"] == []
+
+
+def test_a_user_without_member_rights_gets_the_members_403(world: World) -> None:
+    out = pedia(world, "1.32", "create", "configmap", "nope", user="mallory", check=False)
+    assert out.returncode != 0
+    assert 'User "mallory" cannot create resource "configmaps"' in out.stderr, out.stderr
+
+
+def test_a_member_without_the_impersonation_role_answers_a_403_naming_it(world: World) -> None:
+    out = pedia(world, "1.32", "create", "configmap", "nope", cluster="cluster-1-ro", check=False)
+    assert out.returncode != 0
+    assert "cannot impersonate resource" in out.stderr, out.stderr
+    assert "clusterpedia-readonly" in out.stderr
+
+
+def test_a_stale_resource_version_is_the_members_409(world: World) -> None:
+    version = "1.32"
+    pedia(world, version, "create", "-f", "-", stdin=configmap("stale", version, {"v": "1"}))
+    old = got(world, version, "configmap", "stale")
+    pedia(world, version, "label", "configmap", "stale", "changed=yes")
+    old["data"] = {"v": "2"}
+    out = pedia(world, version, "replace", "-f", "-", stdin=json.dumps(old), check=False)
+    assert out.returncode != 0
+    assert "the object has been modified" in out.stderr and "Conflict" in out.stderr, out.stderr
+    fresh = got(world, version, "configmap", "stale")
+    fresh["data"] = {"v": "3"}
+    pedia(world, version, "replace", "-f", "-", stdin=json.dumps(fresh))
+    assert got(world, version, "configmap", "stale")["data"] == {"v": "3"}
+    assert "shadow.clusterpedia.io/cluster-name" not in (
+        world.member.get_json("configmap", "stale", "-n", namespace_of(version))["metadata"].get(
+            "annotations"
+        )
+        or {}
+    )
+
+
+def test_a_write_on_the_all_clusters_view_is_a_400_naming_the_clusters(world: World) -> None:
+    out = pedia(world, "1.32", "create", "configmap", "where", cluster="clusterpedia", check=False)
+    assert out.returncode != 0
+    assert "BadRequest" in out.stderr and "cluster-1, cluster-1-ro" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_logs_and_exec_print_the_members_own_answer(world: World, version: str) -> None:
+    ns = namespace_of(version)
+    for args in (["logs", "pod/lonely"], ["exec", "lonely", "--", "true"]):
+        through = pedia(world, version, *args, check=False)
+        direct = world.member.kubectl("--as", "alice", "-n", ns, *args, version=version, check=False)
+        assert (through.returncode, through.stdout) == (direct.returncode, direct.stdout), args
+        assert through.stderr.strip() == direct.stderr.strip(), args
+        assert "405" not in through.stderr and "MethodNotAllowed" not in through.stderr
+
+
+def stored_epoch(store_url: str, namespace: str, name: str) -> int:
+    """The row's epoch: 0 as a write through Clusterpedia stores it, the sync generation's list
+    resourceVersion once the synchro's watch event for the same resourceVersion arrived."""
+    engine = make_engine(store_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                select(resources.c.epoch).where(
+                    resources.c.cluster == "cluster-1",
+                    resources.c.resource == "configmaps",
+                    resources.c.namespace == namespace,
+                    resources.c.name == name,
+                )
+            ).first()
+        return int(row[0]) if row is not None else -1
+    finally:
+        engine.dispose()
+
+
+def test_the_synchros_later_watch_events_do_not_regress_a_write(world: World) -> None:
+    """ADDED (older resourceVersion) and MODIFIED (the same one) arrive after both writes were
+    stored: the guard keeps the newest state; the second only moves the epoch."""
+    version = "1.32"
+    ns = namespace_of(version)
+    pedia(world, version, "create", "-f", "-", stdin=configmap("steady", version, {"v": "1"}))
+    pedia(world, version, "patch", "configmap", "steady", "--type=merge", "-p", '{"data":{"v":"2"}}')
+    assert got(world, version, "configmap", "steady")["data"] == {"v": "2"}
+    wait_for(lambda: stored_epoch(world.store_url, ns, "steady") > 0, "the synchro's watch event for v2")
+    served = got(world, version, "configmap", "steady")
+    assert served["data"] == {"v": "2"}
+    member = world.member.get_json("configmap", "steady", "-n", ns)
+    assert served["metadata"]["resourceVersion"] == member["metadata"]["resourceVersion"]
