@@ -76,6 +76,22 @@ def forwarded_headers(client_headers: Iterable[tuple[str, str]], *, stream: bool
     return out
 
 
+RELAYED_HEADERS = ("content-type", "warning", "audit-id")
+OWN_CREDENTIAL_WARNINGS = ("secret-based tokens",)
+"""Warnings about the PediaCluster's credentials (a legacy ServiceAccount token), not about the
+caller's request: they stay out of the caller's answer."""
+
+
+def relayed_headers(member_headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The member's answer headers a client gets: content type, warnings (deprecations...)."""
+    return [
+        (k, v)
+        for k, v in member_headers
+        if k.lower() in RELAYED_HEADERS
+        and not (k.lower() == "warning" and any(w in v for w in OWN_CREDENTIAL_WARNINGS))
+    ]
+
+
 async def read_body(chunks: AsyncIterable[bytes], content_length: str | None, limit: int) -> bytes:
     """The request body, refused with a 413 Status past ``limit`` bytes (as kube-apiserver's 3 MiB),
     before reading when Content-Length says so."""

@@ -41,7 +41,6 @@ from common.types import GVR
 log = logging.getLogger(__name__)
 
 RESOURCES_PREFIX = "/apis/clusterpedia.io/v1beta1/resources"
-RELAYED_HEADERS = ("content-type", "warning", "audit-id")
 
 
 class Forwarding:
@@ -125,13 +124,15 @@ class Forwarding:
             raise ServiceUnavailable(
                 f'cluster "{route.cluster}" does not answer: {type(exc).__name__}'
             ) from None
-        relayed = {k: v for k, v in answer.headers.multi_items() if k.lower() in RELAYED_HEADERS}
+        relayed = control.relayed_headers(answer.headers.multi_items())
         if stream:
-            return StreamingResponse(
-                _relay(answer),
-                status_code=answer.status_code,
-                headers=relayed,
-                background=BackgroundTask(answer.aclose),
+            return _with_headers(
+                StreamingResponse(
+                    _relay(answer),
+                    status_code=answer.status_code,
+                    background=BackgroundTask(answer.aclose),
+                ),
+                relayed,
             )
         try:
             content = await answer.aread()
@@ -141,7 +142,9 @@ class Forwarding:
             await answer.aclose()
         if 200 <= answer.status_code < 300:
             await self._double_write(request, route, member, headers, answer.status_code, content)
-        return Response(control.annotate_answer(content, route.cluster), answer.status_code, headers=relayed)
+        return _with_headers(
+            Response(control.annotate_answer(content, route.cluster), answer.status_code), relayed
+        )
 
     async def _double_write(
         self,
@@ -191,6 +194,14 @@ class Forwarding:
         except StorageError as exc:
             # the member has it; the synchro's watch event will bring it to the store
             log.warning("storing the answer of a write to cluster %s failed: %s", route.cluster, exc)
+
+
+def _with_headers(response: Response, headers: list[tuple[str, str]]) -> Response:
+    """``response`` with the member's headers (several Warning headers may repeat)."""
+    response.raw_headers = [h for h in response.raw_headers if h[0] != b"content-type"] + [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers
+    ]
+    return response
 
 
 async def _relay(answer: httpx.Response) -> AsyncIterator[bytes]:

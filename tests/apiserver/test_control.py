@@ -17,6 +17,7 @@ from apiserver.control import (
     forwarded_headers,
     impersonation_headers,
     read_body,
+    relayed_headers,
     store_events,
     translate_body,
 )
@@ -67,6 +68,16 @@ def test_only_allowed_client_headers_are_forwarded() -> None:
     assert ("accept", "application/vnd.kubernetes.protobuf, application/json") in forwarded_headers(
         client, stream=True
     )
+
+
+def test_member_warnings_are_relayed_but_not_those_about_clusterpedias_own_token() -> None:
+    member = [
+        ("Content-Type", "application/json"),
+        ("Warning", '299 - "apps/v1beta1 Deployment is deprecated"'),
+        ("Warning", '299 - "Use tokens from the TokenRequest API ... auto-generated secret-based tokens."'),
+        ("Set-Cookie", "x=y"),
+    ]
+    assert relayed_headers(member) == member[:2]
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
