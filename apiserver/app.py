@@ -191,14 +191,18 @@ class Api:
                 raise not_found()
             return json_response(doc)
         if route.action in ("api", "apis"):
-            return self._discovery_root(rows, legacy=route.action == "api", accept=accept)
+            return self._discovery_root(
+                rows, legacy=route.action == "api", accept=accept, writable=self._writable(route)
+            )
         if route.action == "group":
             doc = discovery.api_group(rows, route.group)
             if doc is None:
                 raise not_found()
             return json_response(doc)
         if route.action == "resources":
-            doc = discovery.api_resource_list(rows, route.group, route.version)
+            doc = discovery.api_resource_list(
+                rows, route.group, route.version, writable=self._writable(route)
+            )
             if doc is None:
                 raise not_found()
             return json_response(doc)
@@ -213,12 +217,19 @@ class Api:
             return await self._list(request, route, rtype, same, rendering)
         return await self._get(request, route, rtype, same, rendering)
 
-    def _discovery_root(self, rows: list[ServedResource], *, legacy: bool, accept: str) -> Response:
+    def _writable(self, route: ApiRoute) -> bool:
+        """Writes are forwarded below one cluster when this API tier reaches the host."""
+        return bool(route.cluster) and self.forwarding.members is not None
+
+    def _discovery_root(
+        self, rows: list[ServedResource], *, legacy: bool, accept: str, writable: bool
+    ) -> Response:
         kind = negotiate_discovery(accept)
         if kind == "legacy":
             return json_response(discovery.api_versions(rows) if legacy else discovery.api_group_list(rows))
         return json_response(
-            discovery.aggregated(rows, legacy=legacy, version=kind), content_type=discovery_content_type(kind)
+            discovery.aggregated(rows, legacy=legacy, version=kind, writable=writable),
+            content_type=discovery_content_type(kind),
         )
 
     def _objects(self, items: list[StoredObject], api_version: str) -> list[bytes]:

@@ -252,6 +252,16 @@ def configmap(name: str, version: str, data: dict[str, str], **labels: str) -> s
     )
 
 
+def test_discovery_below_one_cluster_lists_the_members_write_verbs(world: World) -> None:
+    wide = pedia(world, "1.32", "api-resources", "--api-group=apps", "-o", "wide").stdout
+    (row,) = [line for line in wide.splitlines() if line.startswith("deployments")]
+    assert "get,list,create,update,patch,delete,deletecollection" in row.split(), row
+    wide = pedia(
+        world, "1.32", "api-resources", "--api-group=apps", "-o", "wide", cluster="clusterpedia"
+    ).stdout
+    assert "get,list" in wide.split()
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_kubectl_writes_reach_the_member_and_show_at_once(world: World, version: str) -> None:
     ns = namespace_of(version)
