@@ -197,41 +197,66 @@ class StoreEvents:
     deletes: list[Delete]
 
 
-def _still_there(obj: Mapping[str, Any]) -> bool:
-    """A deleted object the member still holds: finalizers to run, or a grace period (pods)."""
-    meta = obj.get("metadata") or {}
-    return bool(meta.get("finalizers")) or bool(meta.get("deletionGracePeriodSeconds"))
-
-
 def store_events(
     method: str, code: int, body: bytes, transformer: ObjectTransformer, kind: str
 ) -> StoreEvents | None:
-    """What a successful answer does to the store: the written object (``kind``) upserted; a
-    deleted one tombstoned at the deletion's resourceVersion (upserted instead while it still
-    exists: finalizers, a grace period, a 202); each item of a deletecollection's list the same.
-    None when the answer is not that resource's object (a Status, a Scale: see the caller)."""
-    if not 200 <= code < 300:
+    """What a successful create, update or patch answer does to the store: the written object
+    (``kind``) upserted. None for anything else (a Status, a Scale: see the caller; deletes:
+    :func:`events_after_delete`)."""
+    if not 200 <= code < 300 or method == "DELETE":
         return None
     obj = _json_object(body)
-    if obj is None:
+    if obj is None or obj.get("kind") != kind:
         return None
-    if method == "DELETE" and isinstance(obj.get("items"), list):
-        items = [i for i in obj["items"] if isinstance(i, dict)]
-    elif obj.get("kind") == kind:
-        items = [obj]
-    else:
-        return None
+    upsert = transformer.upsert(_encoder.encode(obj), epoch=0)
+    return StoreEvents([upsert] if upsert is not None else [], [])
+
+
+Key = tuple[str, str]
+"""(namespace, name) of an object of the request's resource."""
+
+
+def deleted_keys(body: bytes, namespace: str, name: str) -> list[Key]:
+    """What a successful DELETE removed, or began to remove: each item of a deletecollection's
+    list, the returned object, or the path's name (most resources answer a delete with a
+    ``Status``, which carries no resourceVersion)."""
+    obj = _json_object(body) or {}
+    items = obj.get("items")
+    if isinstance(items, list):
+        metas = [i.get("metadata") or {} for i in items if isinstance(i, dict)]
+        return [(str(m.get("namespace") or ""), str(m.get("name") or "")) for m in metas if m.get("name")]
+    return [(namespace, name)] if name else []
+
+
+def events_after_delete(
+    deleted: list[Key], listing: bytes | None, transformer: ObjectTransformer
+) -> StoreEvents:
+    """Store events for ``deleted`` objects from the member's list of them right after the delete
+    (``listing``, read as the caller): an object still listed (finalizers, a grace period, or
+    already created again) is upserted as listed; one that is gone is tombstoned at the list's
+    resourceVersion, which is at or after the deletion's, so neither a late watch event of the
+    object's life nor the DELETED event changes it back. Without a usable listing (the caller may
+    delete but not list) nothing is stored: the synchro's DELETED event hides the object."""
+    lst = _json_object(listing) if listing is not None else None
+    items = lst.get("items") if lst is not None else None
+    rv = str(((lst or {}).get("metadata") or {}).get("resourceVersion") or "")
     events = StoreEvents([], [])
+    if not isinstance(items, list) or not rv.isdigit():
+        return events
+    present = {}
     for item in items:
-        raw = _encoder.encode(item)
-        if method == "DELETE" and not (_still_there(item) or code == 202):
-            delete = transformer.delete(raw)
-            if delete is not None:
-                events.deletes.append(delete)
+        if isinstance(item, dict):
+            meta = item.get("metadata") or {}
+            present[(str(meta.get("namespace") or ""), str(meta.get("name") or ""))] = item
+    for namespace, name in sorted(set(deleted)):
+        item = present.get((namespace, name))
+        if item is not None:
+            upsert = transformer.upsert(_encoder.encode(item), epoch=0)
+            if upsert is not None:
+                events.upserts.append(upsert)
             continue
-        upsert = transformer.upsert(raw, epoch=0)
-        if upsert is not None:
-            events.upserts.append(upsert)
-    events.upserts.sort(key=lambda u: (u.namespace, u.name))
-    events.deletes.sort(key=lambda d: (d.namespace, d.name))
+        meta = {"namespace": namespace, "name": name, "resourceVersion": rv}
+        delete = transformer.delete(_encoder.encode({"metadata": meta}))
+        if delete is not None:
+            events.deletes.append(delete)
     return events

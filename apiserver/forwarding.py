@@ -173,20 +173,25 @@ class Forwarding:
             redact_values=self.settings.synchro.redact_secret_values
             and (route.group, route.resource) == ("", "secrets"),
         )
-        events = control.store_events(request.method, code, content, transformer, rtype.kind)
+        as_caller = [h for h in headers if h[0].startswith("Impersonate-")] + [("Accept", "application/json")]
+        path = member_path(request, route.cluster)
+        events: control.StoreEvents | None
+        if request.method == "DELETE" and not route.subresource:
+            # the member's list of what was deleted, right after: gone or still there, and as of when
+            deleted = control.deleted_keys(content, route.namespace, route.name)
+            if route.name:
+                listing = path.rsplit("/", 1)[0], {"fieldSelector": f"metadata.name={route.name}"}
+            else:
+                keep = ("labelSelector", "fieldSelector")
+                listing = path, {k: v for k, v in request.query_params.multi_items() if k in keep}
+            got = await _get(member, listing[0], listing[1], as_caller)
+            events = control.events_after_delete(deleted, got, transformer)
+        else:
+            events = control.store_events(request.method, code, content, transformer, rtype.kind)
         if events is None and route.subresource and route.name:
             # a Scale (or another subresource's own kind): the object itself, as the caller reads it
-            object_path = (
-                member_path(request, route.cluster).split(f"/{route.name}/", 1)[0] + f"/{route.name}"
-            )
-            get_headers = [h for h in headers if h[0].startswith("Impersonate-")] + [
-                ("Accept", "application/json")
-            ]
-            try:
-                got = await member.client.get(object_path, headers=get_headers)
-            except httpx.HTTPError:
-                return
-            events = control.store_events("GET", got.status_code, got.content, transformer, rtype.kind)
+            got = await _get(member, path.split(f"/{route.name}/", 1)[0] + f"/{route.name}", {}, as_caller)
+            events = control.store_events("GET", 200, got, transformer, rtype.kind) if got else None
         if events is None or not (events.upserts or events.deletes):
             return
         try:
@@ -194,6 +199,17 @@ class Forwarding:
         except StorageError as exc:
             # the member has it; the synchro's watch event will bring it to the store
             log.warning("storing the answer of a write to cluster %s failed: %s", route.cluster, exc)
+
+
+async def _get(
+    member: Member, path: str, params: dict[str, str], headers: list[tuple[str, str]]
+) -> bytes | None:
+    """A JSON GET on the member as the caller: the body of a 200, else None."""
+    try:
+        got = await member.client.get(path, params=params, headers=headers)
+    except httpx.HTTPError:
+        return None
+    return got.content if got.status_code == 200 else None
 
 
 def _with_headers(response: Response, headers: list[tuple[str, str]]) -> Response:

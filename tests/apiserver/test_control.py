@@ -14,6 +14,8 @@ from apiserver.auth import request_attributes, write_verb
 from apiserver.control import (
     MEMBER_RV_ANNOTATION,
     annotate_answer,
+    deleted_keys,
+    events_after_delete,
     forwarded_headers,
     impersonation_headers,
     read_body,
@@ -180,29 +182,46 @@ def test_a_written_object_is_upserted() -> None:
     assert json.loads(up.object)["metadata"]["annotations"][CLUSTER_ANNOTATION] == "c1"
 
 
-def test_a_delete_tombstones_unless_the_object_is_still_there() -> None:
-    gone = store_events("DELETE", 200, json.dumps(cm("x", "9")).encode(), TRANSFORMER, "ConfigMap")
-    assert gone is not None and [(d.name, d.resource_version) for d in gone.deletes] == [("x", 9)]
-    pending = cm("x", "9", finalizers=["f"], deletionTimestamp="2026-01-01T00:00:00Z")
-    kept = store_events("DELETE", 200, json.dumps(pending).encode(), TRANSFORMER, "ConfigMap")
-    assert kept is not None and [u.name for u in kept.upserts] == ["x"] and not kept.deletes
-    accepted = store_events("DELETE", 202, json.dumps(cm("x", "9")).encode(), TRANSFORMER, "ConfigMap")
-    assert accepted is not None and accepted.upserts
-
-
-def test_deletecollection_tombstones_each_item() -> None:
+def test_what_a_delete_removed() -> None:
+    status = b'{"kind":"Status","status":"Success","details":{"name":"x","kind":"deployments"}}'
+    assert deleted_keys(status, "ns", "x") == [("ns", "x")]
+    assert deleted_keys(json.dumps(cm("x", "9")).encode(), "ns", "x") == [("ns", "x")]
     answer = {"kind": "ConfigMapList", "items": [cm("b", "5"), cm("a", "6")]}
-    events = store_events("DELETE", 200, json.dumps(answer).encode(), TRANSFORMER, "ConfigMap")
-    assert events is not None and [d.name for d in events.deletes] == ["a", "b"]
+    assert deleted_keys(json.dumps(answer).encode(), "ns", "") == [("ns", "b"), ("ns", "a")]
 
 
-def test_answers_that_are_not_the_object_store_nothing() -> None:
+def listing(rv: str, *items: dict[str, Any]) -> bytes:
+    return json.dumps({"kind": "ConfigMapList", "metadata": {"resourceVersion": rv}, "items": items}).encode()
+
+
+def test_deleted_objects_are_tombstoned_at_the_resource_version_of_the_list_after() -> None:
+    """After the deletion's own: the object's late watch events and the DELETED one change nothing."""
+    events = events_after_delete([("ns", "b"), ("ns", "a")], listing("120"), TRANSFORMER)
+    assert [(d.namespace, d.name, d.resource_version) for d in events.deletes] == [
+        ("ns", "a", 120),
+        ("ns", "b", 120),
+    ]
+    assert not events.upserts
+
+
+def test_objects_still_listed_after_a_delete_are_stored_as_listed() -> None:
+    pending = cm("x", "9", finalizers=["f"], deletionTimestamp="2026-01-01T00:00:00Z")
+    events = events_after_delete([("ns", "x"), ("ns", "y")], listing("10", pending), TRANSFORMER)
+    assert [(u.name, u.resource_version) for u in events.upserts] == [("x", 9)]
+    assert [(d.name, d.resource_version) for d in events.deletes] == [("y", 10)]
+
+
+def test_without_a_listing_a_delete_stores_nothing() -> None:
+    for got in (None, b'{"kind":"Status","code":403}', listing("")):
+        events = events_after_delete([("ns", "x")], got, TRANSFORMER)
+        assert not events.upserts and not events.deletes
+
+
+def test_answers_that_are_not_the_written_object_store_nothing() -> None:
     scale = b'{"kind":"Scale","metadata":{"name":"x"}}'
     assert store_events("PUT", 200, scale, TRANSFORMER, "ConfigMap") is None
     assert store_events("PUT", 409, json.dumps(cm("x", "1")).encode(), TRANSFORMER, "ConfigMap") is None
-    assert (
-        store_events("DELETE", 200, b'{"kind":"Status","status":"Success"}', TRANSFORMER, "ConfigMap") is None
-    )
+    assert store_events("DELETE", 200, json.dumps(cm("x", "1")).encode(), TRANSFORMER, "ConfigMap") is None
 
 
 def test_objects_outside_the_synced_namespaces_are_not_stored() -> None:

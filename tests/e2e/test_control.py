@@ -210,14 +210,14 @@ def pedia(
     stdin: str | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """kubectl through the host's aggregator, as ``user``, in the version's namespace."""
+    """kubectl through the host's aggregator, as ``user`` (impersonated by the host's admin; ""
+    the admin itself), in the version's namespace."""
     argv = [
         str(kubectl_binary(version)),
         f"--kubeconfig={w.kubeconfig}",
         "--cluster",
         cluster,
-        "--as",
-        user,
+        *(["--as", user] if user else []),
         "-n",
         namespace_of(version),
         *args,
@@ -308,6 +308,11 @@ def test_kubectl_writes_reach_the_member_and_show_at_once(world: World, version:
     assert got(world, version, "deployment", "web")["spec"]["replicas"] == 3
     assert world.member.get_json("deployment", "web", "-n", ns)["spec"]["replicas"] == 3
 
+    # a Deployment's delete is answered with a Status: the object is gone from the next get too
+    pedia(world, version, "delete", "deployment", "web")
+    gone = pedia(world, version, "get", "deployment", "web", check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stderr
+
     # delete by name, then by label (kubectl lists through Clusterpedia, deletes each by name)
     pedia(world, version, "delete", "configmap", "settings")
     gone = pedia(world, version, "get", "configmap", "settings", check=False)
@@ -331,6 +336,24 @@ def test_kubectl_writes_reach_the_member_and_show_at_once(world: World, version:
     assert events[-1]["impersonatedUser"]["username"] == "alice"
     assert events[-1]["user"]["username"] == "system:serviceaccount:default:clusterpedia-synchro"
     assert events[-1]["responseStatus"]["code"] == 201
+
+
+def test_the_hosts_extra_user_information_is_impersonated_too(world: World) -> None:
+    """The host's admin authenticated with a client certificate: the host adds extra information
+    (authentication.kubernetes.io/credential-id), which the member sees impersonated as well
+    (examples/clusterpedia_control_rbac.yaml lets the synchro's identity impersonate any key)."""
+    version = "1.32"
+    pedia(world, version, "create", "configmap", "by-admin", user="")
+    assert got(world, version, "configmap", "by-admin")["metadata"]["name"] == "by-admin"
+    (event,) = [
+        e
+        for e in world.member.audit_events()
+        if e.get("verb") == "create" and e.get("objectRef", {}).get("name") == "by-admin"
+    ]
+    assert event["impersonatedUser"]["username"] == "admin"
+    assert "system:masters" in event["impersonatedUser"]["groups"]
+    extra = event["impersonatedUser"].get("extra") or {}
+    assert "authentication.kubernetes.io/credential-id" in extra, event["impersonatedUser"]
 
 
 def test_deletecollection_hides_every_deleted_object(world: World) -> None:
