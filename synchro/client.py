@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 import msgspec
 
-from common.http import CancelSafeBackend, IPNetwork, client_kwargs, proxies_configured
 from common.credentials import ClusterCredentials, InvalidConfig
+from common.http import CancelSafeBackend, IPNetwork, client_kwargs, proxies_configured
 
 
 class ApiError(Exception):

@@ -14,14 +14,15 @@ import contextlib
 import logging
 from typing import Any, Protocol
 
+from common.credentials import ClusterCredentials, InvalidConfig, credentials_from_spec
+from common.destinations import parse_networks
 from common.events import PurgeCluster, ResourceType
 from common.http import DeniedDestination
 from common.settings import SynchroSettings
+from common.transform import NamespaceFilter, ObjectTransformer
 from common.types import GVR, RBAC_GROUP, RBAC_RESOURCES
 from synchro import metrics
 from synchro.client import ApiError, KubeClient
-from common.credentials import ClusterCredentials, InvalidConfig, credentials_from_spec
-from common.destinations import parse_networks
 from synchro.discovery import (
     Target,
     crd_groups,
@@ -46,7 +47,6 @@ from synchro.status import (
     UNHEALTHY,
     ClusterStatus,
 )
-from common.transform import NamespaceFilter, ObjectTransformer
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import msgspec
 
-from common.kubeconfig import LOADER_LOCK
-from common.settings import Settings
-from synchro.client import ApiError, KubeClient, MemberGone
 from common.credentials import (
     ClusterCredentials,
     credentials_from_configuration,
     secret_data_if_labelled,
 )
+from common.kubeconfig import LOADER_LOCK
+from common.settings import Settings
+from synchro.client import ApiError, KubeClient, MemberGone
 
 log = logging.getLogger(__name__)
 

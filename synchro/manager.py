@@ -22,14 +22,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.destinations import parse_networks
 from common.events import PurgeCluster
 from common.queue.base import Publisher
 from common.settings import Settings
+from common.transform import parse_resource_version
 from common.types import GVR
 from synchro import metrics
 from synchro.client import ApiError, KubeClient
 from synchro.cluster_sync import ClusterSync, prefetch_budget
-from common.destinations import parse_networks
 from synchro.heap import pin_mmap_threshold
 from synchro.host import FINALIZER, Host, host_credentials
 from synchro.importing import ImportController
@@ -48,7 +49,6 @@ from synchro.leases import (
 from synchro.publishing import EventFunnel
 from synchro.resource_sync import TRANSPORT_ERRORS
 from synchro.status import SYNC_FAILED
-from common.transform import parse_resource_version
 
 log = logging.getLogger(__name__)
 
