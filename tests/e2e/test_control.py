@@ -259,6 +259,11 @@ def test_kubectl_writes_reach_the_member_and_show_at_once(world: World, version:
     assert got(world, version, "configmap", "settings")["data"] == {"a": "1"}
     pedia(world, version, "apply", "-f", "-", stdin=configmap("settings", version, {"a": "2", "b": "3"}))
     assert got(world, version, "configmap", "settings")["data"] == {"a": "2", "b": "3"}
+    # documented limit (docs/api.md): the stored copy has no last-applied-configuration
+    # (synchro.strip_last_applied), so kubectl warns and a key removed from the file stays
+    third = pedia(world, version, "apply", "-f", "-", stdin=configmap("settings", version, {"a": "2"}))
+    assert "last-applied-configuration" in third.stderr, third.stderr
+    assert got(world, version, "configmap", "settings")["data"] == {"a": "2", "b": "3"}
 
     # server-side apply
     pedia(world, version, "apply", "--server-side", "-f", "-", stdin=configmap("ssa", version, {"x": "1"}))
