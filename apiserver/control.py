@@ -3,7 +3,7 @@
 Writes (create, update, patch, delete, deletecollection) and subresources (``status``, ``scale``,
 ``log``, ``exec``...) under ``.../resources/clusters/{name}/...`` are not evaluated here: they go
 to that member as the caller (DESIGN section 8), whose own authorizer decides. This module builds
-that request and reads the answer; :mod:`apiserver.members` sends it.
+that request and reads the answer; :mod:`apiserver.forwarding` sends it.
 
 * **As the caller**: Kubernetes impersonation headers from the user the host authenticated,
   mapped by the PediaCluster's ``spec.identity`` exactly as member-rbac maps it
@@ -13,9 +13,9 @@ that request and reads the answer; :mod:`apiserver.members` sends it.
   object body is decoded only to translate ``metadata.resourceVersion`` and to drop the
   annotations Clusterpedia adds (:func:`translate_body`), anything else is passed through.
 * **Double write + response** (the seed's words): a successful answer goes into the store through
-  the writer's guarded path (:func:`store_events`) before the client gets it, so the next get or
-  list shows it; the synchro's later watch event for the same object carries the same
-  resourceVersion and changes nothing (the guard).
+  the writer's guarded path (:func:`store_events`, :func:`events_after_delete`) before the client
+  gets it, so the next get or list shows it; the synchro's later watch events for the same object
+  carry the same or older resourceVersions and change nothing (the guard).
 """
 
 from __future__ import annotations
@@ -67,13 +67,44 @@ def impersonation_headers(user: User, extra: Mapping[str, Iterable[str]]) -> lis
     return headers
 
 
+UPGRADE_HEADERS = (
+    "upgrade",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+)
+"""Also forwarded for an upgrade request (with ``Connection: Upgrade``)."""
+
+
+def upgrade_of(client_headers: Iterable[tuple[str, str]]) -> str:
+    """The protocol an upgrade request asks for (``SPDY/3.1``, ``websocket``), "" for others."""
+    headers = [(k.lower(), v) for k, v in client_headers]
+    connection = {t.strip().lower() for k, v in headers if k == "connection" for t in v.split(",")}
+    upgrade = next((v.strip() for k, v in headers if k == "upgrade"), "")
+    return upgrade if "upgrade" in connection else ""
+
+
 def forwarded_headers(client_headers: Iterable[tuple[str, str]], *, stream: bool) -> list[tuple[str, str]]:
-    """The client's headers from the allow-list. Answers that are stored or annotated are asked
-    for in JSON (kubectl may prefer protobuf); streamed ones keep the client's Accept."""
-    out = [(k, v) for k, v in client_headers if k.lower() in FORWARDED_HEADERS]
+    """The client's headers from the allow-list (and an upgrade's). Answers that are stored or
+    annotated are asked for in JSON (kubectl may prefer protobuf); streamed ones keep the
+    client's Accept."""
+    client_headers = list(client_headers)
+    allowed = FORWARDED_HEADERS + (UPGRADE_HEADERS if upgrade_of(client_headers) else ())
+    out = [(k, v) for k, v in client_headers if k.lower() in allowed]
+    if allowed is not FORWARDED_HEADERS:
+        out.append(("Connection", "Upgrade"))
     if not stream:
         out = [(k, v) for k, v in out if k.lower() != "accept"] + [("Accept", "application/json")]
     return out
+
+
+def switching_head(member_headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The 101 answer's head as the client gets it: the member's headers (the protocol it chose,
+    e.g. ``X-Stream-Protocol-Version``, ``Sec-WebSocket-Accept``) but no credentials-related ones."""
+    lines = [b"HTTP/1.1 101 Switching Protocols"]
+    lines += [k + b": " + v for k, v in member_headers if k.lower() not in (b"set-cookie",)]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 RELAYED_HEADERS = ("content-type", "warning", "audit-id")

@@ -9,28 +9,34 @@ The member's answer goes back with its status code (a 403 of the member's author
 impersonation check, a 404, a 409, a 422...) and content type. A JSON object answer gets the
 cluster annotation reads carry and, when it succeeded, goes into the store first
 (:func:`apiserver.control.store_events`; a ``scale`` answer is a Scale, so the object itself is
-read back from the member as the caller and stored). Streamed subresources (``log``, ``exec``,
-``attach``, ``portforward``, ``proxy``) are relayed as bytes. Upgrades (SPDY, websocket) are not
-proxied: the request goes to the member as a plain request, so the member's own refusal (a pod
-without a node, a missing right) reaches kubectl intact, but a real session cannot be opened.
+read back from the member as the caller and stored; a delete is judged from the member's list of
+the deleted names right after, :func:`apiserver.control.events_after_delete`). Streamed
+subresources (``log``, ``exec``, ``attach``, ``portforward``, ``proxy``) are relayed as bytes.
+Upgrades (SPDY, websocket) are forwarded as upgrades: when the member switches protocols, the
+client's connection is taken over (:data:`apiserver.protocol.UPGRADE_STATE_KEY`) and piped to
+the member's upgraded one; when it refuses, its answer is relayed like any other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import anyio.to_thread
 import httpx
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from apiserver import control, discovery
 from apiserver.auth import UserInfo, write_verb
 from apiserver.catalog import Catalog
 from apiserver.members import STREAM_TIMEOUT, Member, Members
 from apiserver.permissions import User
+from apiserver.protocol import UPGRADE_STATE_KEY, Tunnel
 from apiserver.routing import Route
 from common.errors import BadRequest, MethodNotAllowed, NotFound, ServiceUnavailable
 from common.settings import Settings
@@ -92,7 +98,11 @@ class Forwarding:
         user = member.identity(User(caller.name, frozenset(caller.groups)))
         headers = control.impersonation_headers(user, caller.extra)
         stream = route.subresource in control.STREAMED_SUBRESOURCES or route.action == "openapi-v2"
-        headers += control.forwarded_headers(request.headers.items(), stream=stream)
+        take_over = request.scope.get("state", {}).get(UPGRADE_STATE_KEY)
+        client_headers = request.headers.items()
+        if take_over is None:  # not served by our protocol: no way to tunnel, ask for no upgrade
+            client_headers = [(k, v) for k, v in client_headers if k.lower() not in ("connection", "upgrade")]
+        headers += control.forwarded_headers(client_headers, stream=stream)
         body = b""
         if request.method != "GET":
             limit = self.settings.apiserver.max_request_body_bytes
@@ -124,6 +134,14 @@ class Forwarding:
             raise ServiceUnavailable(
                 f'cluster "{route.cluster}" does not answer: {type(exc).__name__}'
             ) from None
+        if answer.status_code == 101:
+            network = answer.extensions.get("network_stream")
+            if network is None or take_over is None:
+                await answer.aclose()
+                raise ServiceUnavailable(
+                    f'cluster "{route.cluster}" switched protocols, which cannot be tunneled'
+                )
+            return _Tunneled(answer, network, take_over)
         relayed = control.relayed_headers(answer.headers.multi_items())
         if stream:
             return _with_headers(
@@ -199,6 +217,40 @@ class Forwarding:
         except StorageError as exc:
             # the member has it; the synchro's watch event will bring it to the store
             log.warning("storing the answer of a write to cluster %s failed: %s", route.cluster, exc)
+
+
+class _Tunneled(Response):
+    """A 101: the member's upgraded connection piped to the client's, both ways, until one ends."""
+
+    def __init__(self, answer: httpx.Response, network: Any, take_over: Callable[[bytes], Tunnel]) -> None:
+        super().__init__(status_code=101)
+        self.answer, self.network, self.take_over = answer, network, take_over
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        tunnel = self.take_over(control.switching_head(self.answer.headers.raw))
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def upstream() -> None:
+                    with contextlib.suppress(Exception):
+                        while data := await tunnel.read():
+                            await self.network.write(data)
+                    tg.cancel_scope.cancel()
+
+                async def downstream() -> None:
+                    with contextlib.suppress(Exception):
+                        while data := await self.network.read(65536):
+                            await tunnel.write(data)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(upstream)
+                tg.start_soon(downstream)
+        finally:
+            tunnel.close()
+            with anyio.CancelScope(shield=True):
+                with contextlib.suppress(Exception):
+                    await self.network.aclose()
+                await self.answer.aclose()
 
 
 async def _get(

@@ -21,7 +21,9 @@ from apiserver.control import (
     read_body,
     relayed_headers,
     store_events,
+    switching_head,
     translate_body,
+    upgrade_of,
 )
 from apiserver.permissions import User
 from apiserver.routing import parse_path
@@ -254,3 +256,31 @@ def test_subresources_are_parsed() -> None:
     r = parse_path("/clusters/c1/api/v1/nodes/n1/status")
     assert (r.resource, r.name, r.subresource) == ("nodes", "n1", "status")
     assert parse_path("/api/v1/namespaces/ns/configmaps").action == "list"
+
+
+def test_upgrade_requests_forward_their_upgrade_headers() -> None:
+    spdy = [
+        ("Connection", "Upgrade"),
+        ("Upgrade", "SPDY/3.1"),
+        ("X-Stream-Protocol-Version", "v4.channel.k8s.io"),
+    ]
+    assert upgrade_of(spdy) == "SPDY/3.1"
+    assert forwarded_headers(spdy, stream=True) == [
+        ("Upgrade", "SPDY/3.1"),
+        ("X-Stream-Protocol-Version", "v4.channel.k8s.io"),
+        ("Connection", "Upgrade"),
+    ]
+    ws = [("connection", "keep-alive, Upgrade"), ("upgrade", "websocket"), ("sec-websocket-key", "k")]
+    assert upgrade_of(ws) == "websocket"
+    assert ("sec-websocket-key", "k") in forwarded_headers(ws, stream=True)
+    # without Connection: Upgrade there is no upgrade, and its headers stay behind
+    assert upgrade_of([("upgrade", "websocket")]) == ""
+    assert forwarded_headers([("upgrade", "websocket"), ("sec-websocket-key", "k")], stream=True) == []
+
+
+def test_the_switching_head_repeats_the_members_choice() -> None:
+    head = switching_head([(b"Upgrade", b"SPDY/3.1"), (b"X-Stream-Protocol-Version", b"v4.channel.k8s.io")])
+    assert head == (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: SPDY/3.1\r\n"
+        b"X-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n"
+    )

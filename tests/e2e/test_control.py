@@ -13,10 +13,16 @@ get follows its write immediately: no waiting, no polling.
 from __future__ import annotations
 
 import base64
+import contextlib
+import hashlib
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
+import threading
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -488,3 +494,127 @@ def test_the_synchros_later_watch_events_do_not_regress_a_write(world: World) ->
     assert served["data"] == {"v": "2"}
     member = world.member.get_json("configmap", "steady", "-n", ns)
     assert served["metadata"]["resourceVersion"] == member["metadata"]["resourceVersion"]
+
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def local_address() -> str:
+    """This machine's address on its default route: the member may proxy there (kube-apiserver
+    refuses to proxy to loopback and link-local addresses). No packet is sent."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.123", 9))  # TEST-NET-1: only the route is looked up
+        except OSError:
+            s.connect(("10.255.255.254", 9))
+        address = str(s.getsockname()[0])
+    assert not address.startswith(("127.", "169.254.")), f"no routable local address ({address})"
+    return address
+
+
+class EchoUpgrade:
+    """A backend that accepts a websocket upgrade and then echoes every byte (frames unparsed)."""
+
+    def __init__(self, host: str) -> None:
+        self.server = socket.create_server((host, 0))
+        self.port = self.server.getsockname()[1]
+        self.paths: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.server.accept()
+                threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+            self.paths.append(lines[0])
+            headers = {
+                k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])
+            }
+            accept = base64.b64encode(
+                hashlib.sha1((headers.get("sec-websocket-key", "") + WS_GUID).encode()).digest()
+            )
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + head.split(b"\r\n\r\n", 1)[1]
+            )
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_an_upgrade_is_tunneled_to_the_member_and_back(world: World) -> None:
+    """A websocket upgrade of pods/proxy, through the host's aggregator, Clusterpedia and the
+    member's own pod proxy, to a backend that echoes: 101, then bytes both ways. (exec, attach
+    and port-forward upgrade the same way, to a kubelet the harness does not have.)"""
+    ns = namespace_of("1.32")
+    address = local_address()
+    echo = EchoUpgrade(address)
+    try:
+        # a pod whose IP is this machine's: the member's pod proxy connects to the echo backend
+        world.member.apply(
+            f"apiVersion: v1\nkind: Pod\nmetadata: {{name: tunnel, namespace: {ns}}}\n"
+            "spec: {containers: [{name: app, image: busybox}]}"
+        )
+        status = {"status": {"podIP": address, "podIPs": [{"ip": address}]}}
+        world.member.kubectl(
+            "patch",
+            "pod",
+            "tunnel",
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps(status),
+        )
+        key = base64.b64encode(os.urandom(16)).decode()
+        path = f"{CLUSTER_1}/api/v1/namespaces/{ns}/pods/tunnel:{echo.port}/proxy/stream"
+        host = urllib.parse.urlsplit(world.host.server)
+        ctx = ssl.create_default_context(cadata=world.host.ca_pem.decode())
+        with (
+            socket.create_connection((host.hostname, host.port), timeout=30) as raw,
+            ctx.wrap_socket(raw, server_hostname=host.hostname) as tls,
+        ):
+            tls.sendall(
+                (
+                    f"GET {path} HTTP/1.1\r\nHost: {host.netloc}\r\n"
+                    f"Authorization: Bearer {world.host.token}\r\n"
+                    "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                    f"Sec-WebSocket-Key: {key}\r\n\r\n"
+                ).encode()
+            )
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = tls.recv(4096)
+                assert chunk, answer
+                answer += chunk
+            head, rest = answer.split(b"\r\n\r\n", 1)
+            assert head.startswith(b"HTTP/1.1 101"), head
+            expected = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest())
+            assert (
+                b"Sec-Websocket-Accept: " + expected in head or b"Sec-WebSocket-Accept: " + expected in head
+            )
+            for message in (b"hello through clusterpedia", os.urandom(100_000)):
+                tls.sendall(message)
+                echoed = rest
+                while len(echoed) < len(message):
+                    chunk = tls.recv(65536)
+                    assert chunk, "the tunnel closed"
+                    echoed += chunk
+                assert echoed == message
+                rest = b""
+        assert echo.paths == ["GET /stream HTTP/1.1"]
+    finally:
+        echo.close()
