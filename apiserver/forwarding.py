@@ -35,6 +35,7 @@ from apiserver import control, discovery
 from apiserver.auth import UserInfo, write_verb
 from apiserver.catalog import Catalog
 from apiserver.members import STREAM_TIMEOUT, Member, Members
+from apiserver.metrics import TUNNELED_STATE_KEY
 from apiserver.permissions import User
 from apiserver.protocol import UPGRADE_STATE_KEY, Tunnel
 from apiserver.routing import Route
@@ -227,6 +228,7 @@ class _Tunneled(Response):
         self.answer, self.network, self.take_over = answer, network, take_over
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope.setdefault("state", {})[TUNNELED_STATE_KEY] = True
         tunnel = self.take_over(control.switching_head(self.answer.headers.raw))
         try:
             async with anyio.create_task_group() as tg:

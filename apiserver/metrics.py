@@ -44,6 +44,10 @@ def request_kind(path: str) -> str:
     return "other"
 
 
+TUNNELED_STATE_KEY = "tunneled"
+"""Set in the scope state by a handler that answered 101 on a taken-over connection."""
+
+
 class MetricsMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -64,6 +68,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            if (scope.get("state") or {}).get(TUNNELED_STATE_KEY):
+                code = 101  # an upgrade, answered by the member through the taken-over connection
             kind = request_kind(scope["path"])
             REQUESTS.labels(scope["method"], str(code), kind).inc()
             LATENCY.labels(kind).observe(time.perf_counter() - start)

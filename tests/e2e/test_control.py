@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -616,5 +617,9 @@ def test_an_upgrade_is_tunneled_to_the_member_and_back(world: World) -> None:
                 assert echoed == message
                 rest = b""
         assert echo.paths == ["GET /stream HTTP/1.1"]
+        api_ctx = ssl.create_default_context(cadata=world.api.ca_pem.decode())
+        with urllib.request.urlopen(world.api.url + "/metrics", context=api_ctx, timeout=10) as r:
+            metrics = r.read().decode()
+        assert 'clusterpedia_apiserver_requests_total{code="101",kind="subresource",method="GET"}' in metrics
     finally:
         echo.close()
