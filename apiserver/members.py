@@ -25,6 +25,7 @@ import httpx
 
 from apiserver.identities import DENY, HostReader, IdentityMapping, mappings_from
 from apiserver.permissions import User
+from apiserver.search import is_valid_name
 from common.credentials import InvalidConfig, credentials_from_spec, secret_data_if_labelled
 from common.destinations import parse_networks
 from common.errors import Forbidden, NotFound, ServiceUnavailable
@@ -75,6 +76,8 @@ class Members:
             raise ServiceUnavailable(f"cannot read {what} from the host: {type(exc).__name__}") from None
 
     async def member(self, cluster: str) -> Member:
+        if not is_valid_name(cluster):
+            raise NotFound(f'cluster "{cluster}" not found')
         pc = await self._read(f"{PEDIACLUSTERS}/{cluster}", f'cluster "{cluster}"')
         spec = pc.get("spec") or {}
         secret_data: dict[str, str] | None = None
@@ -85,6 +88,10 @@ class Members:
                     f'PediaCluster "{cluster}" cannot be used: spec.secretRef needs a name'
                 )
             namespace = str(ref.get("namespace") or self.settings.synchro.lease_namespace)
+            if not (is_valid_name(namespace) and is_valid_name(ref["name"])):  # both go into a host path
+                raise ServiceUnavailable(
+                    f'PediaCluster "{cluster}" cannot be used: spec.secretRef is not a namespace and name'
+                )
             where = f"{namespace}/{ref['name']}"
             secret = await self._read(
                 f"/api/v1/namespaces/{namespace}/secrets/{ref['name']}", f"Secret {where}"

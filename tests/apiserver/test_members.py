@@ -83,6 +83,13 @@ def test_a_malformed_identity_mapping_maps_nobody() -> None:
 
 def test_an_unknown_cluster_is_a_404() -> None:
     assert isinstance(refusal({}, "nope"), NotFound)
+    assert isinstance(refusal({PEDIACLUSTERS + "/..": {"kind": "APIResourceList"}}, ".."), NotFound)
+
+
+def test_a_secret_reference_cannot_reach_another_host_path() -> None:
+    pc = pediacluster("c1", secretRef={"name": "x?labelSelector=a", "namespace": "kube-system"})
+    err = refusal({f"{PEDIACLUSTERS}/c1": pc})
+    assert isinstance(err, ServiceUnavailable) and "spec.secretRef" in err.message
 
 
 @pytest.mark.parametrize(
