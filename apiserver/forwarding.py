@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from apiserver import control, discovery
+from apiserver import control, discovery, openapi
 from apiserver.auth import UserInfo, write_verb
 from apiserver.catalog import Catalog
 from apiserver.members import STREAM_TIMEOUT, Member, Members
@@ -86,6 +86,8 @@ class Forwarding:
         ):
             raise MethodNotAllowed(f"{request.method} is not supported on this path", details={})
         if not route.cluster:
+            if route.action == "openapi-v2":
+                return openapi.empty_v2(request.headers.get("accept", ""))
             raise await self._all_clusters_refusal(request, route)
         if self.members is None:
             if request.method == "GET":

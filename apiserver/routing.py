@@ -68,12 +68,12 @@ def parse_path(rest: str) -> Route:
 
 
 def _openapi(cluster: str, tail: list[str]) -> Route:
-    """``openapi/v3`` (index) and ``openapi/v3/api/{v}``, ``openapi/v3/apis/{g}/{v}``; v2 only below
-    one cluster (the member's own document)."""
+    """``openapi/v3`` (index) and ``openapi/v3/api/{v}``, ``openapi/v3/apis/{g}/{v}``; ``openapi/v2``
+    (the member's own document below one cluster, an empty one on the all-clusters view)."""
     if tail == ["v3"]:
         return Route("openapi-index", cluster)
-    if tail == ["v2"] and cluster:
-        return Route("openapi-v2", cluster)  # the member's own (kubectl 1.27's apply validates with it)
+    if tail == ["v2"]:
+        return Route("openapi-v2", cluster)  # one member's own, or an empty one (kubectl validates with it)
     if tail[:2] == ["v3", "api"] and len(tail) == 3:
         return Route("openapi-gv", cluster, "", tail[2])
     if tail[:2] == ["v3", "apis"] and len(tail) == 4:

@@ -404,9 +404,13 @@ def test_probes_version_metrics_openapi(app: Any) -> None:
     assert call(app, P + "/version").json()["gitVersion"].startswith("v")
     metrics = call(app, "/metrics").text
     assert "clusterpedia_apiserver_requests_total" in metrics
-    for path in ("/openapi/v2", "/openapi/v3", "/openapi/v3/apis/clusterpedia.io/v1beta1", P + "/openapi/v2"):
+    for path in ("/openapi/v2", "/openapi/v3", "/openapi/v3/apis/clusterpedia.io/v1beta1"):
         r = call(app, path)
         assert r.status_code == 404 and status_of(r)["reason"] == "NotFound"
+    # the all-clusters view: an empty v2 document (kubectl validates writes with it before sending)
+    assert call(app, P + "/openapi/v2").json()["paths"] == {}
+    pb = call(app, P + "/openapi/v2", "application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
+    assert (pb.status_code, pb.content) == (200, b"")
     index = call(app, P + "/clusters/cluster-2/openapi/v3").json()["paths"]
     assert set(index) == {"api/v1", "apis/apps/v1", "apis/example.com/v1"}
     assert index["api/v1"]["serverRelativeURL"].startswith(P + "/clusters/cluster-2/openapi/v3/api/v1?hash=")

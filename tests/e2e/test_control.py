@@ -432,14 +432,15 @@ def test_a_stale_resource_version_is_the_members_409(world: World) -> None:
 
 
 def test_a_write_on_the_all_clusters_view_is_a_400_naming_the_clusters(world: World) -> None:
-    cm = configmap("where", "1.32", {})
-    # --validate=false: the all-clusters view has no member OpenAPI v2 for kubectl's client-side
-    # validation ("failed to download openapi"), which would stop kubectl before it asks
-    out = pedia(
-        world, "1.32", "create", "--validate=false", "-f", "-", cluster="clusterpedia", stdin=cm, check=False
-    )
-    assert out.returncode != 0
-    assert "(BadRequest)" in out.stderr and "one of: cluster-1, cluster-1-ro" in out.stderr, out.stderr
+    # kubectl validates create -f / apply with the view's OpenAPI v2 first: an empty one there
+    for version in VERSIONS:
+        cm = configmap("where", version, {})
+        for args in (["create", "-f", "-"], ["apply", "-f", "-"]):
+            out = pedia(world, version, *args, cluster="clusterpedia", stdin=cm, check=False)
+            assert out.returncode != 0
+            assert "(BadRequest)" in out.stderr and "one of: cluster-1, cluster-1-ro" in out.stderr, (
+                out.stderr
+            )
     out = pedia(world, "1.32", "delete", "configmap", "where", cluster="clusterpedia", check=False)
     assert out.returncode != 0 and "needs a cluster" in out.stderr, out.stderr
 
