@@ -39,7 +39,7 @@ from apiserver.metrics import TUNNELED_STATE_KEY
 from apiserver.permissions import User
 from apiserver.protocol import UPGRADE_STATE_KEY, Tunnel
 from apiserver.routing import Route
-from common.errors import BadRequest, MethodNotAllowed, NotFound, ServiceUnavailable
+from common.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, ServiceUnavailable
 from common.settings import Settings
 from common.storage import StorageError, StoreReader, StoreWriter
 from common.transform import ObjectTransformer
@@ -95,6 +95,14 @@ class Forwarding:
             raise MethodNotAllowed(
                 f"{request.method} is not supported: this API tier does not reach the host cluster "
                 "(--kubeconfig), so it cannot forward writes to members",
+                details={},
+            )
+        if any(k.lower().startswith("impersonate-") for k in request.headers):
+            # only the host impersonates (kubectl --as through it arrives as X-Remote-User): a write
+            # must not silently go out as the authenticated caller instead of the one asked for
+            raise Forbidden(
+                "impersonation headers are not accepted by Clusterpedia's API tier: send the request"
+                " through the host kube-apiserver, which impersonates (kubectl --as) before it proxies",
                 details={},
             )
         member = await self.members.member(route.cluster)

@@ -22,6 +22,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from sqlalchemy import select
 
 from common.storage.sql.engine import make_engine
 from common.storage.sql.schema import resources
+from common.types import CLUSTER_ANNOTATION
 from tests.e2e.kubectl_support import ApiTier
 from tests.e2e.sync_support import (
     ROOT,
@@ -258,7 +260,7 @@ def test_kubectl_writes_reach_the_member_and_show_at_once(world: World, version:
     pedia(world, version, "create", "deployment", "web", "--image=nginx:1.25", "--replicas=1")
     web = got(world, version, "deployment", "web")
     assert web["spec"]["replicas"] == 1
-    assert web["metadata"]["annotations"]["shadow.clusterpedia.io/cluster-name"] == "cluster-1"
+    assert web["metadata"]["annotations"][CLUSTER_ANNOTATION] == "cluster-1"
     assert world.member.get_json("deployment", "web", "-n", ns)["metadata"]["uid"] == web["metadata"]["uid"]
 
     # client-side apply: create, then change
@@ -423,7 +425,7 @@ def test_a_stale_resource_version_is_the_members_409(world: World) -> None:
     fresh["data"] = {"v": "3"}
     pedia(world, version, "replace", "-f", "-", stdin=json.dumps(fresh))
     assert got(world, version, "configmap", "stale")["data"] == {"v": "3"}
-    assert "shadow.clusterpedia.io/cluster-name" not in (
+    assert CLUSTER_ANNOTATION not in (
         world.member.get_json("configmap", "stale", "-n", namespace_of(version))["metadata"].get(
             "annotations"
         )
@@ -624,3 +626,32 @@ def test_an_upgrade_is_tunneled_to_the_member_and_back(world: World) -> None:
         assert 'clusterpedia_apiserver_requests_total{code="101",kind="subresource",method="GET"}' in metrics
     finally:
         echo.close()
+
+
+def test_impersonation_headers_sent_straight_to_the_api_tier_are_refused(world: World) -> None:
+    """Only the host impersonates: a write asking the API tier itself to act as someone else must not
+    go out as the authenticated caller instead."""
+    ns = namespace_of("1.32")
+    body = configmap("direct", "1.32", {}).encode()
+    ctx = ssl.create_default_context(cadata=world.api.ca_pem.decode())
+
+    def post(*extra: tuple[str, str]) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(
+            f"{world.api.url}{CLUSTER_1}/api/v1/namespaces/{ns}/configmaps",
+            data=body,
+            method="POST",
+            headers={"Authorization": f"Bearer {world.host.token}", "Content-Type": "application/json"},
+        )
+        for name, value in extra:
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, context=ctx, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    code, status = post(("Impersonate-User", "alice"))
+    assert (code, status["reason"]) == (403, "Forbidden"), status
+    assert "through the host kube-apiserver" in status["message"]
+    code, created = post()  # the host's admin, authenticated by its token (TokenReview)
+    assert code == 201 and created["metadata"]["annotations"][CLUSTER_ANNOTATION] == "cluster-1", created
