@@ -33,9 +33,11 @@ from starlette.routing import Route
 
 from apiserver import collections as collection_store
 from apiserver import discovery, groups, openapi
-from apiserver.auth import ANONYMOUS, is_watch
+from apiserver.auth import ANONYMOUS, UserInfo, is_watch
 from apiserver.catalog import Catalog
+from apiserver.forwarding import Forwarding
 from apiserver.identities import PediaClusterIdentities
+from apiserver.members import Members
 from apiserver.metrics import MetricsMiddleware, metrics_endpoint
 from apiserver.permissions import User
 from apiserver.responses import (
@@ -80,6 +82,7 @@ from common.storage import (
     StorageRejected,
     StorageUnavailable,
     StoreReader,
+    StoreWriter,
     UnknownCluster,
 )
 
@@ -148,6 +151,8 @@ class Api:
         store: StoreReader,
         catalog: Catalog | None = None,
         identities: PediaClusterIdentities | None = None,
+        members: Members | None = None,
+        writer: StoreWriter | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -164,11 +169,15 @@ class Api:
             else None
         )
         """Watch support: the store's change feed, read once per process for every watcher."""
+        self.forwarding = Forwarding(settings, store, self.catalog, members, writer)
+        """Writes and subresources, sent to the member as the caller (None members: refused)."""
 
     # ---- the Kubernetes-shaped API under /resources -------------------------------------------
 
     async def resources(self, request: Request) -> Response:
-        _check_read(request)
+        write = request.method not in READ_METHODS
+        if not write:
+            _check_read(request)
         rest = request.url.path[len(RESOURCES_PREFIX) :]
         if rest == "":
             raise MethodNotAllowed(
@@ -177,6 +186,8 @@ class Api:
                 details={},
             )
         route = parse_path(rest)
+        if write or route.subresource or route.action == "openapi-v2":
+            return await self.forwarding.forward(request, route, _caller_info(request))
         if route.action != "list":
             _no_watch(request)
         rows = await self.catalog.rows(route.cluster)
@@ -198,14 +209,18 @@ class Api:
                 raise not_found()
             return json_response(doc)
         if route.action in ("api", "apis"):
-            return self._discovery_root(rows, legacy=route.action == "api", accept=accept)
+            return self._discovery_root(
+                rows, legacy=route.action == "api", accept=accept, writable=self._writable(route)
+            )
         if route.action == "group":
             doc = discovery.api_group(rows, route.group)
             if doc is None:
                 raise not_found()
             return json_response(doc)
         if route.action == "resources":
-            doc = discovery.api_resource_list(rows, route.group, route.version)
+            doc = discovery.api_resource_list(
+                rows, route.group, route.version, writable=self._writable(route)
+            )
             if doc is None:
                 raise not_found()
             return json_response(doc)
@@ -223,12 +238,19 @@ class Api:
         _no_watch(request)
         return await self._get(request, route, rtype, same, rendering)
 
-    def _discovery_root(self, rows: list[ServedResource], *, legacy: bool, accept: str) -> Response:
+    def _writable(self, route: ApiRoute) -> bool:
+        """Writes are forwarded below one cluster when this API tier reaches the host."""
+        return bool(route.cluster) and self.forwarding.members is not None
+
+    def _discovery_root(
+        self, rows: list[ServedResource], *, legacy: bool, accept: str, writable: bool
+    ) -> Response:
         kind = negotiate_discovery(accept)
         if kind == "legacy":
             return json_response(discovery.api_versions(rows) if legacy else discovery.api_group_list(rows))
         return json_response(
-            discovery.aggregated(rows, legacy=legacy, version=kind), content_type=discovery_content_type(kind)
+            discovery.aggregated(rows, legacy=legacy, version=kind, writable=writable),
+            content_type=discovery_content_type(kind),
         )
 
     def _objects(self, items: list[StoredObject], api_version: str) -> list[bytes]:
@@ -549,9 +571,14 @@ class Api:
         return PlainTextResponse("ok")
 
 
-def _caller(request: Request) -> User:
+def _caller_info(request: Request) -> UserInfo:
     """The identity the auth middleware established (anonymous without authentication)."""
-    info = request.scope.get("state", {}).get("user") or ANONYMOUS
+    info: UserInfo = request.scope.get("state", {}).get("user") or ANONYMOUS
+    return info
+
+
+def _caller(request: Request) -> User:
+    info = _caller_info(request)
     return User(info.name, frozenset(info.groups))
 
 
@@ -606,11 +633,15 @@ def build_app(
     catalog: Catalog | None = None,
     middleware: list[Any] | None = None,
     identities: PediaClusterIdentities | None = None,
+    members: Members | None = None,
+    writer: StoreWriter | None = None,
 ) -> Starlette:
     """The ASGI app. ``middleware``: Starlette ``Middleware`` entries run inside the metrics one
     (authentication and authorisation, see :mod:`apiserver.auth`); ``identities``: the
-    PediaClusters' identity mappings for member-rbac (None: the host's identity in every member)."""
-    api = Api(settings, store, catalog, identities)
+    PediaClusters' identity mappings for member-rbac (None: the host's identity in every member);
+    ``members`` and ``writer``: where writes go and where their answers are stored (None: writes
+    are refused with a 405)."""
+    api = Api(settings, store, catalog, identities, members, writer)
     cp = "/apis/{group}/{version}/collectionresources"
     routes = [
         Route("/healthz", api.health, methods=ALL_METHODS),

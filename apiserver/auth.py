@@ -11,8 +11,10 @@ Without such a certificate a bearer token is checked with a TokenReview against 
 else is a 401 Status.
 
 Authorisation is a SubjectAccessReview against the host, cached for a few seconds per decision:
-reads of the Kubernetes-shaped API are ``get``/``list``/``watch`` on ``resources.clusterpedia.io`` (with the
-request's namespace when the path names one), collection reads the same on ``collectionresources``,
+reads of the Kubernetes-shaped API are ``get``/``list``/``watch`` on ``resources.clusterpedia.io`` (with
+the request's namespace when the path names one), writes forwarded to a member ``create``/``update``/
+``patch``/``delete``/``deletecollection`` on it, collection reads ``get``/``list``/``watch`` on
+``collectionresources``,
 and the group documents (``/apis``, ``/version``, ``/openapi``) non-resource ``get`` on their path.
 Probes (``/healthz``, ``/readyz``, ``/livez``) and ``/metrics`` are open. See docs/api.md.
 """
@@ -25,7 +27,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import httpx
 from starlette.datastructures import Headers
@@ -126,7 +128,8 @@ def user_from_request_headers(
     for key, value in headers.items():
         for prefix in config.extra_headers_prefixes:
             if key.lower().startswith(prefix.lower()):
-                extra.setdefault(key[len(prefix) :].lower(), []).append(value)
+                # the aggregator percent-escapes extra keys (client-go's headerKeyEscape)
+                extra.setdefault(unquote(key[len(prefix) :].lower()), []).append(value)
     return UserInfo(name, groups, {k: tuple(v) for k, v in extra.items()})
 
 
@@ -165,14 +168,22 @@ def is_watch(query_string: bytes | str) -> bool:
     return any(v.lower() in ("true", "1") for k, v in parse_qsl(text, keep_blank_values=True) if k == "watch")
 
 
-def request_attributes(path: str, *, watch: bool = False) -> Attributes:
-    """SubjectAccessReview attributes of a GET on ``path`` (``watch``: a list path asked to watch)."""
+def request_attributes(path: str, method: str = "GET", *, watch: bool = False) -> Attributes:
+    """SubjectAccessReview attributes of a request: reads are ``get``/``list`` (``watch`` for a list
+    path asked to watch), writes under the resources prefix (forwarded to a member) ``create``/
+    ``update``/``patch``/``delete``/``deletecollection``, as kube-apiserver names the verb of each
+    method."""
+    write = method not in ("GET", "HEAD")
     if path == RESOURCES_PREFIX or path.startswith(RESOURCES_PREFIX + "/"):
         try:
             route = parse_path(path[len(RESOURCES_PREFIX) :])
         except NotFound:
-            return Attributes("get", "clusterpedia.io", "v1beta1", "resources")
-        verb = ("watch" if watch else "list") if route.action == "list" else "get"
+            return Attributes(
+                write_verb(method, False) if write else "get", "clusterpedia.io", "v1beta1", "resources"
+            )
+        collection = route.action == "list" and not route.subresource
+        read = ("watch" if watch else "list") if collection else "get"
+        verb = write_verb(method, collection) if write else read
         return Attributes(verb, "clusterpedia.io", "v1beta1", "resources", route.namespace)
     parts = path.strip("/").split("/")
     if len(parts) in (4, 5) and parts[0] == "apis" and parts[3] == "collectionresources":
@@ -182,6 +193,13 @@ def request_attributes(path: str, *, watch: bool = False) -> Attributes:
             verb, parts[1], parts[2], "collectionresources", name=parts[4] if len(parts) == 5 else ""
         )
     return Attributes("get", path=path)
+
+
+def write_verb(method: str, collection: bool) -> str:
+    """The Kubernetes verb of a write method (``deletecollection``: a DELETE on a list)."""
+    if method == "DELETE":
+        return "deletecollection" if collection else "delete"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
 
 
 class TokenReviewer:
@@ -271,7 +289,8 @@ class AuthMiddleware:
         try:
             user = await self._authenticate(scope)
             if self.config.access is not None:
-                attrs = request_attributes(scope["path"], watch=is_watch(scope.get("query_string", b"")))
+                watch = is_watch(scope.get("query_string", b""))
+                attrs = request_attributes(scope["path"], scope["method"], watch=watch)
                 allowed, reason = await self.config.access.allowed(user, attrs)
                 if not allowed:
                     target = f"{attrs.resource}.{attrs.group}" if attrs.resource else "the requested resource"

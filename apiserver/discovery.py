@@ -16,6 +16,15 @@ from typing import Any
 from common.storage import ServedResource
 
 VERBS = ["get", "list"]
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+"""Served below one cluster when the member serves them: forwarded to it as the caller."""
+
+
+def verbs_of(r: ServedResource, *, writable: bool) -> list[str]:
+    """``get``, ``list``, and below one cluster (``writable``) the write verbs the member lists."""
+    return VERBS + [v for v in WRITE_VERBS if v in r.verbs] if writable else VERBS
+
+
 _KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
 
 # kubectl get all: the built-in members of the "all" category.
@@ -95,8 +104,11 @@ def _singular(kind: str) -> str:
     return kind.lower()
 
 
-def api_resource_list(rows: Iterable[ServedResource], group: str, version: str) -> dict[str, Any] | None:
-    """``/api/v1`` or ``/apis/{g}/{v}``; None when nothing of that group/version is synced."""
+def api_resource_list(
+    rows: Iterable[ServedResource], group: str, version: str, *, writable: bool = False
+) -> dict[str, Any] | None:
+    """``/api/v1`` or ``/apis/{g}/{v}``; None when nothing of that group/version is synced.
+    ``writable``: one cluster's document (see :func:`verbs_of`)."""
     resources = _resources_by_gv(rows).get((group, version))
     if not resources:
         return None
@@ -108,7 +120,7 @@ def api_resource_list(rows: Iterable[ServedResource], group: str, version: str) 
             "singularName": _singular(r.kind),
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": verbs_of(r, writable=writable),
         }
         if r.short_names:
             item["shortNames"] = list(r.short_names)
@@ -131,7 +143,9 @@ def find_resource(
     return exact[0], same
 
 
-def aggregated(rows: Iterable[ServedResource], *, legacy: bool, version: str) -> dict[str, Any]:
+def aggregated(
+    rows: Iterable[ServedResource], *, legacy: bool, version: str, writable: bool = False
+) -> dict[str, Any]:
     """``APIGroupDiscoveryList`` (apidiscovery.k8s.io ``version``) for ``/api`` (legacy) or ``/apis``."""
     by_gv = _resources_by_gv(rows)
     items = []
@@ -149,7 +163,7 @@ def aggregated(rows: Iterable[ServedResource], *, legacy: bool, version: str) ->
                     "responseKind": {"group": group, "version": v, "kind": r.kind},
                     "scope": "Namespaced" if r.namespaced else "Cluster",
                     "singularResource": _singular(r.kind),
-                    "verbs": VERBS,
+                    "verbs": verbs_of(r, writable=writable),
                 }
                 if r.short_names:
                     doc["shortNames"] = list(r.short_names)

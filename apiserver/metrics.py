@@ -21,7 +21,7 @@ REQUESTS = Counter(
 )
 LATENCY = Histogram(
     "clusterpedia_apiserver_request_duration_seconds",
-    "Time to serve one request, by kind (list, get, discovery, other).",
+    "Time to serve one request, by kind (list, get, discovery, subresource, other).",
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
@@ -33,13 +33,19 @@ def request_kind(path: str) -> str:
         return "probe"
     if path.startswith(RESOURCES_PREFIX + "/"):
         try:
-            action = parse_path(path[len(RESOURCES_PREFIX) :]).action
+            route = parse_path(path[len(RESOURCES_PREFIX) :])
         except NotFound:
             return "other"
-        return action if action in ("list", "get") else "discovery"
+        if route.subresource:
+            return "subresource"
+        return route.action if route.action in ("list", "get") else "discovery"
     if "/collectionresources" in path:
         return "collection"
     return "other"
+
+
+TUNNELED_STATE_KEY = "tunneled"
+"""Set in the scope state by a handler that answered 101 on a taken-over connection."""
 
 
 class MetricsMiddleware:
@@ -62,6 +68,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            if (scope.get("state") or {}).get(TUNNELED_STATE_KEY):
+                code = 101  # an upgrade, answered by the member through the taken-over connection
             kind = request_kind(scope["path"])
             REQUESTS.labels(scope["method"], str(code), kind).inc()
             LATENCY.labels(kind).observe(time.perf_counter() - start)

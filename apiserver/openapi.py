@@ -48,6 +48,23 @@ async def v2(request: Request) -> Response:
     return _missing(request)
 
 
+OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+"""What kube-apiserver answers (kubectl asks for the older ``...spec.v2@v1.0+protobuf``, whose "@"
+Go's media type parser refuses in an answer)."""
+
+
+def empty_v2(accept: str) -> Response:
+    """An OpenAPI v2 document without definitions, for the all-clusters view: kubectl's client-side
+    validation (``create -f``, ``apply``) downloads one before it sends a write, fails without
+    it ("failed to download openapi"), and skips the kinds it does not describe. So a write there
+    reaches the API tier and gets its 400 naming the clusters (below one cluster the member's own
+    document is served). Protobuf (an empty ``openapi_v2.Document`` is zero bytes) or JSON."""
+    if "protobuf" in accept:
+        return Response(b"", media_type=OPENAPI_V2_PROTOBUF)
+    body = {"swagger": "2.0", "info": {"title": "Clusterpedia (all clusters)", "version": "v1"}, "paths": {}}
+    return Response(json.dumps(body).encode(), media_type="application/json")
+
+
 async def v3_index(request: Request) -> Response:
     return _missing(request)
 

@@ -16,6 +16,13 @@
    transport), or until it has been quiet for
    :data:`DRAIN_IDLE_SECONDS` or has sent :data:`DRAIN_MAX_BYTES` more.
 
+3. Upgrades (SPDY for ``kubectl exec``/``attach``/``port-forward``, websocket) can be taken over
+   by the app: ASGI has no way to answer 101 on an HTTP request and then exchange raw bytes, so
+   the scope state carries :data:`UPGRADE_STATE_KEY`, a function the app calls with the 101
+   answer's head once the member accepted the upgrade. From then on this protocol writes that head
+   and hands every byte of the connection to the returned :class:`Tunnel` instead of h11
+   (:mod:`apiserver.forwarding` pipes it to the member's upgraded connection).
+
 h11 applies its limit only to a head still incomplete when a read ends; a longer head that
 arrives whole in one read passes it. :class:`HeadLimit` (ASGI middleware) measures every complete
 head against the same limit, so the answer does not depend on how the bytes were chunked.
@@ -27,10 +34,53 @@ import asyncio
 
 import msgspec
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from apiserver.auth import PEER_CERT_STATE_KEY
 from common.errors import BadRequest, StatusError
+
+UPGRADE_STATE_KEY = "take_over_connection"
+"""Scope-state key of ``take_over(head: bytes) -> Tunnel`` (see the module docstring, item 3)."""
+TUNNEL_HIGH_WATER = 64
+"""Chunks from the client queued for the member before reading from the client pauses."""
+
+
+class Tunnel:
+    """The client's side of an upgraded connection."""
+
+    def __init__(self, transport: asyncio.Transport, flow: FlowControl) -> None:
+        self._transport = transport
+        self._flow = flow
+        self._incoming: asyncio.Queue[bytes] = asyncio.Queue()
+        self._paused = False
+
+    def feed(self, data: bytes) -> None:
+        """Bytes from the client (b"": it closed)."""
+        self._incoming.put_nowait(data)
+        if self._incoming.qsize() > TUNNEL_HIGH_WATER and not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+
+    async def read(self) -> bytes:
+        """The client's next bytes; b"" once it closed."""
+        data = await self._incoming.get()
+        if self._paused and self._incoming.qsize() < TUNNEL_HIGH_WATER // 4:
+            self._paused = False
+            self._transport.resume_reading()
+        return data
+
+    async def write(self, data: bytes) -> None:
+        """To the client, waiting while its side of the connection is full."""
+        if self._transport.is_closing():
+            raise ConnectionResetError("the client closed the connection")
+        self._transport.write(data)
+        if self._flow.write_paused:
+            await self._flow.drain()
+
+    def close(self) -> None:
+        self._transport.close()
+
 
 DRAIN_IDLE_SECONDS = 5.0
 DRAIN_MAX_BYTES = 64 * 1024 * 1024
@@ -104,20 +154,47 @@ class ApiH11Protocol(H11Protocol):
     _draining = False
     _drained = 0
     _idle: asyncio.TimerHandle | None = None
+    _tunnel: Tunnel | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.app_state = {**self.app_state, UPGRADE_STATE_KEY: self._take_over}
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             cert = ssl_object.getpeercert()
             if cert:
                 self.app_state = {**self.app_state, PEER_CERT_STATE_KEY: cert}
 
+    def _take_over(self, head: bytes) -> Tunnel:
+        """Answer the current (upgrade) request with ``head`` and hand the connection's bytes to
+        the returned tunnel; h11 and uvicorn's request cycle see nothing more of it."""
+        cycle = self.cycle
+        cycle.response_started = cycle.response_complete = True  # no 500 when the app returns
+        self._tunnel = Tunnel(self.transport, self.flow)
+        self.transport.write(head)
+        early = self.conn.trailing_data[0]  # sent after the request, before our answer
+        if early:
+            self._tunnel.feed(bytes(early))
+        self.flow.resume_reading()  # h11 paused on the upgrade request
+        return self._tunnel
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """Upgrades reach the app, which forwards them (see the module docstring)."""
+
     def data_received(self, data: bytes) -> None:
+        if self._tunnel is not None:
+            self._tunnel.feed(data)
+            return
         if self._draining:
             self._drain(len(data))
             return
         super().data_received(data)
+
+    def eof_received(self) -> None:
+        if self._tunnel is not None:
+            self._tunnel.feed(b"")
+            return
+        super().eof_received()
 
     def send_400_response(self, msg: str) -> None:
         """Called by uvicorn when h11 raised RemoteProtocolError on the request head."""
@@ -147,6 +224,8 @@ class ApiH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle is not None:
             self._idle.cancel()
+        if self._tunnel is not None:
+            self._tunnel.feed(b"")
         super().connection_lost(exc)
 
 

@@ -18,7 +18,7 @@ NOT_FOUND_MESSAGE = "the server could not find the requested resource"
 @dataclass(frozen=True, slots=True)
 class Route:
     """``action``: root, version, api, apis, group, resources (APIResourceList), list, get,
-    openapi-index, openapi-gv."""
+    openapi-index, openapi-gv, openapi-v2 (one cluster's: forwarded to the member)."""
 
     action: str
     cluster: str = ""
@@ -28,6 +28,9 @@ class Route:
     namespace: str = ""
     name: str = ""
     namespaced_path: bool = False
+    subresource: str = ""
+    """``status``, ``scale``, ``log``, ``exec``, ``proxy``...: served by the member (forwarded);
+    what follows it (a proxy's path) is not parsed."""
 
 
 def not_found() -> NotFound:
@@ -65,9 +68,12 @@ def parse_path(rest: str) -> Route:
 
 
 def _openapi(cluster: str, tail: list[str]) -> Route:
-    """``openapi/v3`` (index) and ``openapi/v3/api/{v}``, ``openapi/v3/apis/{g}/{v}``; v2 is not served."""
+    """``openapi/v3`` (index) and ``openapi/v3/api/{v}``, ``openapi/v3/apis/{g}/{v}``; ``openapi/v2``
+    (the member's own document below one cluster, an empty one on the all-clusters view)."""
     if tail == ["v3"]:
         return Route("openapi-index", cluster)
+    if tail == ["v2"]:
+        return Route("openapi-v2", cluster)  # one member's own, or an empty one (kubectl validates with it)
     if tail[:2] == ["v3", "api"] and len(tail) == 3:
         return Route("openapi-gv", cluster, "", tail[2])
     if tail[:2] == ["v3", "apis"] and len(tail) == 4:
@@ -75,15 +81,22 @@ def _openapi(cluster: str, tail: list[str]) -> Route:
     raise not_found()
 
 
+NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
+"""``/api/v1/namespaces/{name}/status``: a subresource of the namespace, not a list of "status"."""
+
+
 def _group_version(cluster: str, group: str, version: str, tail: list[str]) -> Route:
     if not tail:
         return Route("resources", cluster, group, version)
-    if tail[0] == "namespaces" and len(tail) in (3, 4):
+    if tail[0] == "namespaces" and len(tail) == 3 and not group and tail[2] in NAMESPACE_SUBRESOURCES:
+        return Route("get", cluster, group, version, "namespaces", "", tail[1], subresource=tail[2])
+    if tail[0] == "namespaces" and len(tail) >= 3:
         namespace, resource = tail[1], tail[2]
-        name = tail[3] if len(tail) == 4 else ""
-        return Route("get" if name else "list", cluster, group, version, resource, namespace, name, True)
+        name = tail[3] if len(tail) >= 4 else ""
+        sub = tail[4] if len(tail) >= 5 else ""
+        return Route("get" if name else "list", cluster, group, version, resource, namespace, name, True, sub)
     if len(tail) == 1:
         return Route("list", cluster, group, version, tail[0])
-    if len(tail) == 2:
-        return Route("get", cluster, group, version, tail[0], "", tail[1])
-    raise not_found()  # subresources (status, log, exec, scale, ...) are not served
+    return Route(
+        "get", cluster, group, version, tail[0], "", tail[1], subresource=tail[2] if len(tail) > 2 else ""
+    )

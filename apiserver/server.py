@@ -37,6 +37,7 @@ from apiserver.auth import (
 )
 from apiserver.host import HostClient
 from apiserver.identities import PediaClusterIdentities
+from apiserver.members import Members
 from apiserver.protocol import ApiH11Protocol, HeadLimit
 from common.hostcluster import load_host_credentials
 from common.settings import Settings
@@ -141,7 +142,14 @@ def create_app(settings: Settings, auth: AuthConfig | None = None) -> Starlette:
                 " the members let anonymous users read (use --authorization-mode=host-only to serve"
                 " everything without authentication)"
             )
-    return build_app(settings, store, middleware=middleware, identities=identities)
+    members = None
+    try:
+        members = Members(HostClient(load_host_credentials(settings)), settings)
+    except Exception as exc:  # no host kubeconfig: reads are served, writes refused (405)
+        log.warning("no host cluster to read PediaClusters from (%s): writes are not forwarded", exc)
+    return build_app(
+        settings, store, middleware=middleware, identities=identities, members=members, writer=store
+    )
 
 
 def uvicorn_config(settings: Settings, workdir: Path) -> uvicorn.Config:

@@ -71,3 +71,15 @@ class Gone(StatusError):
 class ServiceUnavailable(StatusError):
     code = 503
     reason = "ServiceUnavailable"
+
+
+class Conflict(StatusError):
+    """409: e.g. a write carrying a resourceVersion that is not the object's current one."""
+
+    code = 409
+    reason = "Conflict"
+
+
+class RequestEntityTooLarge(StatusError):
+    code = 413
+    reason = "RequestEntityTooLarge"

@@ -48,6 +48,9 @@ class ApiserverSettings(msgspec.Struct, kw_only=True):
     max_request_header_bytes: int = 1024 * 1024
     """Longest request head (request line and headers) accepted, as kube-apiserver's 1 MiB;
     longer ones get a Status 414 (request line) or 431 (headers)."""
+    max_request_body_bytes: int = 3 * 1024 * 1024
+    """Largest body of a write forwarded to a member, as kube-apiserver's 3 MiB; larger ones get
+    a Status 413."""
     collections: dict[str, list[str]] = msgspec.field(
         default_factory=lambda: {"workloads": ["deployments.apps", "daemonsets.apps", "statefulsets.apps"]}
     )

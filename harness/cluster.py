@@ -70,6 +70,14 @@ DEFAULT_CONTROLLERS = (
     "clusterrole-aggregation-controller",  # fills aggregated ClusterRoles such as view (member-rbac tests)
 )
 START_TIMEOUT_SECONDS = 120.0
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  nonResourceURLs: [/healthz*, /readyz*, /livez*, /version]
+- level: Metadata
+"""
 _GO_ENV = {"GOMAXPROCS": "2"}
 
 
@@ -147,8 +155,12 @@ class Cluster:
         workdir: Path | str | None = None,
         controllers: Sequence[str] = DEFAULT_CONTROLLERS,
         extra_apiserver_args: Sequence[str] = (),
+        audit: bool = False,
     ):
+        """``audit``: kube-apiserver writes an audit log (level Metadata for every request but
+        reads of its own health endpoints) to ``audit_log_path``, read with ``audit_events()``."""
         self.name = name
+        self.audit = audit
         self.version = resolve_k8s_version(version)
         self.controller_manager = controller_manager
         self.aggregation = aggregation
@@ -162,6 +174,7 @@ class Cluster:
         self._pick_ports()
         self.kubeconfig = self.workdir / "kubeconfig"
         self._write_kubeconfig()
+        self.audit_log_path = self.workdir / "audit.log"
         self._etcd: Process | None = None
         self._apiserver: Process | None = None
         self._kcm: Process | None = None
@@ -305,7 +318,22 @@ class Cluster:
                 f"--proxy-client-key-file={self.proxy_client_key_file}",
                 "--enable-aggregator-routing=false",
             ]
+        if self.audit:
+            policy = self.workdir / "audit-policy.yaml"
+            policy.write_text(AUDIT_POLICY)
+            argv += [
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log_path}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",  # an event is in the file when the answer is sent
+            ]
         return argv + self.extra_apiserver_args
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The audit log's events so far (``audit=True``)."""
+        if not self.audit_log_path.exists():
+            return []
+        return [json.loads(line) for line in self.audit_log_path.read_text().splitlines() if line.strip()]
 
     def _kcm_argv(self) -> list[str]:
         bin_dir = ensure_control_plane(self.version)

@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
+from common.credentials import ClusterCredentials, InvalidConfig
 from common.http import CancelSafeBackend, IPNetwork, client_kwargs, proxies_configured
-from synchro.credentials import ClusterCredentials, InvalidConfig
 
 
 class ApiError(Exception):

@@ -14,14 +14,16 @@ import contextlib
 import logging
 from typing import Any, Protocol
 
+from common.credentials import ClusterCredentials, InvalidConfig, credentials_from_spec
+from common.destinations import parse_networks
 from common.events import PurgeCluster, ResourceType
 from common.http import DeniedDestination
+from common.pediacluster import NamespaceSelection, PediaClusterSpec, ResourceSelector
 from common.settings import SynchroSettings
+from common.transform import NamespaceFilter, ObjectTransformer
 from common.types import GVR, RBAC_GROUP, RBAC_RESOURCES
 from synchro import metrics
 from synchro.client import ApiError, KubeClient
-from synchro.credentials import ClusterCredentials, InvalidConfig, credentials_from_spec
-from synchro.destinations import parse_networks
 from synchro.discovery import (
     Target,
     VersionInfo,
@@ -34,7 +36,6 @@ from synchro.discovery import (
     resolve,
     spec_wants,
 )
-from synchro.pediacluster import NamespaceSelection, PediaClusterSpec, ResourceSelector
 from synchro.publishing import EventFunnel
 from synchro.resource_sync import TRANSPORT_ERRORS, ResourceSync
 from synchro.status import (
@@ -48,7 +49,6 @@ from synchro.status import (
     UNHEALTHY,
     ClusterStatus,
 )
-from synchro.transform import NamespaceFilter, ObjectTransformer
 
 log = logging.getLogger(__name__)
 

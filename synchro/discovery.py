@@ -15,9 +15,9 @@ from typing import Any
 
 import msgspec
 
+from common.pediacluster import ResourceSelector
 from common.types import GVR
 from synchro.client import ApiError, KubeClient
-from synchro.pediacluster import ResourceSelector
 
 BUILTIN_GROUPS = frozenset({"", "apps", "batch", "autoscaling", "policy", "extensions"})
 """Built-in groups besides the ``*.k8s.io`` ones: their kinds have no CRD to read columns from."""

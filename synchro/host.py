@@ -14,14 +14,14 @@ from typing import Any
 
 import msgspec
 
-from common.hostcluster import load_host_credentials
-from common.settings import Settings
-from synchro.client import ApiError, KubeClient, MemberGone
-from synchro.credentials import (
+from common.credentials import (
     ClusterCredentials,
     credentials_from_host,
     secret_data_if_labelled,
 )
+from common.hostcluster import load_host_credentials
+from common.settings import Settings
+from synchro.client import ApiError, KubeClient, MemberGone
 
 log = logging.getLogger(__name__)
 

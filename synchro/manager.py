@@ -22,14 +22,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.destinations import InvalidConfig, parse_networks
 from common.events import PurgeCluster
+from common.pediacluster import PediaClusterStatus, spec_of, status_of
 from common.queue.base import Publisher
 from common.settings import Settings
+from common.transform import parse_resource_version
 from common.types import GVR
 from synchro import metrics
 from synchro.client import ApiError, KubeClient
 from synchro.cluster_sync import ClusterSync, prefetch_budget
-from synchro.destinations import InvalidConfig, parse_networks
 from synchro.heap import pin_mmap_threshold
 from synchro.host import FINALIZER, Host, host_credentials
 from synchro.importing import ImportController
@@ -45,11 +47,9 @@ from synchro.leases import (
     is_alive,
     lease_body,
 )
-from synchro.pediacluster import PediaClusterStatus, spec_of, status_of
 from synchro.publishing import EventFunnel
 from synchro.resource_sync import TRANSPORT_ERRORS
 from synchro.status import INVALID_CONFIG, SYNC_FAILED, ClusterStatus
-from synchro.transform import parse_resource_version
 
 log = logging.getLogger(__name__)
 

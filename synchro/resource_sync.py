@@ -19,13 +19,13 @@ import msgspec
 
 from common.events import ListDone, PurgeCluster
 from common.settings import SynchroSettings
+from common.transform import ObjectTransformer, parse_resource_version, resource_version_of
 from synchro import metrics
 from synchro.client import ApiError, KubeClient, MemberGone
 from synchro.discovery import Target, gv_path
 from synchro.heap import release_free_heap_soon
 from synchro.publishing import EventFunnel
 from synchro.status import SYNC_ERROR, SYNC_SYNCING, ResourceStatus
-from synchro.transform import ObjectTransformer, parse_resource_version, resource_version_of
 
 log = logging.getLogger(__name__)
 

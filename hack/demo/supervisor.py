@@ -130,16 +130,19 @@ class Supervisor:
     # ------------------------------------------------------------------ members
 
     def prepare_member(self, name: str) -> tuple[str, str]:
-        """RBAC example applied, token and CA read with the seed's commands, workloads seeded."""
+        """RBAC examples applied (the synchro's read-only identity, and the opt-in impersonation
+        that lets writes through Clusterpedia reach the member as the caller), token and CA read
+        with the seed's commands, workloads seeded."""
         member = self.members[name]
         env = self.kubectl_env(member)
-        subprocess.run(
-            ["kubectl", "apply", "-f", str(REPO_ROOT / "examples" / "clusterpedia_synchro_rbac.yaml")],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        for example in ("clusterpedia_synchro_rbac.yaml", "clusterpedia_control_rbac.yaml"):
+            subprocess.run(
+                ["kubectl", "apply", "-f", str(REPO_ROOT / "examples" / example)],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
 
         def token_and_ca() -> tuple[str, str] | None:
             out = subprocess.run(["bash", "-c", SEED_TOKEN_COMMANDS], env=env, capture_output=True, text=True)
@@ -393,7 +396,8 @@ class Supervisor:
                 pediaclusters = []
                 for name in MEMBERS:
                     self.say(
-                        f"{name}: applying examples/clusterpedia_synchro_rbac.yaml, "
+                        f"{name}: applying examples/clusterpedia_synchro_rbac.yaml and "
+                        "clusterpedia_control_rbac.yaml, "
                         "reading token and CA, seeding workloads"
                     )
                     token, ca = self.prepare_member(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from apiserver.discovery import (
+    WRITE_VERBS,
     aggregated,
     api_group,
     api_group_list,
@@ -143,3 +144,20 @@ def test_openapi_v3_for_explain() -> None:
     assert group_version_document(ROWS, "apps", "v2") is None
     core = group_version_document(ROWS, "", "v1")
     assert core is not None and "/api/v1/namespaces/{name}" in core["paths"]
+
+
+def test_one_cluster_lists_the_write_verbs_its_member_serves() -> None:
+    """Below one cluster writes are forwarded to the member: its own write verbs are listed; the
+    all-clusters view stays get/list (a write there is a 400)."""
+    member_verbs = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+    pods = ServedResource("cluster-1", "", "v1", "pods", "Pod", True, (), member_verbs, "v1", "")
+    read_only = ServedResource("cluster-1", "", "v1", "events", "Event", True, (), ("get", "list"), "v1", "")
+    doc = api_resource_list([pods, read_only], "", "v1", writable=True)
+    assert doc is not None
+    assert {r["name"]: r["verbs"] for r in doc["resources"]} == {
+        "events": ["get", "list"],
+        "pods": ["get", "list", "create", "update", "patch", "delete", "deletecollection"],
+    }
+    assert api_resource_list([pods], "", "v1")["resources"][0]["verbs"] == ["get", "list"]  # type: ignore[index]
+    agg = aggregated([pods], legacy=True, version="v2", writable=True)
+    assert agg["items"][0]["versions"][0]["resources"][0]["verbs"][2:] == list(WRITE_VERBS)

@@ -239,6 +239,12 @@ def test_rbac_grants_what_each_tier_needs(helm: Path) -> None:
     assert {"get", "create", "update"} <= set(lease_rule["verbs"])
     users = by_kind(objects, "ClusterRole")[f"{FULLNAME}-reader"]["rules"]
     assert any("clusterpedia.io" in r["apiGroups"] and "list" in r["verbs"] for r in users)
+    editors = by_kind(objects, "ClusterRole")[f"{FULLNAME}-editor"]["rules"]
+    assert {"create", "update", "patch", "delete", "deletecollection"} <= set(editors[0]["verbs"])
+    # writes are forwarded with the PediaClusters' credentials, some of them in Secrets
+    api_role = by_kind(objects, "Role")[f"{FULLNAME}-apiserver"]
+    assert api_role["metadata"]["namespace"] == NAMESPACE
+    assert api_role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
     # Each tier runs under its own ServiceAccount.
     for tier in ("apiserver", "synchro", "writer"):
         dep = by_kind(objects, "Deployment")[f"{FULLNAME}-{tier}"]

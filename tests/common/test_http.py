@@ -11,6 +11,7 @@ import ssl
 import httpx
 import pytest
 
+from common.destinations import parse_networks
 from common.http import (
     CancelSafeBackend,
     DeniedDestination,
@@ -18,7 +19,6 @@ from common.http import (
     client_kwargs,
     denied_rule,
 )
-from synchro.destinations import parse_networks
 
 
 async def _handshake_never_answered(transport: httpx.AsyncBaseTransport) -> bool:

@@ -15,7 +15,6 @@ import base64
 import http.client
 import json
 import random
-import shutil
 import ssl
 import time
 import urllib.error
@@ -41,7 +40,7 @@ from tests.e2e.sync_support import (
     unique,
     wait_for,
 )
-from tests.e2e.test_kubectl_aggregation import REGISTRATION, _wait_available, gen_clusterconfigs
+from tests.e2e.test_kubectl_aggregation import serve_through_host
 
 pytestmark = pytest.mark.e2e
 
@@ -238,23 +237,8 @@ def world(
     writer, synchro = start_writer(settings), start_synchro(settings, unique("w"))
     api: ApiTier | None = None
     try:
-        api = ApiTier(
-            workdir,
-            store_url,
-            extra_args=[
-                "--authenticate",
-                "--authorize",
-                f"--kubeconfig={host_cluster.kubeconfig}",
-                "--authorization-mode=member-rbac",
-            ],
-        ).start()
-        ca_bundle = base64.b64encode(api.ca_pem).decode()
-        host_cluster.apply(REGISTRATION.replace("PORT", str(api.port)).replace("CA_BUNDLE", ca_bundle))
-        host_cluster.apply(HOST_RBAC)
-        _wait_available(host_cluster)
-        kubeconfig = workdir / "kubeconfig"
-        shutil.copy(host_cluster.kubeconfig, kubeconfig)
-        gen_clusterconfigs(kubeconfig)
+        served = serve_through_host(host_cluster, workdir, store_url, HOST_RBAC)
+        api, kubeconfig = served.api, served.kubeconfig
         w = World(host_cluster, members, api, kubeconfig, store_url)
         wait_for(
             lambda: (

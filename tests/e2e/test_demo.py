@@ -76,6 +76,24 @@ def test_make_demo_then_kubectl_then_demo_down(tmp_path: Path) -> None:
         one = kubectl(demo_dir, "--cluster", "cluster-3", "get", "deployments", "-A", "-o", "name")
         assert one.returncode == 0, one.stderr
         assert "deployment.apps/coredns" in one.stdout.split()
+        # control: the demo's members let the synchro identity impersonate (the README's tour)
+        scale = (
+            "--cluster",
+            "cluster-1",
+            "-n",
+            "kube-system",
+            "scale",
+            "deployment",
+            "coredns",
+            "--replicas=3",
+        )
+        scaled = kubectl(demo_dir, *scale)
+        assert scaled.returncode == 0, scaled.stderr
+        replicas = kubectl(
+            demo_dir, "--cluster", "cluster-1", "-n", "kube-system", "get", "deployment", "coredns",
+            "-o", "jsonpath={.spec.replicas}",
+        )  # fmt: skip
+        assert replicas.stdout == "3", replicas.stderr
 
         again = make("demo", demo_dir, timeout=600)
         assert again.returncode == 0, f"{again.stdout}\n{again.stderr}"

@@ -231,6 +231,45 @@ def _wait_available(host: Cluster, timeout: float = 90.0) -> None:
             time.sleep(0.5)
 
 
+@dataclass
+class Served:
+    api: ApiTier
+    kubeconfig: Path
+    gen_output: str
+
+
+def serve_through_host(
+    host: Cluster, workdir: Path, store_url: str, host_rbac: str, *extra_args: str, mode: str = "member-rbac"
+) -> Served:
+    """The API tier (``--authenticate --authorize`` against ``host``, authorization ``mode``)
+    registered in ``host`` as both APIServices, ``host_rbac`` applied, and a copy of the host's
+    kubeconfig with gen-clusterconfigs' entries (one per PediaCluster already there). The caller
+    stops the API tier."""
+    api = ApiTier(
+        workdir,
+        store_url,
+        extra_args=[
+            "--authenticate",
+            "--authorize",
+            f"--kubeconfig={host.kubeconfig}",
+            f"--authorization-mode={mode}",
+            *extra_args,
+        ],
+    ).start()
+    try:
+        ca_bundle = base64.b64encode(api.ca_pem).decode()
+        host.apply(REGISTRATION.replace("PORT", str(api.port)).replace("CA_BUNDLE", ca_bundle))
+        host.apply(host_rbac)
+        _wait_available(host)
+        kubeconfig = workdir / "kubeconfig"
+        shutil.copy(host.kubeconfig, kubeconfig)
+        gen = gen_clusterconfigs(kubeconfig)
+    except BaseException:
+        api.stop()
+        raise
+    return Served(api, kubeconfig, gen.stdout)
+
+
 HEAD_LIMIT = 128 * 1024
 
 
@@ -250,34 +289,25 @@ def setup(
         _wait_rollout(cluster)
         fill_from_cluster(store, cluster, [DEPLOYMENTS, PODS])
     store.close()
-    api = ApiTier(
+    host_cluster.apply(
+        (REPO / "charts/clusterpedia/crds/clusters.clusterpedia.io_pediaclusters.yaml").read_text()
+    )
+    host_cluster.wait_crd("pediaclusters.clusters.clusterpedia.io")
+    for name, cluster in members.items():
+        host_cluster.apply(pedia_cluster(name, cluster.server))
+    served = serve_through_host(
+        host_cluster,
         workdir,
         store_url,
-        extra_args=[
-            "--authenticate",
-            "--authorize",
-            f"--kubeconfig={host_cluster.kubeconfig}",
-            # below the 200 KB requests of test_oversized_requests_get_a_status_through_the_host
-            f"--set=apiserver.max_request_header_bytes={HEAD_LIMIT}",
-        ],
-    ).start()
+        RBAC,
+        # below the 200 KB requests of test_oversized_requests_get_a_status_through_the_host
+        f"--set=apiserver.max_request_header_bytes={HEAD_LIMIT}",
+        mode="host-only",
+    )
     try:
-        ca_bundle = base64.b64encode(api.ca_pem).decode()
-        host_cluster.apply(REGISTRATION.replace("PORT", str(api.port)).replace("CA_BUNDLE", ca_bundle))
-        host_cluster.apply(RBAC)
-        host_cluster.apply(
-            (REPO / "charts/clusterpedia/crds/clusters.clusterpedia.io_pediaclusters.yaml").read_text()
-        )
-        host_cluster.wait_crd("pediaclusters.clusters.clusterpedia.io")
-        for name, cluster in members.items():
-            host_cluster.apply(pedia_cluster(name, cluster.server))
-        _wait_available(host_cluster)
-        kubeconfig = workdir / "kubeconfig"
-        shutil.copy(host_cluster.kubeconfig, kubeconfig)
-        gen = gen_clusterconfigs(kubeconfig)
-        yield Setup(host_cluster, members, api, kubeconfig, gen.stdout)
+        yield Setup(host_cluster, members, served.api, served.kubeconfig, served.gen_output)
     finally:
-        api.stop()
+        served.api.stop()
 
 
 def run(

@@ -118,7 +118,8 @@ class Watching:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.proc.poll() is not None:
-                err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else "running"
+                ended = self.proc.poll() is not None and self.proc.stderr is not None
+                err = self.proc.stderr.read() if ended and self.proc.stderr else "running"
                 raise AssertionError(f"no row {cells} in {self.seen}; kubectl: {err}")
             try:
                 line = self.lines.get(timeout=min(remaining, 1.0))

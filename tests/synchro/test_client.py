@@ -6,8 +6,8 @@ import httpx
 import msgspec
 import pytest
 
+from common.credentials import ClusterCredentials
 from synchro.client import ApiError, KubeClient, MemberGone, MemberPage, error_from_status
-from synchro.credentials import ClusterCredentials
 
 
 def test_status_bodies_become_typed_errors() -> None:

@@ -4,6 +4,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from common.pediacluster import ResourceSelector
 from common.types import GVR
 from synchro.client import ApiError, UnexpectedAnswer, decode_answer
 from synchro.discovery import (
@@ -14,7 +15,6 @@ from synchro.discovery import (
     resolve,
     spec_wants,
 )
-from synchro.pediacluster import ResourceSelector
 
 
 def res(

@@ -10,6 +10,7 @@ import msgspec
 
 from common.events import ListDone, PurgeCluster, Upsert
 from common.settings import SynchroSettings
+from common.transform import ObjectTransformer
 from common.types import GVR
 from synchro.client import ListMeta, MemberPage
 from synchro.discovery import Target
@@ -17,7 +18,6 @@ from synchro.manager import recorded_epochs
 from synchro.publishing import EventFunnel
 from synchro.resource_sync import ResourceSync
 from synchro.status import ClusterStatus, ResourceStatus
-from synchro.transform import ObjectTransformer
 from tests.synchro.test_publishing import RecordingPublisher
 
 GVR_CM = GVR("", "v1", "configmaps")

@@ -25,11 +25,11 @@ from typing import Any
 
 import yaml
 
+from common.destinations import InvalidConfig as InvalidConfig
+from common.destinations import validate_url
 from common.hostcluster import HostCredentials
 from common.http import IPNetwork, load_cert_chain
-from synchro.destinations import InvalidConfig as InvalidConfig
-from synchro.destinations import validate_url
-from synchro.pediacluster import PediaClusterSpec
+from common.pediacluster import PediaClusterSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,8 @@ import msgspec
 import pytest
 
 from common.events import Delete, Upsert
+from common.transform import LAST_APPLIED_ANNOTATION, REDACTED_ANNOTATION, NamespaceFilter, ObjectTransformer
 from common.types import CLUSTER_ANNOTATION, GVR, MEMBER_RV_ANNOTATION
-from synchro.transform import LAST_APPLIED_ANNOTATION, REDACTED_ANNOTATION, NamespaceFilter, ObjectTransformer
 
 DEPLOY = GVR("apps", "v1", "deployments")
 

@@ -10,16 +10,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from common.settings import SynchroSettings
-from synchro.credentials import (
+from common.credentials import (
     CREDENTIALS_LABEL,
     ClusterCredentials,
     InvalidConfig,
     credentials_from_spec,
     secret_data_if_labelled,
 )
-from synchro.destinations import parse_networks
-from synchro.pediacluster import spec_of
+from common.destinations import parse_networks
+from common.pediacluster import spec_of
+from common.settings import SynchroSettings
 
 
 def from_spec(spec: dict[str, Any], *args: Any, **kwargs: Any) -> ClusterCredentials:

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from synchro.destinations import InvalidConfig
+from common.destinations import InvalidConfig
 
 
 class SecretRef(msgspec.Struct, frozen=True):

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from common.credentials import InvalidConfig
+from common.pediacluster import NamespaceSelection, ResourceSelector, SecretRef, spec_of, status_of
 from common.queue import open_publisher
 from common.settings import Settings
-from synchro.credentials import InvalidConfig
 from synchro.host import FINALIZER
 from synchro.manager import Owned, SynchroManager, recorded_epochs, recorded_resources
-from synchro.pediacluster import NamespaceSelection, ResourceSelector, SecretRef, spec_of, status_of
 
 
 def test_the_seed_spec_and_unknown_fields() -> None:
