@@ -8,6 +8,7 @@ itself.
 
 from __future__ import annotations
 
+import asyncio.sslproto
 import datetime as dt
 import ipaddress
 import logging
@@ -152,7 +153,14 @@ def create_app(settings: Settings, auth: AuthConfig | None = None) -> Starlette:
     )
 
 
+TLS_READ_BUFFER_BYTES = 16 * 1024
+"""What asyncio's TLS transport reads from a socket at once. Its default, 256 KiB, is a buffer of
+every connection for its whole life: 256 KiB of every open watch (bench/watch.py: 307 KiB per idle
+watcher before, see docs/performance.md). A request head or body arrives in reads of this size."""
+
+
 def uvicorn_config(settings: Settings, workdir: Path) -> uvicorn.Config:
+    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER_BYTES
     auth, client_ca = auth_setup(settings)
     app = create_app(settings, auth)
     cert = serving_cert(settings, workdir)

@@ -131,7 +131,7 @@ class Watcher:
         self.exact_after = exact_after
         self.seen = dict(seen or {})
         self._test = condition(search, None, tombstones=True)
-        self._events: asyncio.Queue[list[Event]] = asyncio.Queue()
+        self._events: list[Event] = []
         self._pending = 0
         self._held: list[tuple[list[tuple[Change, ChangeRow]], int, int]] | None = None
         self.ended: StatusError | None = None
@@ -175,7 +175,7 @@ class Watcher:
             if self._pending > self.buffer:
                 self.end(Gone("the watch fell too far behind the changes: list again"))
                 return
-            self._events.put_nowait(events)
+            self._events.extend(events)
         self.wakeup.set()
 
     def _event(self, change: Change, row: ChangeRow, known: int) -> Event | None:
@@ -210,7 +210,7 @@ class Watcher:
         """Stop this watch (``error``: the ERROR event to send last, e.g. 410 Expired)."""
         if self.ended is None:
             self.ended = error or StatusError("watch closed")
-            self._events = asyncio.Queue()
+            self._events = []
             self._pending = 0
         self.wakeup.set()
 
@@ -218,9 +218,7 @@ class Watcher:
 
     def take(self) -> list[Event]:
         """Everything pending (possibly nothing)."""
-        out: list[Event] = []
-        while not self._events.empty():
-            out.extend(self._events.get_nowait())
+        out, self._events = self._events, []
         self._pending = 0
         self.wakeup.clear()
         return out
@@ -441,17 +439,36 @@ PageReader = Callable[[Search, Request], Awaitable[ListPage]]
 
 
 class WatchResponse(StreamingResponse):
-    """A streamed watch that unregisters its watcher however the response ends."""
+    """A streamed watch: the events as chunks, in the request's own task, with one more task that
+    notices the client leaving (an idle watch sends nothing for minutes); the watcher is unregistered
+    however the response ends. (Starlette's streaming runs two tasks in an anyio task group: this
+    keeps an idle watch smaller, see bench/watch.py.)"""
 
     def __init__(self, stream: WatchStream, media_type: str) -> None:
         super().__init__(stream.events(), media_type=media_type)
         self.stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        listener: asyncio.Task[None] | None = None
         try:
-            await super().__call__(scope, receive, send)
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            listener = asyncio.get_running_loop().create_task(self._until_disconnect(receive))
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if self.stream.gone:
+                    return
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
+            if listener is not None:
+                listener.cancel()
             self.stream.close()
+
+    async def _until_disconnect(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.stream.disconnected()
 
 
 class WatchStream:
@@ -476,6 +493,7 @@ class WatchStream:
         self.start = 0
         self.expired: Gone | None = None
         self.watcher: Watcher | None = None
+        self.gone = False
 
     async def prepare(self, request: Request) -> None:
         """What comes before the response starts: the start position (a Status answer if it is
@@ -512,6 +530,12 @@ class WatchStream:
             self.expired = e
             return
         self.watcher = watcher
+
+    def disconnected(self) -> None:
+        """The client left: end the watch (its stream returns at its next step)."""
+        self.gone = True
+        if self.watcher is not None:
+            self.watcher.end(None)
 
     def close(self) -> None:
         """Unregister the watcher (the response ended, or never started)."""
@@ -604,4 +628,5 @@ class WatchStream:
                 next_bookmark = now + params.bookmark_seconds
             until = min(deadline, next_bookmark) if params.bookmarks else deadline
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(watcher.wakeup.wait(), max(0.0, until - now))
+                async with asyncio.timeout(max(0.0, until - now)):  # no task per wait
+                    await watcher.wakeup.wait()
