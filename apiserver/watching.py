@@ -176,7 +176,7 @@ class Watcher:
                 self.end(Gone("the watch fell too far behind the changes: list again"))
                 return
             self._events.extend(events)
-        self.wakeup.set()
+            self.wakeup.set()  # (a bookmark reads the position when it is due: no wakeup for that)
 
     def _event(self, change: Change, row: ChangeRow, known: int) -> Event | None:
         item = change.object
@@ -295,6 +295,11 @@ class WatchHub:
                 if failing_since is None:
                     failing_since = time.monotonic()
                     log.warning("watch: reading the change feed failed (retrying): %s", e)
+            except Exception:  # a bug: end the watches (their clients relist) rather than hang them
+                log.exception("watch: handing out changes failed; open watches end with 410")
+                for watcher in self._all():
+                    watcher.end(Gone("the server could not follow the changes: list again"))
+                self._watchers.clear()
         self.position = None  # no watchers: nothing to keep up with until the next one
 
     async def poll(self) -> None:
@@ -316,13 +321,24 @@ class WatchHub:
             self._expire_all(floor, head)
 
     def _dispatch(self, changes: Sequence[Change], start: int, upto: int) -> None:
-        by_gr: dict[GroupResource, list[tuple[Change, ChangeRow]]] = {}
+        """Each watcher gets the changes of its resources -- of its cluster and namespace only when
+        its search names them, so a change is matched by the watchers that may want it, not by all."""
+        by_scope: dict[tuple[GroupResource, str, str], list[tuple[Change, ChangeRow]]] = {}
         for c in changes:
-            gr = GroupResource(c.object.group, c.object.resource)
+            o = c.object
+            gr = GroupResource(o.group, o.resource)
             if gr in self._watchers:
-                by_gr.setdefault(gr, []).append((c, ChangeRow.of(c)))
+                pair = (c, ChangeRow.of(c))
+                for scope in (
+                    (gr, "", ""),
+                    (gr, o.cluster, ""),
+                    (gr, "", o.namespace),
+                    (gr, o.cluster, o.namespace),
+                ):
+                    by_scope.setdefault(scope, []).append(pair)
         for watcher in self._all():
-            mine = _merged(by_gr.get(gr, []) for gr in watcher.group_resources)
+            cluster, namespace = watcher.search.single_cluster, watcher.search.namespace
+            mine = _merged(by_scope.get((gr, cluster, namespace), []) for gr in watcher.group_resources)
             watcher.feed(mine, start, upto)
 
     def _expire_all(self, floor: int, head: int) -> None:
@@ -423,7 +439,7 @@ def parse_watch(query: Mapping[str, str], settings: ApiserverSettings) -> WatchR
         if timeout < 0:
             raise BadRequest("timeoutSeconds: must not be negative")
     else:
-        timeout = settings.watch_timeout_seconds * (1.0 + random.random())
+        timeout = settings.min_request_timeout_seconds * (1.0 + random.random())
     return WatchRequest(
         resource_version=rv,
         initial_events=send_initial if send_initial is not None else rv in ("", "0"),

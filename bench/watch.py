@@ -105,8 +105,12 @@ class Watcher(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
+        with contextlib.suppress(httpx.HTTPError):  # the server ends it when the bench stops
+            self._read()
+
+    def _read(self) -> None:
         with (
-            httpx.Client(verify=False, timeout=httpx.Timeout(30.0)) as client,
+            httpx.Client(verify=False, timeout=httpx.Timeout(None)) as client,
             client.stream("GET", self.url) as resp,
         ):
             self.ready.set()

@@ -60,7 +60,7 @@ class ApiserverSettings(msgspec.Struct, kw_only=True):
     backend); watchers receive a change at most about this long after its commit."""
     watch_bookmark_seconds: float = 60.0
     """A watch that asked for bookmarks (allowWatchBookmarks) gets one at least this often."""
-    watch_timeout_seconds: float = 1800.0
+    min_request_timeout_seconds: float = 1800.0
     """A watch without timeoutSeconds ends after between this and twice this long (random, as
     kube-apiserver's --min-request-timeout), and the client resumes from its last resourceVersion."""
     watch_buffer_events: int = 10_000

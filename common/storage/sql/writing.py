@@ -35,14 +35,14 @@ class SqlWriter:
     ) -> None:
         now = utc_now()
         type_rows = [sql.resource_type_row(e, now) for e in resource_types]
+        upsert_rows = [sql.upsert_row(e, now, 0, jsonb=self._jsonb) for e in upserts]
+        tombstone_rows = [sql.tombstone_row(e, now, 0) for e in deletes]
         with self.engine.begin() as conn:
-            # Revisions first: this holds the store's head until commit (``schema.store_revision``).
-            base = self._take(conn, len(upserts) + len(deletes))
-            upsert_rows = [
-                sql.upsert_row(e, now, base + i, jsonb=self._jsonb) for i, e in enumerate(upserts, start=1)
-            ]
-            base += len(upserts)
-            tombstone_rows = [sql.tombstone_row(e, now, base + i) for i, e in enumerate(deletes, start=1)]
+            # Revisions first: this holds the store's head until commit (``schema.store_revision``),
+            # so nothing else is done meanwhile but numbering the rows and writing them.
+            base = self._take(conn, len(upsert_rows) + len(tombstone_rows))
+            for i, row in enumerate((*upsert_rows, *tombstone_rows), start=base + 1):
+                row["revision"] = row["created_revision"] = i
             if upsert_rows:
                 conn.execute(self._upsert, upsert_rows)
             if tombstone_rows:
