@@ -382,3 +382,61 @@ def test_a_watcher_that_falls_behind_is_ended_with_410() -> None:
     assert watcher.ended is None
     watcher.feed([(c, ChangeRow.of(c)) for c in changes[1:]], 1, 5)
     assert isinstance(watcher.ended, Gone) and watcher.take() == []
+
+
+def test_collection_watch(server: str, backend: Store) -> None:
+    c = Cluster(backend, server)
+    add_type(backend, c.name, "apps", "v1", "deployments", "Deployment")
+    add_type(backend, c.name, "apps", "v1", "daemonsets", "DaemonSet")
+    workloads = "/apis/pedia.clusterpedia.io/v1alpha1/collectionresources/workloads"
+    c.put("before")  # the store's revision is past 0 (a watch from "0" starts with the current state)
+    at = httpx.get(f"{server}{workloads}").json()["metadata"]["resourceVersion"]
+    s = Stream(server, f"{workloads}?watch=1&resourceVersion={at}&clusters={c.name}")
+    try:
+        add_objects(
+            backend,
+            c.name,
+            "apps",
+            "v1",
+            "deployments",
+            [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": "web", "namespace": "default"},
+                }
+            ],
+        )
+        (deployment,) = s.next()
+        c.put("not-a-workload")  # a configmap: not in the collection
+        add_objects(
+            backend,
+            c.name,
+            "apps",
+            "v1",
+            "daemonsets",
+            [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "DaemonSet",
+                    "metadata": {"name": "agent", "namespace": "default"},
+                }
+            ],
+        )
+        (daemonset,) = s.next()
+    finally:
+        s.close()
+    assert [
+        (e["type"], e["object"]["kind"], e["object"]["metadata"]["name"]) for e in (deployment, daemonset)
+    ] == [
+        ("ADDED", "Deployment", "web"),
+        ("ADDED", "DaemonSet", "agent"),
+    ]
+    table = Stream(
+        server, f"{workloads}?watch=1&resourceVersion={at}&clusters={c.name}&timeoutSeconds=1", TABLE
+    )
+    rows = [e["object"]["rows"][0]["cells"][:6] for e in table.rest()]
+    assert rows == [
+        [c.name, "apps", "v1", "Deployment", "default", "web"],
+        [c.name, "apps", "v1", "DaemonSet", "default", "agent"],
+    ]
