@@ -30,11 +30,8 @@ from apiserver.permissions import User
 from common.errors import BadRequest, Conflict, RequestEntityTooLarge
 from common.events import Delete, Upsert
 from common.transform import ObjectTransformer
-from common.types import CLUSTER_ANNOTATION
+from common.types import CLUSTER_ANNOTATION, MEMBER_RV_ANNOTATION
 
-MEMBER_RV_ANNOTATION = "clusterpedia.io/member-resource-version"
-"""The member's own resourceVersion of an object whose ``metadata.resourceVersion`` is
-Clusterpedia's global revision (DESIGN section 9)."""
 ADDED_ANNOTATIONS = (CLUSTER_ANNOTATION, MEMBER_RV_ANNOTATION)
 """What Clusterpedia adds to the objects it serves: never sent back to a member."""
 
@@ -219,6 +216,23 @@ def annotate_answer(body: bytes, cluster: str) -> bytes:
         obj["items"] = [_with_cluster(i, cluster) if isinstance(i, dict) else i for i in items]
     else:
         _with_cluster(obj, cluster)
+    return _encoder.encode(obj)
+
+
+def with_revision(body: bytes, revision: int) -> bytes:
+    """A member's answer object as Clusterpedia serves objects: ``metadata.resourceVersion`` is the
+    store's revision of it, the member's own in :data:`MEMBER_RV_ANNOTATION` -- so a client that
+    writes again from the answer sends what :func:`translate_body` expects."""
+    obj = _json_object(body)
+    meta = obj.get("metadata") if obj is not None else None
+    if obj is None or not isinstance(meta, dict) or not isinstance(meta.get("resourceVersion"), str):
+        return body
+    annotations = meta.get("annotations")
+    meta["annotations"] = {
+        **(annotations if isinstance(annotations, dict) else {}),
+        MEMBER_RV_ANNOTATION: meta["resourceVersion"],
+    }
+    meta["resourceVersion"] = str(revision)
     return _encoder.encode(obj)
 
 

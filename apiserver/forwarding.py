@@ -169,11 +169,13 @@ class Forwarding:
             raise ServiceUnavailable(f'cluster "{route.cluster}" closed its answer early') from None
         finally:
             await answer.aclose()
+        revision = None
         if 200 <= answer.status_code < 300:
-            await self._double_write(request, route, member, headers, answer.status_code, content)
-        return _with_headers(
-            Response(control.annotate_answer(content, route.cluster), answer.status_code), relayed
-        )
+            revision = await self._double_write(request, route, member, headers, answer.status_code, content)
+        body = control.annotate_answer(content, route.cluster)
+        if revision is not None:
+            body = control.with_revision(body, revision)
+        return _with_headers(Response(body, answer.status_code), relayed)
 
     async def _double_write(
         self,
@@ -183,15 +185,17 @@ class Forwarding:
         headers: list[tuple[str, str]],
         code: int,
         content: bytes,
-    ) -> None:
-        """Store what the member answered, if this resource is synced in this version."""
+    ) -> int | None:
+        """Store what the member answered, if this resource is synced in this version; the store's
+        revision of the written object when the answer is that object as now stored (the answer is
+        then served with it, as reads serve objects)."""
         if self.writer is None or request.query_params.get("dryRun"):
-            return
+            return None
         found = discovery.find_resource(
             await self.catalog.rows(route.cluster), route.group, route.version, route.resource
         )
         if found is None:
-            return
+            return None
         rtype = found[0]
         transformer = ObjectTransformer(
             route.cluster,
@@ -222,12 +226,24 @@ class Forwarding:
             got = await _get(member, path.split(f"/{route.name}/", 1)[0] + f"/{route.name}", {}, as_caller)
             events = control.store_events("GET", 200, got, transformer, rtype.kind) if got else None
         if events is None or not (events.upserts or events.deletes):
-            return
+            return None
         try:
             await anyio.to_thread.run_sync(self.writer.apply, events.upserts, events.deletes, [])
         except StorageError as exc:
             # the member has it; the synchro's watch event will bring it to the store
             log.warning("storing the answer of a write to cluster %s failed: %s", route.cluster, exc)
+            return None
+        if route.subresource or len(events.upserts) != 1 or events.deletes:
+            return None
+        written = events.upserts[0]
+        try:
+            stored = await self.store.get_objects(
+                route.cluster, route.group, route.resource, written.namespace, written.name
+            )
+        except StorageError:
+            return None
+        same = [o for o in stored if o.resource_version == written.resource_version and o.revision]
+        return same[0].revision if same else None
 
 
 class _Tunneled(Response):

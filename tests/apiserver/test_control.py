@@ -24,6 +24,7 @@ from apiserver.control import (
     switching_head,
     translate_body,
     upgrade_of,
+    with_revision,
 )
 from apiserver.permissions import User
 from apiserver.routing import parse_path
@@ -141,6 +142,22 @@ def test_a_stale_global_revision_is_a_409() -> None:
         'Operation cannot be fulfilled on configmaps "x": the object has been modified; please apply'
         " your changes to the latest version and try again"
     )
+
+
+def test_an_answer_is_served_with_the_stores_revision_and_written_back_from_it() -> None:
+    answer = annotate_answer(body("41"), "c1")
+    served = json.loads(with_revision(answer, 900))
+    assert served["metadata"]["resourceVersion"] == "900"
+    assert served["metadata"]["annotations"] == {
+        "keep": "me",
+        CLUSTER_ANNOTATION: "c1",
+        MEMBER_RV_ANNOTATION: "41",
+    }
+    # a client that writes again from the answer sends the member's version to the member
+    again = translate_body(json.dumps(served).encode(), stored("900", "41"), resource="configmaps")
+    assert json.loads(again)["metadata"]["resourceVersion"] == "41"
+    status = b'{"kind":"Status","status":"Success"}'
+    assert with_revision(status, 900) == status
 
 
 def test_clusterpedias_annotations_never_reach_the_member() -> None:

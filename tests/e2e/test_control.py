@@ -414,7 +414,17 @@ def test_a_member_without_the_impersonation_role_answers_a_403_naming_it(world: 
 
 def test_a_stale_resource_version_is_the_members_409(world: World) -> None:
     version = "1.32"
-    pedia(world, version, "create", "-f", "-", stdin=configmap("stale", version, {"v": "1"}))
+    out = pedia(
+        world, version, "create", "-f", "-", "-o", "json", stdin=configmap("stale", version, {"v": "1"})
+    )
+    created = json.loads(out.stdout)
+    # the answer carries the resourceVersion reads serve, so a write from it is not stale
+    assert (
+        created["metadata"]["resourceVersion"]
+        == got(world, version, "configmap", "stale")["metadata"]["resourceVersion"]
+    )
+    created["data"] = {"v": "1b"}
+    pedia(world, version, "replace", "-f", "-", stdin=json.dumps(created))
     old = got(world, version, "configmap", "stale")
     pedia(world, version, "label", "configmap", "stale", "changed=yes")
     old["data"] = {"v": "2"}
