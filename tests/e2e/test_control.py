@@ -35,7 +35,7 @@ from sqlalchemy import select
 
 from common.storage.sql.engine import make_engine
 from common.storage.sql.schema import resources
-from common.types import CLUSTER_ANNOTATION
+from common.types import CLUSTER_ANNOTATION, MEMBER_RV_ANNOTATION
 from harness.cluster import Cluster, start_clusters
 from harness.paths import kubectl_binary
 from tests.e2e.kubectl_support import ApiTier
@@ -507,7 +507,9 @@ def test_the_synchros_later_watch_events_do_not_regress_a_write(world: World) ->
     served = got(world, version, "configmap", "steady")
     assert served["data"] == {"v": "2"}
     member = world.member.get_json("configmap", "steady", "-n", ns)
-    assert served["metadata"]["resourceVersion"] == member["metadata"]["resourceVersion"]
+    # served with the store's revision; the member's own, the newest, in the annotation
+    annotations = served["metadata"]["annotations"]
+    assert annotations[MEMBER_RV_ANNOTATION] == member["metadata"]["resourceVersion"]
 
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
