@@ -392,37 +392,16 @@ def test_collection_watch(server: str, backend: Store) -> None:
     c.put("before")  # the store's revision is past 0 (a watch from "0" starts with the current state)
     at = httpx.get(f"{server}{workloads}").json()["metadata"]["resourceVersion"]
     s = Stream(server, f"{workloads}?watch=1&resourceVersion={at}&clusters={c.name}")
+
+    def workload(resource: str, kind: str, name: str) -> None:
+        obj = {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": "default"}}
+        add_objects(backend, c.name, "apps", "v1", resource, [obj])
+
     try:
-        add_objects(
-            backend,
-            c.name,
-            "apps",
-            "v1",
-            "deployments",
-            [
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "metadata": {"name": "web", "namespace": "default"},
-                }
-            ],
-        )
+        workload("deployments", "Deployment", "web")
         (deployment,) = s.next()
         c.put("not-a-workload")  # a configmap: not in the collection
-        add_objects(
-            backend,
-            c.name,
-            "apps",
-            "v1",
-            "daemonsets",
-            [
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "DaemonSet",
-                    "metadata": {"name": "agent", "namespace": "default"},
-                }
-            ],
-        )
+        workload("daemonsets", "DaemonSet", "agent")
         (daemonset,) = s.next()
     finally:
         s.close()

@@ -8,9 +8,7 @@ list. The rows must show the members' changes (ADDED, MODIFIED, DELETED) with th
 
 from __future__ import annotations
 
-import base64
 import queue
-import shutil
 import subprocess
 import threading
 import time
@@ -22,7 +20,6 @@ import pytest
 
 from harness.cluster import Cluster
 from harness.paths import kubectl_binary
-from tests.e2e.kubectl_support import ApiTier
 from tests.e2e.sync_support import (
     install_crd,
     make_settings,
@@ -31,7 +28,7 @@ from tests.e2e.sync_support import (
     start_writer,
     wait_for,
 )
-from tests.e2e.test_kubectl_aggregation import RBAC, REGISTRATION, _wait_available, gen_clusterconfigs
+from tests.e2e.test_kubectl_aggregation import RBAC, serve_through_host
 
 pytestmark = pytest.mark.e2e
 
@@ -64,29 +61,20 @@ def setup(
     settings = make_settings(host_cluster, store_url, "memory://")
     writer = start_writer(settings)
     synchro = start_synchro(settings)
-    api = ApiTier(
-        workdir,
-        store_url,
-        extra_args=["--authenticate", "--authorize", f"--kubeconfig={host_cluster.kubeconfig}"],
-    ).start()
     try:
-        ca_bundle = base64.b64encode(api.ca_pem).decode()
-        host_cluster.apply(REGISTRATION.replace("PORT", str(api.port)).replace("CA_BUNDLE", ca_bundle))
-        host_cluster.apply(RBAC)
-        _wait_available(host_cluster)
-        kubeconfig = workdir / "kubeconfig"
-        shutil.copy(host_cluster.kubeconfig, kubeconfig)
-        gen_clusterconfigs(kubeconfig)
-        setup = Setup(host_cluster, members, kubeconfig)
-        # both members' configmaps are served before kubectl watches
-        wait_for(
-            lambda: {"cluster-1", "cluster-2"} <= {r[1] for r in rows(setup, "get", "configmaps", "-A")},
-            "both members' configmaps served",
-            timeout=WAIT,
-        )
-        yield setup
+        served = serve_through_host(host_cluster, workdir, store_url, RBAC, mode="host-only")
+        try:
+            setup = Setup(host_cluster, members, served.kubeconfig)
+            # both members' configmaps are served before kubectl watches
+            wait_for(
+                lambda: {"cluster-1", "cluster-2"} <= {r[1] for r in rows(setup, "get", "configmaps", "-A")},
+                "both members' configmaps served",
+                timeout=WAIT,
+            )
+            yield setup
+        finally:
+            served.api.stop()
     finally:
-        api.stop()
         synchro.stop()
         writer.stop()
 
