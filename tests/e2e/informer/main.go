@@ -1,0 +1,171 @@
+// Command informer runs client-go informers over the pods and configmaps of every cluster that
+// Clusterpedia serves (a kubeconfig whose server is <host>/apis/clusterpedia.io/v1beta1/resources)
+// and, on SIGUSR1, writes its caches as JSON to the -dump file (written aside, then renamed).
+//
+// The informers are a SharedInformerFactory's, real reflectors (ListAndWatch, watch-list where the
+// client's feature gates ask for it) with one change a multi-cluster client needs: the same
+// namespace/name exists in several clusters, so a transform folds the cluster (the annotation
+// shadow.clusterpedia.io/cluster-name) into the cached object's namespace, which the informer's
+// key function reads.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+)
+
+const (
+	clusterAnnotation  = "shadow.clusterpedia.io/cluster-name"
+	memberRVAnnotation = "clusterpedia.io/member-resource-version"
+)
+
+// foldCluster makes "<cluster>/<namespace>" the cached object's namespace.
+func foldCluster(obj interface{}) (interface{}, error) {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return obj, nil // a DeletedFinalStateUnknown: already transformed
+	}
+	cluster := m.GetAnnotations()[clusterAnnotation]
+	if !strings.Contains(m.GetNamespace(), "/") {
+		m.SetNamespace(cluster + "/" + m.GetNamespace())
+	}
+	m.SetManagedFields(nil)
+	return obj, nil
+}
+
+type entry struct {
+	Cluster         string `json:"cluster"`
+	Namespace       string `json:"namespace"`
+	Name            string `json:"name"`
+	ResourceVersion string `json:"resourceVersion"`
+	MemberRV        string `json:"memberResourceVersion"`
+}
+
+type dump struct {
+	Seq    int64              `json:"seq"`
+	Synced bool               `json:"synced"`
+	Events map[string]int64   `json:"events"`
+	Caches map[string][]entry `json:"caches"`
+}
+
+func entries(store cache.Store) []entry {
+	out := []entry{}
+	for _, obj := range store.List() {
+		m, err := meta.Accessor(obj)
+		if err != nil {
+			continue
+		}
+		ns := m.GetNamespace()
+		if i := strings.Index(ns, "/"); i >= 0 {
+			ns = ns[i+1:]
+		}
+		out = append(out, entry{
+			Cluster:         m.GetAnnotations()[clusterAnnotation],
+			Namespace:       ns,
+			Name:            m.GetName(),
+			ResourceVersion: m.GetResourceVersion(),
+			MemberRV:        m.GetAnnotations()[memberRVAnnotation],
+		})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		return a.Cluster+"\x00"+a.Namespace+"\x00"+a.Name < b.Cluster+"\x00"+b.Namespace+"\x00"+b.Name
+	})
+	return out
+}
+
+func writeAtomically(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func main() {
+	klog.InitFlags(nil)
+	kubeconfig := flag.String("kubeconfig", "", "kubeconfig whose server is Clusterpedia's resources path")
+	dumpPath := flag.String("dump", "", "file the caches are written to on SIGUSR1")
+	flag.Parse()
+
+	config, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	if err != nil {
+		klog.Fatalf("kubeconfig: %v", err)
+	}
+	config.QPS, config.Burst = 50, 100
+	client := kubernetes.NewForConfigOrDie(config)
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(foldCluster))
+	stores := map[string]cache.SharedIndexInformer{
+		"pods":       factory.Core().V1().Pods().Informer(),
+		"configmaps": factory.Core().V1().ConfigMaps().Informer(),
+	}
+	counts := map[string]*atomic.Int64{}
+	for name, inf := range stores {
+		n := &atomic.Int64{}
+		counts[name] = n
+		count := func(interface{}) { n.Add(1) }
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    count,
+			UpdateFunc: func(_, obj interface{}) { count(obj) },
+			DeleteFunc: count,
+		}); err != nil {
+			klog.Fatalf("handler: %v", err)
+		}
+		if err := inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
+			klog.Infof("%s: watch ended: %v", name, err)
+		}); err != nil {
+			klog.Fatalf("watch error handler: %v", err)
+		}
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer cancel()
+	factory.Start(ctx.Done())
+	go func() {
+		synced := factory.WaitForCacheSync(ctx.Done())
+		klog.Infof("caches synced: %v", synced)
+	}()
+
+	requests := make(chan os.Signal, 1)
+	signal.Notify(requests, syscall.SIGUSR1)
+	var seq int64
+	for {
+		select {
+		case <-ctx.Done():
+			factory.Shutdown()
+			return
+		case <-requests:
+			seq++
+			d := dump{Seq: seq, Synced: true, Events: map[string]int64{}, Caches: map[string][]entry{}}
+			for name, inf := range stores {
+				d.Synced = d.Synced && inf.HasSynced()
+				d.Caches[name] = entries(inf.GetStore())
+				d.Events[name] = counts[name].Load()
+			}
+			data, err := json.Marshal(d)
+			if err == nil {
+				err = writeAtomically(*dumpPath, data)
+			}
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "dump: %v\n", err)
+			}
+		case <-time.After(time.Minute):
+		}
+	}
+}
