@@ -532,6 +532,10 @@ class WatchStream:
                     )
                 await asyncio.sleep(0.1)
                 floor, head = await self.hub.window()
+        if self.params.initial_events:
+            # sendInitialEvents from a resourceVersion (a reflector's watch-list after its first
+            # sync): the current state, not older than it, then the changes after that state
+            return
         self.start = start
         if start < floor:
             self.expired = Gone(f"too old resource version: {start} ({floor})")

@@ -244,6 +244,30 @@ def test_send_initial_events_ends_with_the_annotated_bookmark(server: str, backe
     assert summary(after) == [("ADDED", "b")]
 
 
+def test_send_initial_events_from_a_resource_version_sends_the_current_state_first(
+    server: str, backend: Store
+) -> None:
+    # client-go's reflector repeats its watch-list with the last resourceVersion it synced
+    # (NotOlderThan): the objects come again as ADDED, then the bookmark, then the changes
+    c = Cluster(backend, server)
+    c.put("a")
+    at = listed_rv(server, c)
+    c.put("b")
+    q = "&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+    s = Stream(server, c.path(f"{q}&resourceVersion={at}"))
+    try:
+        initial = s.next(3, skip_bookmarks=False)
+        c.put("c")
+        after = s.next(1)
+    finally:
+        s.close()
+    assert sorted(summary(initial[:2])) == [("ADDED", "a"), ("ADDED", "b")]
+    assert initial[2]["type"] == "BOOKMARK"
+    assert initial[2]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    assert int(initial[2]["object"]["metadata"]["resourceVersion"]) >= max(rv(e) for e in initial[:2])
+    assert summary(after) == [("ADDED", "c")] and rv(after[0]) > int(at)
+
+
 def test_bookmarks_carry_the_current_position(server: str, backend: Store) -> None:
     c = Cluster(backend, server)
     at = listed_rv(server, c)
