@@ -2,11 +2,12 @@
 // Clusterpedia serves (a kubeconfig whose server is <host>/apis/clusterpedia.io/v1beta1/resources)
 // and, on SIGUSR1, writes its caches as JSON to the -dump file (written aside, then renamed).
 //
-// The informers are a SharedInformerFactory's, real reflectors (ListAndWatch, watch-list where the
-// client's feature gates ask for it) with one change a multi-cluster client needs: the same
-// namespace/name exists in several clusters, so a transform folds the cluster (the annotation
-// shadow.clusterpedia.io/cluster-name) into the cached object's namespace, which the informer's
-// key function reads.
+// The informers are client-go's SharedIndexInformers, real reflectors (ListAndWatch; watch-list,
+// as the WatchListClient feature gate has it by default) with one change a multi-cluster client
+// needs: the same namespace/name exists in several clusters, so their ListerWatcher folds the
+// cluster (the annotation shadow.clusterpedia.io/cluster-name) into each object's namespace as it
+// arrives, which every key function downstream reads. (An informer transform is too late: the
+// reflector's watch-list keys the initial objects by namespace/name before it transforms them.)
 package main
 
 import (
@@ -22,8 +23,11 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/client-go/informers"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -35,18 +39,45 @@ const (
 	memberRVAnnotation = "clusterpedia.io/member-resource-version"
 )
 
-// foldCluster makes "<cluster>/<namespace>" the cached object's namespace.
-func foldCluster(obj interface{}) (interface{}, error) {
+// foldCluster makes "<cluster>/<namespace>" an object's namespace (not a bookmark's or a Status's).
+func foldCluster(obj runtime.Object) {
 	m, err := meta.Accessor(obj)
 	if err != nil {
-		return obj, nil // a DeletedFinalStateUnknown: already transformed
+		return
 	}
-	cluster := m.GetAnnotations()[clusterAnnotation]
-	if !strings.Contains(m.GetNamespace(), "/") {
+	cluster, ok := m.GetAnnotations()[clusterAnnotation]
+	if ok && !strings.Contains(m.GetNamespace(), "/") {
 		m.SetNamespace(cluster + "/" + m.GetNamespace())
 	}
-	m.SetManagedFields(nil)
-	return obj, nil
+}
+
+// folding lists and watches through list and watch, folding the cluster into every object.
+func folding(
+	list func(context.Context, metav1.ListOptions) (runtime.Object, error),
+	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error),
+) *cache.ListWatch {
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, options metav1.ListOptions) (runtime.Object, error) {
+			obj, err := list(ctx, options)
+			if err != nil {
+				return nil, err
+			}
+			if err := meta.EachListItem(obj, func(item runtime.Object) error { foldCluster(item); return nil }); err != nil {
+				return nil, err
+			}
+			return obj, nil
+		},
+		WatchFuncWithContext: func(ctx context.Context, options metav1.ListOptions) (watch.Interface, error) {
+			w, err := watchFn(ctx, options)
+			if err != nil {
+				return nil, err
+			}
+			return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
+				foldCluster(e.Object)
+				return e, true
+			}), nil
+		},
+	}
 }
 
 type entry struct {
@@ -110,10 +141,14 @@ func main() {
 	}
 	config.QPS, config.Burst = 50, 100
 	client := kubernetes.NewForConfigOrDie(config)
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(foldCluster))
+	pods, configmaps := client.CoreV1().Pods(""), client.CoreV1().ConfigMaps("")
+	listPods := func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return pods.List(ctx, o) }
+	listConfigMaps := func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		return configmaps.List(ctx, o)
+	}
 	stores := map[string]cache.SharedIndexInformer{
-		"pods":       factory.Core().V1().Pods().Informer(),
-		"configmaps": factory.Core().V1().ConfigMaps().Informer(),
+		"pods":       cache.NewSharedIndexInformer(folding(listPods, pods.Watch), &corev1.Pod{}, 0, nil),
+		"configmaps": cache.NewSharedIndexInformer(folding(listConfigMaps, configmaps.Watch), &corev1.ConfigMap{}, 0, nil),
 	}
 	counts := map[string]*atomic.Int64{}
 	for name, inf := range stores {
@@ -136,9 +171,11 @@ func main() {
 
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
-	factory.Start(ctx.Done())
+	for _, inf := range stores {
+		go inf.RunWithContext(ctx)
+	}
 	go func() {
-		synced := factory.WaitForCacheSync(ctx.Done())
+		synced := cache.WaitForCacheSync(ctx.Done(), stores["pods"].HasSynced, stores["configmaps"].HasSynced)
 		klog.Infof("caches synced: %v", synced)
 	}()
 
@@ -148,7 +185,6 @@ func main() {
 	for {
 		select {
 		case <-ctx.Done():
-			factory.Shutdown()
 			return
 		case <-requests:
 			seq++
