@@ -68,7 +68,7 @@ GRS: list[GR] = [("", "v1", "pods"), ("", "v1", "configmaps")]
 SPEC = {"": ["pods", "configmaps"]}
 NAMESPACE = "churn"
 SEED_CONFIGMAPS = 20
-OPS_PER_CLUSTER = 850  # configmap creates/updates/deletes; pods come on top
+OPS_PER_CLUSTER = 1000  # configmap creates/updates/deletes; pods come on top
 CHURN_SECONDS = 60.0
 CONVERGE_SECONDS = 120.0
 CLUSTER_ANNOTATION = "shadow.clusterpedia.io/cluster-name"
@@ -249,6 +249,7 @@ class PythonWatcher:
 
     def __init__(self, resource: str, replicas: dict[str, ApiTier], token: str, workdir: Path) -> None:
         self.resource = resource
+        self.rng = random.Random(SEED)
         self.replicas = list(replicas)
         self.apis = {}
         for name, tier in replicas.items():
@@ -313,7 +314,7 @@ class PythonWatcher:
             watch=True,
             resource_version=str(stream.start),
             allow_watch_bookmarks=True,
-            timeout_seconds=5,
+            timeout_seconds=self.rng.randint(1, 3),  # many clean ends, each resumed
         )
         try:
             for line in json_lines(resp):
@@ -551,6 +552,8 @@ def test_churn_with_kill_9_converges_without_lost_or_repeated_events(
     kill_9(pipeline.api_a.process)
     pipeline.api_a.start()
     wait_for(lambda: all(w.failovers >= 1 for w in watchers.values()), "the watchers to leave replica A")
+    # the host's proxied watches to replica A broke: both informers saw it (and recover by themselves)
+    wait_for(lambda: all(n >= 1 for n in informer.dump()["failures"].values()), "the informers to notice")
 
     churn.wait_done(0.5)
     kill_9(pipeline.writer)
@@ -563,6 +566,8 @@ def test_churn_with_kill_9_converges_without_lost_or_repeated_events(
     print(f"churn: {churn.done} changes")
 
     wait_converged(pipeline, all_caches(informer, watchers))
+    stats = informer.dump()
+    print(f"client-go: events {stats['events']}, watches {stats['watches']}, failures {stats['failures']}")
 
     for w in watchers.values():
         with w.lock:

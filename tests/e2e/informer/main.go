@@ -51,10 +51,17 @@ func foldCluster(obj runtime.Object) {
 	}
 }
 
+// stats counts what a reflector went through: watch requests, and failures (ERROR events, such as a
+// broken stream's, and failed lists or watches).
+type stats struct {
+	events, watches, failures atomic.Int64
+}
+
 // folding lists and watches through list and watch, folding the cluster into every object.
 func folding(
 	list func(context.Context, metav1.ListOptions) (runtime.Object, error),
 	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error),
+	st *stats,
 ) *cache.ListWatch {
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, options metav1.ListOptions) (runtime.Object, error) {
@@ -68,11 +75,15 @@ func folding(
 			return obj, nil
 		},
 		WatchFuncWithContext: func(ctx context.Context, options metav1.ListOptions) (watch.Interface, error) {
+			st.watches.Add(1)
 			w, err := watchFn(ctx, options)
 			if err != nil {
 				return nil, err
 			}
 			return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
+				if e.Type == watch.Error {
+					st.failures.Add(1)
+				}
 				foldCluster(e.Object)
 				return e, true
 			}), nil
@@ -89,10 +100,12 @@ type entry struct {
 }
 
 type dump struct {
-	Seq    int64              `json:"seq"`
-	Synced bool               `json:"synced"`
-	Events map[string]int64   `json:"events"`
-	Caches map[string][]entry `json:"caches"`
+	Seq      int64              `json:"seq"`
+	Synced   bool               `json:"synced"`
+	Events   map[string]int64   `json:"events"`
+	Watches  map[string]int64   `json:"watches"`
+	Failures map[string]int64   `json:"failures"`
+	Caches   map[string][]entry `json:"caches"`
 }
 
 func entries(store cache.Store) []entry {
@@ -146,15 +159,16 @@ func main() {
 	listConfigMaps := func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 		return configmaps.List(ctx, o)
 	}
+	st := map[string]*stats{"pods": {}, "configmaps": {}}
 	stores := map[string]cache.SharedIndexInformer{
-		"pods":       cache.NewSharedIndexInformer(folding(listPods, pods.Watch), &corev1.Pod{}, 0, nil),
-		"configmaps": cache.NewSharedIndexInformer(folding(listConfigMaps, configmaps.Watch), &corev1.ConfigMap{}, 0, nil),
+		"pods": cache.NewSharedIndexInformer(folding(listPods, pods.Watch, st["pods"]), &corev1.Pod{}, 0, nil),
+		"configmaps": cache.NewSharedIndexInformer(
+			folding(listConfigMaps, configmaps.Watch, st["configmaps"]), &corev1.ConfigMap{}, 0, nil,
+		),
 	}
-	counts := map[string]*atomic.Int64{}
 	for name, inf := range stores {
-		n := &atomic.Int64{}
-		counts[name] = n
-		count := func(interface{}) { n.Add(1) }
+		s := st[name]
+		count := func(interface{}) { s.events.Add(1) }
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    count,
 			UpdateFunc: func(_, obj interface{}) { count(obj) },
@@ -163,6 +177,7 @@ func main() {
 			klog.Fatalf("handler: %v", err)
 		}
 		if err := inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
+			s.failures.Add(1)
 			klog.Infof("%s: watch ended: %v", name, err)
 		}); err != nil {
 			klog.Fatalf("watch error handler: %v", err)
@@ -188,11 +203,16 @@ func main() {
 			return
 		case <-requests:
 			seq++
-			d := dump{Seq: seq, Synced: true, Events: map[string]int64{}, Caches: map[string][]entry{}}
+			d := dump{
+				Seq: seq, Synced: true, Caches: map[string][]entry{},
+				Events: map[string]int64{}, Watches: map[string]int64{}, Failures: map[string]int64{},
+			}
 			for name, inf := range stores {
 				d.Synced = d.Synced && inf.HasSynced()
 				d.Caches[name] = entries(inf.GetStore())
-				d.Events[name] = counts[name].Load()
+				d.Events[name] = st[name].events.Load()
+				d.Watches[name] = st[name].watches.Load()
+				d.Failures[name] = st[name].failures.Load()
 			}
 			data, err := json.Marshal(d)
 			if err == nil {
