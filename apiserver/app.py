@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from apiserver import collections as collection_store
 from apiserver import discovery, groups, openapi
-from apiserver.auth import ANONYMOUS, UserInfo, is_watch
+from apiserver.auth import ANONYMOUS, PROXIED_STATE_KEY, UserInfo, is_watch
 from apiserver.catalog import Catalog
 from apiserver.forwarding import Forwarding
 from apiserver.identities import PediaClusterIdentities
@@ -435,7 +435,8 @@ class Api:
         :mod:`apiserver.watching`; errors once streaming are ERROR events)."""
         if self.hub is None:
             raise MethodNotAllowed(f"watch is not supported by this store ({self.store_name})", details={})
-        request_ = parse_watch(request.query_params, self.settings.apiserver)
+        proxied = bool((request.scope.get("state") or {}).get(PROXIED_STATE_KEY))
+        request_ = parse_watch(request.query_params, self.settings.apiserver, proxied=proxied)
         if search.owner_uid or search.owner_name:
             raise BadRequest("owner search conditions cannot be watched: list them instead")
         search = dataclasses.replace(

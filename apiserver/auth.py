@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 PEER_CERT_STATE_KEY = "tls_peer_cert"
 """Key of the verified TLS peer certificate (``ssl.getpeercert()`` dict) in the ASGI scope state."""
+PROXIED_STATE_KEY = "proxied"
+"""Set (True) in the ASGI scope state of a request the host's aggregator proxied for its user."""
 
 RESOURCES_PREFIX = "/apis/clusterpedia.io/v1beta1/resources"
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/metrics"})
@@ -312,6 +314,7 @@ class AuthMiddleware:
             peer = (scope.get("state") or {}).get(PEER_CERT_STATE_KEY)
             user = user_from_request_headers(self.config.request_header, peer, headers)
             if user is not None:
+                scope.setdefault("state", {})[PROXIED_STATE_KEY] = True
                 return user
         token = _bearer(headers)
         if token and self.config.tokens is not None:

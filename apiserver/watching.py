@@ -407,8 +407,12 @@ def _bool(name: str, raw: str | None) -> bool | None:
     raise BadRequest(f"{name}: invalid value {raw!r}: expected true or false")
 
 
-def parse_watch(query: Mapping[str, str], settings: ApiserverSettings) -> WatchRequest:
-    """The watch parameters of a request, validated as kube-apiserver validates them (400s)."""
+def parse_watch(
+    query: Mapping[str, str], settings: ApiserverSettings, *, proxied: bool = False
+) -> WatchRequest:
+    """The watch parameters of a request, validated as kube-apiserver validates them (400s).
+    ``proxied``: the host's aggregator proxied it, and would cut it after its request timeout
+    (``apiserver.watch_proxied_timeout_seconds``)."""
     rv = query.get("resourceVersion", "")
     if rv and not rv.isdigit():
         raise BadRequest(f"resourceVersion: Invalid value: {rv!r}: not a resourceVersion this server issued")
@@ -440,6 +444,8 @@ def parse_watch(query: Mapping[str, str], settings: ApiserverSettings) -> WatchR
             raise BadRequest("timeoutSeconds: must not be negative")
     else:
         timeout = settings.min_request_timeout_seconds * (1.0 + random.random())
+    if proxied and settings.watch_proxied_timeout_seconds > 0:
+        timeout = min(timeout, settings.watch_proxied_timeout_seconds)
     return WatchRequest(
         resource_version=rv,
         initial_events=send_initial if send_initial is not None else rv in ("", "0"),
@@ -510,6 +516,7 @@ class WatchStream:
         self.expired: Gone | None = None
         self.watcher: Watcher | None = None
         self.gone = False
+        self.begun = time.monotonic()  # timeoutSeconds counts from here, initial events included
 
     async def prepare(self, request: Request) -> None:
         """What comes before the response starts: the start position (a Status answer if it is
@@ -630,7 +637,7 @@ class WatchStream:
     async def _follow(self, watcher: Watcher) -> AsyncIterator[bytes]:
         params = self.params
         now = time.monotonic()
-        deadline = now + params.timeout_seconds
+        deadline = self.begun + params.timeout_seconds
         next_bookmark = now + params.bookmark_seconds
         while True:
             events = watcher.take()

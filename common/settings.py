@@ -66,6 +66,12 @@ class ApiserverSettings(msgspec.Struct, kw_only=True):
     watch_buffer_events: int = 10_000
     """Events one watcher may have pending; a watcher further behind is closed with 410 Expired and
     relists, so a slow client never holds up the others."""
+    watch_proxied_timeout_seconds: float = 50.0
+    """Longest a watch that the host's aggregator proxies lasts (0: no limit). The host takes our
+    paths (``.../resources/api/v1/pods``) for a ``get`` of a named object, not a watch, so it cuts
+    them after its ``--request-timeout`` (60 s by default) with a stream error, and client-go then
+    lists everything again; ended cleanly before that, the client resumes from its last
+    resourceVersion. Keep it below the host's request timeout."""
 
 
 class SynchroSettings(msgspec.Struct, kw_only=True):

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from apiserver.auth import (
     PEER_CERT_STATE_KEY,
+    PROXIED_STATE_KEY,
     AccessReviewer,
     Attributes,
     AuthConfig,
@@ -120,7 +121,8 @@ class FakeHost:
 
 async def _ok(request: Request) -> Response:
     user = getattr(request.state, "user", None)
-    return PlainTextResponse(user.name if user is not None else "")
+    proxied = " (proxied)" if request.scope["state"].get(PROXIED_STATE_KEY) else ""
+    return PlainTextResponse((user.name if user is not None else "") + proxied)
 
 
 def _app(host: FakeHost) -> Starlette:
@@ -154,7 +156,7 @@ def test_middleware_decisions() -> None:
     app = _app(host)
     path = P + "/apis/apps/v1/deployments"
     r = _get(app, path, {"X-Remote-User": "carol"}, PROXY_CERT)
-    assert (r.status_code, r.text) == (200, "carol")
+    assert (r.status_code, r.text) == (200, "carol (proxied)")  # the aggregator's: its timeout applies
     r = _get(app, path, {"X-Remote-User": "carol"})
     assert r.status_code == 401 and r.json()["reason"] == "Unauthorized"
     r = _get(app, path, {"Authorization": "Bearer t-admin"})

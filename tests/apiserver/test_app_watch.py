@@ -23,7 +23,7 @@ import uvicorn
 
 from apiserver.app import build_app
 from apiserver.catalog import Catalog
-from apiserver.watching import ChangeRow, Watcher
+from apiserver.watching import ChangeRow, Watcher, parse_watch
 from common.errors import Gone
 from common.events import Delete, PurgeCluster
 from common.settings import ApiserverSettings, Settings
@@ -443,3 +443,15 @@ def test_collection_watch(server: str, backend: Store) -> None:
         [c.name, "apps", "v1", "Deployment", "default", "web"],
         [c.name, "apps", "v1", "DaemonSet", "default", "agent"],
     ]
+
+
+def test_watches_the_host_proxies_end_before_its_request_timeout() -> None:
+    # the host's aggregator cuts our watches after its request timeout (it sees a get): they end
+    # cleanly before, so a client resumes from its last resourceVersion instead of listing again
+    settings = ApiserverSettings(watch_proxied_timeout_seconds=50)
+    assert parse_watch({"timeoutSeconds": "600"}, settings).timeout_seconds == 600
+    assert parse_watch({"timeoutSeconds": "600"}, settings, proxied=True).timeout_seconds == 50
+    assert parse_watch({}, settings, proxied=True).timeout_seconds == 50
+    assert parse_watch({"timeoutSeconds": "5"}, settings, proxied=True).timeout_seconds == 5
+    unlimited = ApiserverSettings(watch_proxied_timeout_seconds=0)
+    assert parse_watch({"timeoutSeconds": "600"}, unlimited, proxied=True).timeout_seconds == 600
