@@ -82,7 +82,7 @@ def ensure_control_plane(version: str) -> Path:
     return bin_dir
 
 
-def go_program(src: Path) -> Path:
+def go_program(src: Path, cache: Path | None = None) -> Path:
     """The binary of the Go program in ``src`` (a module: go.mod, go.sum, *.go), built on first use.
 
     Cached under $CLUSTERPEDIA_CACHE/go-programs/<dir name>-<hash of the sources>, so an edited
@@ -93,7 +93,7 @@ def go_program(src: Path) -> Path:
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    target = cache_dir() / "go-programs" / f"{src.name}-{digest.hexdigest()[:16]}" / src.name
+    target = (cache or cache_dir()) / "go-programs" / f"{src.name}-{digest.hexdigest()[:16]}" / src.name
     if os.access(target, os.X_OK):
         return target
     if shutil.which("go") is None:
