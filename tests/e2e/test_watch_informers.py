@@ -21,7 +21,7 @@ resume from R is above R) and no (object, resourceVersion) pair arrives twice.
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -46,7 +46,7 @@ from common.storage import open_store
 from harness.cluster import Cluster
 from harness.paths import REPO_ROOT, go_program
 from harness.processes import Process
-from tests.e2e.kubectl_support import RESOURCES_PATH, ApiTier
+from tests.e2e.kubectl_support import READER_ROLE, RESOURCES_PATH, ApiTier
 from tests.e2e.sync_support import (
     GR,
     Key,
@@ -59,7 +59,7 @@ from tests.e2e.sync_support import (
     wait_for,
     wait_store_matches,
 )
-from tests.e2e.test_kubectl_aggregation import REGISTRATION, _wait_available
+from tests.e2e.test_kubectl_aggregation import serve_through_host
 
 pytestmark = pytest.mark.e2e
 
@@ -115,7 +115,11 @@ class Pipeline:
     workdir: Path
     api_a: ApiTier
     api_b: ApiTier
-    writer: Process
+    writers: list[Process]  # the running one last
+
+    @property
+    def writer(self) -> Process:
+        return self.writers[-1]
 
     def members_union(self) -> Cache:
         out: Cache = {}
@@ -138,40 +142,42 @@ def pipeline(
     store.close()
     members = {c.name: c for c in two_member_clusters}
     members["host"] = host_cluster
-    ns = NAMESPACE
+    seed = [f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}"]
+    seed += [
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: seed-{i}, namespace: {NAMESPACE}}}"
+        for i in range(SEED_CONFIGMAPS)
+    ]
     for cluster in members.values():
-        cluster.apply(
-            f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n"
-            + "".join(
-                f"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: seed-{i}, namespace: {ns}}}\n"
-                for i in range(SEED_CONFIGMAPS)
-            )
-        )
-    for cluster in members.values():  # pods need it; the host has no controller manager to make it
+        cluster.apply("\n---\n".join(seed))
+        # pods need it, and the host has no controller manager to make it
         cluster.kubectl("create", "serviceaccount", "default", "-n", NAMESPACE, check=False)
     install_crd(host_cluster)
-    writer = writer_process(postgres_url, redis_url, workdir)
-    synchro = start_synchro(make_settings(host_cluster, postgres_url, redis_url), unique("w"))
-    auth = ["--authenticate", "--authorize", f"--kubeconfig={host_cluster.kubeconfig}"]
-    auth.append("--watch-bookmark-seconds=2")
-    api_a = ApiTier(workdir / "api-a", postgres_url, extra_args=auth)
-    api_b = ApiTier(workdir / "api-b", postgres_url, extra_args=auth)
-    p = Pipeline(host_cluster, members, postgres_url, redis_url, workdir, api_a, api_b, writer)
-    try:
-        for name, member in members.items():
-            host_cluster.apply(pediacluster(name, member, SPEC))
-        api_a.start()
+    for name, member in members.items():
+        host_cluster.apply(pediacluster(name, member, SPEC))
+    tier_args = ["--watch-bookmark-seconds=2"]
+    with contextlib.ExitStack() as stack:
+        writers = [writer_process(postgres_url, redis_url, workdir)]  # the test restarts it
+
+        @stack.callback
+        def stop_writers() -> None:
+            for w in writers:
+                w.stop()
+
+        synchro = start_synchro(make_settings(host_cluster, postgres_url, redis_url), unique("w"))
+        stack.callback(synchro.stop)
+        # replica A is the host's APIService; B serves the same store beside it
+        (workdir / "api-a").mkdir()
+        served = serve_through_host(
+            host_cluster, workdir / "api-a", postgres_url, READER_ROLE, *tier_args, mode="host-only"
+        )
+        stack.callback(served.api.stop)
+        auth = ["--authenticate", "--authorize", f"--kubeconfig={host_cluster.kubeconfig}"]
+        api_b = ApiTier(workdir / "api-b", postgres_url, extra_args=[*auth, *tier_args])
+        stack.callback(api_b.stop)
         api_b.start()
-        ca_bundle = base64.b64encode(api_a.ca_pem).decode()
-        host_cluster.apply(REGISTRATION.replace("PORT", str(api_a.port)).replace("CA_BUNDLE", ca_bundle))
-        _wait_available(host_cluster)
+        p = Pipeline(host_cluster, members, postgres_url, redis_url, workdir, served.api, api_b, writers)
         wait_store_matches(postgres_url, p.members_union, members, timeout=90)
         yield p
-    finally:
-        api_a.stop()
-        api_b.stop()
-        synchro.stop()
-        p.writer.stop()
 
 
 # ---------------------------------------------------------------- the client-go informer
@@ -557,7 +563,7 @@ def test_churn_with_kill_9_converges_without_lost_or_repeated_events(
 
     churn.wait_done(0.5)
     kill_9(pipeline.writer)
-    pipeline.writer = writer_process(pipeline.store_url, pipeline.queue_url, pipeline.workdir)
+    pipeline.writers.append(writer_process(pipeline.store_url, pipeline.queue_url, pipeline.workdir))
 
     churn.wait_done(0.75)
     kill_9(pipeline.api_b.process)
