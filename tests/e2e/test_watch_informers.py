@@ -597,3 +597,21 @@ def test_churn_with_kill_9_converges_without_lost_or_repeated_events(
         )
         # the checks above had something to check: resumes, also on the other replica after a kill
         assert len(resumes) >= 3 and after_failure and w.failovers >= 2, (len(resumes), w.failovers)
+
+
+def test_informer_watches_through_the_host_end_cleanly_and_resume(
+    pipeline: Pipeline, clients: tuple[Informer, dict[str, PythonWatcher]]
+) -> None:
+    # the host cuts what it takes for a get after 60 s; the API tier ends proxied watches first
+    # (apiserver.watch_proxied_timeout_seconds), so the reflectors just watch again, no failure
+    informer, watchers = clients
+    before = informer.dump()
+    wait_for(
+        lambda: all(n > before["watches"][r] for r, n in informer.dump()["watches"].items()),
+        "the informers' next watch",
+        timeout=90,
+        interval=1.0,
+    )
+    after = informer.dump()
+    assert after["failures"] == before["failures"], (before, after)
+    wait_converged(pipeline, all_caches(informer, watchers))
