@@ -13,13 +13,15 @@ into the host as the APIService. Two kinds of client watch the pods and configma
   when one fails, and relists on 410. It records every event.
 
 Then thousands of changes hit the members (kubernetes-python clients) while replica A, the writer
-and then replica B are killed with SIGKILL and restarted. At the end both clients' caches must equal
-the union of the members' own objects (cluster/namespace/name and the member's resourceVersion in
-the annotation), and the recorded streams must show that no resume lost or repeated an event:
-resourceVersions strictly increase along each list-then-watch chain (so the first event after a
-resume from R is above R) and no (object, resourceVersion) pair arrives twice. Last, the informers'
-watches through the host outlive the host's 60 s request timeout without a failure (the API tier
-ends them first: ``apiserver.watch_proxied_timeout_seconds``), so they resume instead of relisting.
+and then replica B are killed with SIGKILL and restarted, and a fourth PediaCluster (a second view
+of cluster-2) is removed: its rows are purged, every watch ends with 410 and the clients relist.
+At the end both clients' caches must equal the union of the members' own objects
+(cluster/namespace/name and the member's resourceVersion in the annotation), and the recorded
+streams must show that no resume lost or repeated an event: resourceVersions strictly increase
+along each list-then-watch chain (so the first event after a resume from R is above R) and no
+(object, resourceVersion) pair arrives twice. Last, the informers' watches through the host
+outlive the host's 60 s request timeout without a failure (the API tier ends them first:
+``apiserver.watch_proxied_timeout_seconds``), so they resume instead of relisting.
 
 A watcher reads each changed row's latest state (apiserver/watching.py), so intermediate states
 may never be shown; only the final caches are compared, and they must be exact.
@@ -74,6 +76,9 @@ SEED = 1006
 GRS: list[GR] = [("", "v1", "pods"), ("", "v1", "configmaps")]
 SPEC = {"": ["pods", "configmaps"]}
 NAMESPACE = "churn"
+LEAVING = "leaving"
+"""A PediaCluster removed during the churn: its rows are purged without DELETED events, so every
+watch ends with 410 Expired and the clients must relist to drop its objects."""
 SEED_CONFIGMAPS = 20
 OPS_PER_CLUSTER = 1000  # configmap creates/updates/deletes; pods come on top
 CHURN_SECONDS = 60.0
@@ -116,7 +121,8 @@ def kill_9(proc: Process) -> None:
 @dataclasses.dataclass
 class Pipeline:
     host: Cluster
-    members: dict[str, Cluster]  # every synced cluster by its PediaCluster name, the host included
+    clusters: dict[str, Cluster]  # the three clusters, the host included
+    members: dict[str, Cluster]  # every synced cluster by its PediaCluster name (LEAVING until removed)
     store_url: str
     queue_url: str
     workdir: Path
@@ -147,14 +153,15 @@ def pipeline(
     store = open_store(postgres_url)
     store.migrate()
     store.close()
-    members = {c.name: c for c in two_member_clusters}
-    members["host"] = host_cluster
+    clusters = {c.name: c for c in two_member_clusters}
+    clusters["host"] = host_cluster
+    members = {**clusters, LEAVING: two_member_clusters[1]}  # cluster-2 synced twice, once to remove
     seed = [f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}"]
     seed += [
         f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: seed-{i}, namespace: {NAMESPACE}}}"
         for i in range(SEED_CONFIGMAPS)
     ]
-    for cluster in members.values():
+    for cluster in clusters.values():
         cluster.apply("\n---\n".join(seed))
         # pods need it, and the host has no controller manager to make it
         cluster.kubectl("create", "serviceaccount", "default", "-n", NAMESPACE, check=False)
@@ -182,7 +189,9 @@ def pipeline(
         api_b = ApiTier(workdir / "api-b", postgres_url, extra_args=[*auth, *tier_args])
         stack.callback(api_b.stop)
         api_b.start()
-        p = Pipeline(host_cluster, members, postgres_url, redis_url, workdir, served.api, api_b, writers)
+        p = Pipeline(
+            host_cluster, clusters, members, postgres_url, redis_url, workdir, served.api, api_b, writers
+        )
         wait_store_matches(postgres_url, p.members_union, members, timeout=90)
         yield p
 
@@ -567,7 +576,7 @@ def test_churn_with_kill_9_converges_without_lost_or_repeated_events(
 ) -> None:
     informer, watchers = clients
     print(f"churn seed {SEED}")
-    churn = Churn(pipeline.members, SEED).start()
+    churn = Churn(pipeline.clusters, SEED).start()
 
     churn.wait_done(0.25)
     kill_9(pipeline.api_a.process)
@@ -579,6 +588,10 @@ def test_churn_with_kill_9_converges_without_lost_or_repeated_events(
     churn.wait_done(0.5)
     kill_9(pipeline.writer)
     pipeline.writers.append(writer_process(pipeline.store_url, pipeline.queue_url, pipeline.workdir))
+
+    churn.wait_done(0.6)
+    pipeline.host.kubectl("delete", "pediaclusters.clusters.clusterpedia.io", LEAVING, "--wait=false")
+    del pipeline.members[LEAVING]
 
     churn.wait_done(0.75)
     kill_9(pipeline.api_b.process)
@@ -610,8 +623,10 @@ def test_churn_with_kill_9_converges_without_lost_or_repeated_events(
             f"{w.resource}: {sum(delivered.values())} events, {len(streams)} watches, {w.lists} lists,"
             f" {w.relists_410} relists on 410, {w.failovers} failovers ({w.errors[:3]})"
         )
-        # the checks above had something to check: resumes, also on the other replica after a kill
+        # the checks above had something to check: resumes, also on the other replica after a kill,
+        # and new chains after the purge's 410
         assert len(resumes) >= 3 and after_failure and w.failovers >= 2, (len(resumes), w.failovers)
+        assert w.relists_410 >= 1 and len(chains) >= 2, (w.relists_410, len(chains))
 
 
 def test_informer_watches_through_the_host_end_cleanly_and_resume(
