@@ -55,6 +55,7 @@ from common.storage.query import (
 )
 from common.storage.sql.dialects import Dialect
 from common.storage.sql.schema import PG_LABELS, resource_labels, resource_types, resources, store_revision
+from common.types import EVENT_SUBJECT_FIELDS
 
 _r = resources.c
 _l = resource_labels.c
@@ -125,12 +126,24 @@ def _set_condition(
     return or_(expr.is_(None), negated) if missing_matches_negation else negated
 
 
+_SUBJECT_UID_PATHS = frozenset((field, "uid") for field in EVENT_SUBJECT_FIELDS.values())
+"""An Event's ``involvedObject.uid`` (``regarding.uid``) is also its ``owner_uid`` column
+(``common.transform``): a positive condition on it adds the indexed column's, so the events of one
+object (``kubectl describe``) are read through ``ix_resources_owner``, not by scanning every event.
+Other objects have no such path: their JSON value is "", which a non-empty value never matches."""
+
+
 def field_condition(req: FieldRequirement, dialect: str) -> ColumnElement[bool]:
     column = _COLUMN_PATHS.get(req.path)
     expr = column if column is not None else func.coalesce(json_text(req.path, dialect), "")
     if req.operator in (Operator.EXISTS, Operator.DOES_NOT_EXIST):
         raise ValueError("field selectors have no exists operator")
-    return _set_condition(expr, req.operator, req.values, missing_matches_negation=False)
+    cond = _set_condition(expr, req.operator, req.values, missing_matches_negation=False)
+    if req.path in _SUBJECT_UID_PATHS and req.operator in (Operator.EQUALS, Operator.IN) and all(req.values):
+        return and_(
+            _set_condition(_r.owner_uid, req.operator, req.values, missing_matches_negation=False), cond
+        )
+    return cond
 
 
 class LabelIndex(NamedTuple):
