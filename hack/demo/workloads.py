@@ -199,10 +199,11 @@ DATABASE_CRD: dict[str, Any] = {
     },
 }
 
-# Resources each demo PediaCluster synchronises (the seed's two, plus the rest of the tour).
+# Resources each demo PediaCluster synchronises (the seed's two, plus the rest of the tour; events
+# for `kubectl --cluster cluster-N describe`).
 SYNCED_RESOURCES = [
     {"group": "apps", "resources": ["deployments", "daemonsets", "statefulsets", "replicasets"]},
-    {"group": "", "resources": ["pods", "services", "configmaps", "namespaces"]},
+    {"group": "", "resources": ["pods", "services", "configmaps", "namespaces", "events"]},
     {"group": DEMO_GROUP, "resources": ["databases"]},
 ]
 

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from apiserver.app import build_app
 from apiserver.auth import UserInfo
 from apiserver.identities import IdentityMapping, PediaClusterIdentities
+from apiserver.pediaclusters import PediaClusterDirectory
 from apiserver.permissions import User
 from apiserver.visibility import narrowed
 from common.settings import ApiserverSettings, Settings
@@ -286,7 +287,8 @@ def mapped_app(items: list[dict[str, Any]] | None) -> Any:
     settings = Settings(
         storage="memory://permissions-app", apiserver=ApiserverSettings(authorization_mode="member-rbac")
     )
-    return AsUser(build_app(settings, store, identities=PediaClusterIdentities(Host(items))))
+    identities = PediaClusterIdentities(PediaClusterDirectory(Host(items)))
+    return AsUser(build_app(settings, store, identities=identities))
 
 
 def test_identity_mappings_per_cluster(app: Any) -> None:
