@@ -7,8 +7,8 @@ sync status and the initial list's progress. Every list, get and watch whose sco
 cluster that is not fully in sync carries a Kubernetes ``Warning`` header per such cluster, which
 kubectl prints on stderr::
 
-    Warning: cluster-3 is not synced: Unhealthy since 2026-12-06 12:01:07 UTC (dial tcp ...:
-    connect: connection refused); its rows may be stale
+    Warning: cluster-3 is not synced: Unhealthy since 2026-12-06 17:04:35 UTC (cannot reach
+    https://127.0.0.1:27948: ConnectError: All connection attempts failed); its rows may be stale
 
 The scope is the path's cluster, else every cluster minus what the ``clusters`` search condition
 leaves out. The statuses come from the one PediaCluster reader of the API process
