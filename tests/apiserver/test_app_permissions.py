@@ -23,6 +23,7 @@ from common.settings import ApiserverSettings, Settings
 from common.storage import Store, open_store
 from common.storage.query import Grant, Search, SetFilter
 from common.types import RBAC_GROUP
+from tests.apiserver.hostlist import Host
 from tests.apiserver.storefill import add_objects, add_type
 
 R = "/apis/clusterpedia.io/v1beta1/resources"
@@ -268,18 +269,6 @@ def test_collections_are_filtered_per_member_resource(app: Any) -> None:
 def test_rbac_objects_stay_out_of_discovery(app: Any) -> None:
     code, body = get(app, f"{R}/apis", "someone", "ops")
     assert code == 200 and RBAC_GROUP not in [g["name"] for g in body["groups"]]
-
-
-class Host:
-    """The host's PediaCluster list, as the API tier reads it (the protocol edge)."""
-
-    def __init__(self, items: list[dict[str, Any]] | None) -> None:
-        self.items = items
-
-    async def get_json(self, path: str) -> Any:
-        if self.items is None:
-            raise httpx.ConnectError("host down")
-        return {"items": self.items}
 
 
 def mapped_app(items: list[dict[str, Any]] | None) -> Any:

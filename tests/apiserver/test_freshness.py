@@ -16,6 +16,7 @@ from apiserver.freshness import Freshness, stale_clusters, stale_reason, warning
 from apiserver.pediaclusters import PediaClusterDirectory
 from common.settings import ApiserverSettings, Settings
 from common.storage import open_store
+from tests.apiserver.hostlist import Host
 from tests.apiserver.storefill import add_objects, add_type
 
 R = "/apis/clusterpedia.io/v1beta1/resources"
@@ -90,18 +91,6 @@ def test_the_reasons_a_cluster_is_not_in_sync() -> None:
 
 def test_the_header_is_one_quoted_printable_line() -> None:
     assert warning_value("c", 'not synced: "x"\\y\n\u00e9') == '299 - "c is not synced: \\"x\\"\\\\y??"'
-
-
-class Host:
-    """The host's PediaCluster list (the protocol edge); ``items`` None: the host is down."""
-
-    def __init__(self, items: list[dict[str, Any]] | None) -> None:
-        self.items = items
-
-    async def get_json(self, path: str) -> Any:
-        if self.items is None:
-            raise httpx.ConnectError("host down")
-        return {"items": self.items}
 
 
 @pytest.fixture(scope="module")
