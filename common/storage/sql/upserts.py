@@ -247,6 +247,18 @@ def events_beyond(group: str, resource: str, cluster: str, keep: int, *, limit: 
     )
 
 
+def live_count(group: str, resource: str, cluster: str) -> Select[Any]:
+    """How many live rows of a resource a cluster has (``ix_resources_epoch`` leads with cluster): the
+    count pass reads past the kept ones only for a cluster above its bound."""
+    cur = resources.c
+    return (
+        select(func.count())
+        .select_from(resources)
+        .where(cur.cluster == cluster, cur.api_group == group, cur.resource == resource)
+        .where(cur.deleted == false())
+    )
+
+
 def clusters_serving(group: str, resource: str) -> Select[Any]:
     """The clusters whose catalog holds this resource (a handful of rows)."""
     rt = resource_types.c

@@ -96,7 +96,12 @@ class SqlWriter:
                 total += self._tombstone_chunks(stmt, tombstone)
             if max_per_cluster > 0:
                 with self.engine.connect() as conn:
-                    clusters = list(conn.execute(sql.clusters_serving(group, resource)).scalars())
+                    serving = list(conn.execute(sql.clusters_serving(group, resource)).scalars())
+                    clusters = [
+                        c
+                        for c in serving
+                        if conn.execute(sql.live_count(group, resource, c)).scalar_one() > max_per_cluster
+                    ]
                 for cluster in clusters:
                     stmt = sql.events_beyond(group, resource, cluster, max_per_cluster, limit=self.chunk_rows)
                     total += self._tombstone_chunks(stmt, tombstone)
