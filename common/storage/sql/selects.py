@@ -126,20 +126,28 @@ def _set_condition(
     return or_(expr.is_(None), negated) if missing_matches_negation else negated
 
 
-_SUBJECT_UID_PATHS = frozenset((field, "uid") for field in EVENT_SUBJECT_FIELDS.values())
-"""An Event's ``involvedObject.uid`` (``regarding.uid``) is also its ``owner_uid`` column
-(``common.transform``): a positive condition on it adds the indexed column's, so the events of one
-object (``kubectl describe``) are read through ``ix_resources_owner``, not by scanning every event.
-Other objects have no such path: their JSON value is "", which a non-empty value never matches."""
+def _subject_uid_path(search: Search) -> tuple[str, str] | None:
+    """An Event's ``involvedObject.uid`` (``regarding.uid``) is also its ``owner_uid`` column
+    (``common.transform``): in a search of an event resource a positive condition on that path adds
+    the indexed column's, so the events of one object (``kubectl describe``) are read through
+    ``ix_resources_owner``, not by scanning every event. Only there: another kind may have a field
+    of that name, and its ``owner_uid`` is its controller's."""
+    if search.group_resources:
+        return None
+    field = EVENT_SUBJECT_FIELDS.get((search.group, search.resource))
+    return (field, "uid") if field is not None else None
 
 
-def field_condition(req: FieldRequirement, dialect: str) -> ColumnElement[bool]:
+def field_condition(
+    req: FieldRequirement, dialect: str, subject_uid: tuple[str, str] | None = None
+) -> ColumnElement[bool]:
+    """``subject_uid``: the path that is also ``owner_uid`` in this search (``_subject_uid_path``)."""
     column = _COLUMN_PATHS.get(req.path)
     expr = column if column is not None else func.coalesce(json_text(req.path, dialect), "")
     if req.operator in (Operator.EXISTS, Operator.DOES_NOT_EXIST):
         raise ValueError("field selectors have no exists operator")
     cond = _set_condition(expr, req.operator, req.values, missing_matches_negation=False)
-    if req.path in _SUBJECT_UID_PATHS and req.operator in (Operator.EQUALS, Operator.IN) and all(req.values):
+    if req.path == subject_uid and req.operator in (Operator.EQUALS, Operator.IN) and all(req.values):
         return and_(
             _set_condition(_r.owner_uid, req.operator, req.values, missing_matches_negation=False), cond
         )
@@ -285,7 +293,8 @@ def where_clause(
         )
         for i, req in enumerate(search.labels)
     ]
-    conds += [field_condition(req, dialect) for req in search.fields]
+    subject_uid = _subject_uid_path(search)
+    conds += [field_condition(req, dialect, subject_uid) for req in search.fields]
     if search.visibility is not None:
         conds.append(visibility_condition(search.visibility))
     return and_(*conds)

@@ -143,3 +143,31 @@ def test_the_events_of_one_object_by_its_uid(backend: Store, ev: Events) -> None
     assert about("") == []
     owned = Search(resource="events", clusters=SetFilter((ev.cluster,)), owner_uid="uid-b")
     assert [o.name for o in asyncio.run(backend.list_objects(owned)).items] == ["b-1"]
+
+
+def test_another_kind_with_an_involved_object_field_is_matched_by_its_json(
+    backend: Store, ev: Events
+) -> None:
+    """Only events keep their subject in ``owner_uid``: a custom kind with the same field keeps its
+    controller's there, and the field selector still matches its JSON."""
+    body = {
+        "metadata": {
+            "name": "w",
+            "namespace": "default",
+            "uid": "uid-w",
+            "resourceVersion": "5",
+            "ownerReferences": [{"uid": "the-controller", "controller": True}],
+        },
+        "involvedObject": {"uid": "uid-a"},
+    }
+    widgets = GVR("example.com", "v1", "widgets")
+    upsert = ObjectTransformer(ev.cluster, widgets, "Widget").upsert(json.dumps(body).encode(), 1)
+    assert upsert is not None and upsert.owner_uid == "the-controller"
+    apply(backend, upsert)
+    search = Search(
+        group="example.com",
+        resource="widgets",
+        clusters=SetFilter((ev.cluster,)),
+        fields=(FieldRequirement(("involvedObject", "uid"), Operator.EQUALS, ("uid-a",)),),
+    )
+    assert [o.name for o in asyncio.run(backend.list_objects(search)).items] == ["w"]
