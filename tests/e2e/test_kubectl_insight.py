@@ -4,8 +4,8 @@ filling the store, the API tier serving it, and kubectl 1.32.
 * ``kubectl --cluster cluster-1 describe configmap x`` through Clusterpedia shows the same Events
   section as describe against the member (events are synced like any resource; kubectl finds them
   with a field selector on ``involvedObject.*``).
-* A PediaCluster pointing at an unreachable member makes every list whose scope includes it print a
-  ``Warning`` naming it on stderr, and the warning goes once that PediaCluster is removed.
+* A PediaCluster pointing at an unreachable member makes every list and watch whose scope includes
+  it print a ``Warning`` naming it on stderr, and the warning goes once that PediaCluster is removed.
 """
 
 from __future__ import annotations
@@ -145,6 +145,16 @@ def test_an_unreachable_cluster_is_named_in_a_warning(setup: Setup) -> None:
     assert line.startswith("Warning: cluster-9 is not synced: Unhealthy since ")
     assert f"127.0.0.1:{closed}" in line and line.endswith("its rows may be stale")
     assert warnings_of(setup, "--cluster", "cluster-1") == []  # out of this request's scope
+    watch = kubectl_run(
+        kubectl_binary(KUBECTL),
+        setup.kubeconfig,
+        "--cluster",
+        "clusterpedia",
+        "get",
+        "--raw",
+        "/apis/clusterpedia.io/v1beta1/resources/api/v1/configmaps?watch=1&timeoutSeconds=1",
+    )
+    assert [w for w in watch.stderr.splitlines() if w.startswith("Warning: cluster-9 ")], watch.stderr
     setup.host.kubectl("delete", "pediacluster", "cluster-9")
     wait_for(
         lambda: warnings_of(setup, "--cluster", "clusterpedia") == [],
