@@ -36,6 +36,7 @@ from apiserver import discovery, groups, openapi
 from apiserver.auth import ANONYMOUS, PROXIED_STATE_KEY, UserInfo, is_watch
 from apiserver.catalog import Catalog
 from apiserver.forwarding import Forwarding
+from apiserver.freshness import Freshness, warnings_for
 from apiserver.identities import PediaClusterIdentities
 from apiserver.members import Members
 from apiserver.metrics import MetricsMiddleware, metrics_endpoint
@@ -85,6 +86,7 @@ from common.storage import (
     StoreWriter,
     UnknownCluster,
 )
+from common.storage.query import SetFilter
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +155,11 @@ class Api:
         identities: PediaClusterIdentities | None = None,
         members: Members | None = None,
         writer: StoreWriter | None = None,
+        freshness: Freshness | None = None,
     ) -> None:
         self.settings = settings
+        self.freshness = freshness
+        """Stale-cluster warnings (None: no host to read PediaClusters from, no warnings)."""
         self.store = store
         self.catalog = catalog or Catalog(store)
         mode = settings.apiserver.authorization_mode
@@ -233,10 +238,36 @@ class Api:
         rendering = negotiate_object(accept)
         if route.action == "list":
             if is_watch(request.url.query):
-                return await self._watch_resource(request, route, rtype, same, rendering)
-            return await self._list(request, route, rtype, same, rendering)
-        _no_watch(request)
-        return await self._get(request, route, rtype, same, rendering)
+                response = await self._watch_resource(request, route, rtype, same, rendering)
+            else:
+                response = await self._list(request, route, rtype, same, rendering)
+        else:
+            _no_watch(request)
+            response = await self._get(request, route, rtype, same, rendering)
+        return await self._warn_stale(response, request, route.cluster)
+
+    async def _warn_stale(self, response: Response, request: Request, cluster: str) -> Response:
+        """Freshness (``apiserver/freshness.py``): a ``Warning`` header for each cluster of the
+        response's scope -- ``cluster`` (the path's), else every cluster the ``clusters`` search
+        condition keeps -- that is not in sync. A watch's response has not started yet: its
+        headers open the stream."""
+        if self.freshness is None:
+            return response
+        stale = await self.freshness.stale()
+        if not stale:
+            return response
+        if cluster:
+            scope = SetFilter(include=(cluster,))
+        else:
+            try:
+                scope = parse_search(
+                    request.query_params.multi_items(), group="", version="", resource=""
+                ).clusters
+            except StatusError:  # conditions a get does not take: the scope is every cluster
+                scope = SetFilter()
+        for value in warnings_for(stale, scope.allows):
+            response.headers.append("Warning", value)
+        return response
 
     def _writable(self, route: ApiRoute) -> bool:
         """Writes are forwarded below one cluster when this API tier reaches the host."""
@@ -483,7 +514,8 @@ class Api:
             )
         collection = collection_store.get_collection(self.settings.apiserver, name)
         if is_watch(request.url.query):
-            return await self._watch_collection(request, name, group, version, rendering)
+            watch = await self._watch_collection(request, name, group, version, rendering)
+            return await self._warn_stale(watch, request, "")
         search = parse_search(
             request.query_params.multi_items(),
             group="",
@@ -494,9 +526,10 @@ class Api:
         page = await self._page(
             collection_store.collection_search(self.settings.apiserver, name, search), request
         )
-        return groups.render_collection(
+        listed = groups.render_collection(
             collection, page, _list_metadata(page), group, version, rendering, dt.datetime.now(dt.UTC)
         )
+        return await self._warn_stale(listed, request, "")
 
     async def _watch_collection(
         self, request: Request, name: str, group: str, version: str, rendering: ObjectRendering
@@ -636,13 +669,15 @@ def build_app(
     identities: PediaClusterIdentities | None = None,
     members: Members | None = None,
     writer: StoreWriter | None = None,
+    freshness: Freshness | None = None,
 ) -> Starlette:
     """The ASGI app. ``middleware``: Starlette ``Middleware`` entries run inside the metrics one
     (authentication and authorisation, see :mod:`apiserver.auth`); ``identities``: the
     PediaClusters' identity mappings for member-rbac (None: the host's identity in every member);
     ``members`` and ``writer``: where writes go and where their answers are stored (None: writes
-    are refused with a 405)."""
-    api = Api(settings, store, catalog, identities, members, writer)
+    are refused with a 405); ``freshness``: the stale clusters, named in ``Warning`` headers (None:
+    none)."""
+    api = Api(settings, store, catalog, identities, members, writer, freshness)
     cp = "/apis/{group}/{version}/collectionresources"
     routes = [
         Route("/healthz", api.health, methods=ALL_METHODS),

@@ -13,25 +13,22 @@ other names (an OIDC username or groups prefix of its own, say) gets a mapping o
 Names and groups starting with ``system:`` (ServiceAccounts, ``system:authenticated``,
 ``system:masters``...) are kept as they are, as kube-apiserver's own OIDC prefixes leave them.
 The mappings are read from the host (the API tier may list PediaClusters) at most every
-``refresh_seconds``; a PediaCluster whose ``spec.identity`` is malformed shows nothing to anyone
-(permissions fail closed) and the problem is logged once.
+``refresh_seconds`` (``apiserver/pediaclusters.py``, shared with the freshness warnings); a
+PediaCluster whose ``spec.identity`` is malformed shows nothing to anyone (permissions fail closed)
+and the problem is logged.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from typing import Any, Protocol
+from typing import Any
 
-import httpx
 import msgspec
 
+from apiserver.pediaclusters import PediaClusterDirectory
 from apiserver.permissions import User
 
 log = logging.getLogger(__name__)
-
-PEDIACLUSTERS = "/apis/clusters.clusterpedia.io/v1alpha1/pediaclusters"
 
 
 class IdentityMapping(msgspec.Struct, forbid_unknown_fields=True):
@@ -52,10 +49,6 @@ DENY = object()
 """A cluster whose mapping could not be read: nobody is anybody there."""
 
 Mappings = dict[str, "IdentityMapping | object"]
-
-
-class HostReader(Protocol):
-    async def get_json(self, path: str) -> Any: ...
 
 
 def mappings_from(pediaclusters: dict[str, Any]) -> Mappings:
@@ -82,32 +75,20 @@ def mappings_from(pediaclusters: dict[str, Any]) -> Mappings:
 
 
 class PediaClusterIdentities:
-    """The mappings of every PediaCluster, read from the host and refreshed in the background of
-    requests (the last good ones are kept while the host does not answer)."""
+    """The mappings of every PediaCluster, derived from the host's list (``PediaClusterDirectory``:
+    refreshed in the background of requests, the last good one kept while the host does not answer)."""
 
-    def __init__(self, host: HostReader, *, refresh_seconds: float = 10.0) -> None:
-        self.host = host
-        self.refresh_seconds = refresh_seconds
+    def __init__(self, directory: PediaClusterDirectory) -> None:
+        self.directory = directory
+        self._source: dict[str, Any] | None = None
         self._mappings: Mappings = {}
-        self._read_at = float("-inf")
-        self._lock = asyncio.Lock()
-        self._failing = False
-        self._known = False
 
     async def mappings(self) -> Mappings | None:
         """The mappings; None until the PediaClusters could be read once (then nobody is mapped
         wrongly: member-rbac shows nothing until it knows who is who)."""
-        if time.monotonic() - self._read_at < self.refresh_seconds:
-            return self._mappings if self._known else None
-        async with self._lock:
-            started = time.monotonic()
-            if started - self._read_at >= self.refresh_seconds:
-                try:
-                    self._mappings = mappings_from(await self.host.get_json(PEDIACLUSTERS))
-                    self._failing, self._known = False, True
-                except (httpx.HTTPError, ValueError) as exc:  # host down or refusing: keep the last
-                    if not self._failing:
-                        log.warning("reading PediaClusters for identity mappings failed: %s", exc)
-                    self._failing = True
-                self._read_at = started
-        return self._mappings if self._known else None
+        current = await self.directory.current()
+        if current is None:
+            return None
+        if current is not self._source:
+            self._mappings, self._source = mappings_from(current), current
+        return self._mappings

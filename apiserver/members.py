@@ -23,7 +23,8 @@ from typing import Any
 
 import httpx
 
-from apiserver.identities import DENY, HostReader, IdentityMapping, mappings_from
+from apiserver.identities import DENY, IdentityMapping, mappings_from
+from apiserver.pediaclusters import PEDIACLUSTERS, HostReader
 from apiserver.permissions import User
 from apiserver.search import is_valid_name
 from common.credentials import InvalidConfig, credentials_from_spec, secret_data_if_labelled
@@ -36,7 +37,6 @@ from common.transform import NamespaceFilter
 
 log = logging.getLogger(__name__)
 
-PEDIACLUSTERS = "/apis/clusters.clusterpedia.io/v1alpha1/pediaclusters"
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 STREAM_TIMEOUT = httpx.Timeout(60.0, connect=10.0, read=None)
 """Logs followed with ``-f`` stay silent as long as the container is."""

@@ -36,9 +36,11 @@ from apiserver.auth import (
     TokenReviewer,
     load_request_header_config,
 )
+from apiserver.freshness import Freshness
 from apiserver.host import HostClient
 from apiserver.identities import PediaClusterIdentities
 from apiserver.members import Members
+from apiserver.pediaclusters import PediaClusterDirectory
 from apiserver.protocol import ApiH11Protocol, HeadLimit
 from common.hostcluster import load_host_credentials
 from common.settings import Settings
@@ -133,10 +135,18 @@ def create_app(settings: Settings, auth: AuthConfig | None = None) -> Starlette:
     middleware = [Middleware(HeadLimit, limit=settings.apiserver.max_request_header_bytes)]
     if auth is not None:
         middleware.append(Middleware(AuthMiddleware, config=auth))
+    directory = None
+    try:
+        # One reader of the host's PediaClusters for the identity mappings and the freshness warnings.
+        directory = PediaClusterDirectory(HostClient(load_host_credentials(settings)))
+    except Exception as exc:  # no host kubeconfig: no mappings, no warnings
+        log.warning("no host cluster to read PediaClusters from (%s): no freshness warnings", exc)
     identities = None
     if settings.apiserver.authorization_mode == "member-rbac":
-        if auth is not None:
-            identities = PediaClusterIdentities(HostClient(load_host_credentials(settings)))
+        if auth is not None:  # without a host this raises, as authentication itself did
+            identities = PediaClusterIdentities(
+                directory or PediaClusterDirectory(HostClient(load_host_credentials(settings)))
+            )
         else:
             log.warning(
                 "member-rbac without --authenticate: every caller is system:anonymous and sees what"
@@ -149,7 +159,13 @@ def create_app(settings: Settings, auth: AuthConfig | None = None) -> Starlette:
     except Exception as exc:  # no host kubeconfig: reads are served, writes refused (405)
         log.warning("no host cluster to read PediaClusters from (%s): writes are not forwarded", exc)
     return build_app(
-        settings, store, middleware=middleware, identities=identities, members=members, writer=store
+        settings,
+        store,
+        middleware=middleware,
+        identities=identities,
+        members=members,
+        writer=store,
+        freshness=Freshness(directory) if directory is not None else None,
     )
 
 

@@ -137,7 +137,12 @@ class WriterSettings(msgspec.Struct, kw_only=True):
     tombstone_ttl_seconds: float = 600.0
     """How long rows of deleted objects are kept to stop late updates resurrecting them."""
     tombstone_gc_interval_seconds: float = 60.0
-    """How often expired tombstones are removed."""
+    """How often expired tombstones are removed (and event retention applied)."""
+    event_retention_seconds: float = 86400.0
+    """Events (core/v1 and events.k8s.io/v1) created longer ago than this are removed from the store
+    (tombstoned: watchers see DELETED), whatever their member still holds; 0: no age bound."""
+    event_retention_per_cluster: int = 10000
+    """Most events of each resource kept per cluster (the most recently written); 0: no bound."""
     barrier_retry_seconds: float = 0.2
     """How often a list barrier (ListDone) whose earlier entries are still in flight is retried."""
     purge_chunk_rows: int = 5000

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 import msgspec
 
 from common.events import Delete, Upsert
-from common.types import CLUSTER_ANNOTATION, GVR, MEMBER_RV_ANNOTATION
+from common.types import CLUSTER_ANNOTATION, EVENT_SUBJECT_FIELDS, GVR, MEMBER_RV_ANNOTATION
 
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 REDACTED_ANNOTATION = "clusterpedia.io/redacted"
@@ -68,6 +68,7 @@ class _OwnerRef(msgspec.Struct):
 
 
 _owners_decoder = msgspec.json.Decoder(list[_OwnerRef] | None)
+_ref_decoder = msgspec.json.Decoder(_OwnerRef | None)
 
 
 def _text(fields: RawFields, key: str) -> str:
@@ -106,6 +107,7 @@ class ObjectTransformer:
 
     __slots__ = (
         "_api_version",
+        "_subject",
         "cluster",
         "gvr",
         "kind",
@@ -132,6 +134,7 @@ class ObjectTransformer:
         self.strip_last_applied = strip_last_applied
         self.namespaces = namespaces or NamespaceFilter()
         self._api_version = gvr.api_version
+        self._subject = EVENT_SUBJECT_FIELDS.get((gvr.group, gvr.resource))
 
     def upsert(self, raw: bytes | msgspec.Raw, epoch: int) -> Upsert | None:
         """The Upsert for one object, or None when the namespace filter drops it.
@@ -178,6 +181,9 @@ class ObjectTransformer:
             if ref.controller:
                 owner_uid = ref.uid or ""
                 break
+        if self._subject is not None and (subject_raw := obj.get(self._subject)) is not None:
+            subject = _ref_decoder.decode(subject_raw)
+            owner_uid = (subject.uid if subject is not None else None) or ""
         return Upsert(
             cluster=self.cluster,
             group=self.gvr.group,

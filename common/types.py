@@ -25,6 +25,16 @@ class GVR(NamedTuple):
         return f"{self.group_resource}/{self.version}"
 
 
+EVENT_SUBJECT_FIELDS: dict[tuple[str, str], str] = {
+    ("", "events"): "involvedObject",
+    ("events.k8s.io", "events"): "regarding",
+}
+"""(group, resource) of the Event kinds -> the field naming the object an event is about. The store
+keeps that object's uid as the event's ``owner_uid`` (an indexed column; ``common.transform``), so
+the events of one object (``kubectl describe``'s field selector on ``involvedObject.uid``, and
+``ownerUID``) are found through that index."""
+
+
 class ObjectKey(NamedTuple):
     """Identity of one synced object in the store: the same object in each API version is one row."""
 

@@ -36,6 +36,6 @@ BARRIERS_HELD = Gauge("clusterpedia_writer_barriers_held", "List barriers this w
 RETRIES = Counter("clusterpedia_writer_retries_total", "Batches retried after an error, by cause.", ["cause"])
 ROWS_REMOVED = Counter(
     "clusterpedia_writer_rows_removed_total",
-    "Rows deleted from the store, by cause (purge, tombstone_gc) or tombstoned by a list barrier.",
+    "Rows deleted from the store, by cause (purge, tombstone_gc) or tombstoned (list_done, event_retention).",
     ["cause"],
 )

@@ -250,7 +250,16 @@ class Writer:
             metrics.QUEUE_PENDING.set(pending)
         if now >= self._next_gc:
             self._next_gc = now + self.cfg.tombstone_gc_interval_seconds
-            n = self._retrying(partial(self.store.collect_tombstones, self.cfg.tombstone_ttl_seconds))
+            cfg = self.cfg
+            n = self._retrying(
+                partial(
+                    self.store.expire_events, cfg.event_retention_seconds, cfg.event_retention_per_cluster
+                )
+            )
+            metrics.ROWS_REMOVED.labels(cause="event_retention").inc(n)
+            if n:
+                log.info("tombstoned events past retention", extra={"rows": n})
+            n = self._retrying(partial(self.store.collect_tombstones, cfg.tombstone_ttl_seconds))
             metrics.ROWS_REMOVED.labels(cause="tombstone_gc").inc(n)
             if n:
                 log.info("removed expired tombstones", extra={"rows": n})

@@ -14,6 +14,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 from common.storage.base import (
+    EVENT_RESOURCES,
     Change,
     ChangeFeed,
     Expired,
@@ -33,6 +34,7 @@ from common.storage.base import (
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "EVENT_RESOURCES",
     "Change",
     "ChangeFeed",
     "Expired",

@@ -30,6 +30,12 @@ from typing import Protocol, runtime_checkable
 from common.events import Delete, ListDone, PurgeCluster, ResourceType, Upsert
 from common.storage.query import Continue, GroupResource, Search
 
+EVENT_RESOURCES: tuple[GroupResource, ...] = (
+    GroupResource("", "events"),
+    GroupResource("events.k8s.io", "events"),
+)
+"""The resources ``StoreWriter.expire_events`` bounds: core/v1 and events.k8s.io/v1 Events."""
+
 
 class StorageError(Exception):
     """A store failure a tier can act on; the message says what happened in the user's words."""
@@ -184,6 +190,17 @@ class StoreWriter(Protocol):
 
     def collect_tombstones(self, ttl_seconds: float) -> int:
         """Remove tombstones last written more than ``ttl_seconds`` ago; the number removed."""
+        ...
+
+    def expire_events(self, max_age_seconds: float, max_per_cluster: int) -> int:
+        """Retention of the churning ``EVENT_RESOURCES``: tombstone the live events created more than
+        ``max_age_seconds`` ago and, in each cluster, all but the ``max_per_cluster`` most recently
+        written ones of each of those resources (0 turns either bound off); the number tombstoned.
+
+        Each takes the next revision, as a delete does (watchers see DELETED, as when a member's
+        event TTL removes one) and keeps its resourceVersion, so a re-delivery of the same event does
+        not revive it while a newer version of it (the event recurs) does; the tombstones then go
+        with ``collect_tombstones``."""
         ...
 
 

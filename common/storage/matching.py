@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import msgspec
 
 from common.storage.base import StorageRejected
-from common.storage.query import FieldRequirement, LabelRequirement, Operator, Search, SetFilter
+from common.storage.query import FieldRequirement, LabelRequirement, Operator, Search
 
 
 class _Metadata(msgspec.Struct):
@@ -62,10 +62,6 @@ class MatchRow(Protocol):
     def labels(self) -> Mapping[str, str]: ...
     @property
     def object(self) -> bytes: ...
-
-
-def _in_set(value: str, flt: SetFilter) -> bool:
-    return (flt.include is None or value in flt.include) and value not in flt.exclude
 
 
 def _in_values(value: str | None, op: Operator, values: tuple[str, ...]) -> bool:
@@ -161,9 +157,9 @@ def condition(
         if search.namespace and r.namespace != search.namespace:
             return False
         if not (
-            _in_set(r.cluster, search.clusters)
-            and _in_set(r.namespace, search.namespaces)
-            and _in_set(r.name, search.names)
+            search.clusters.allows(r.cluster)
+            and search.namespaces.allows(r.namespace)
+            and search.names.allows(r.name)
         ):
             return False
         if search.since is not None and (r.created_at is None or r.created_at < search.since):

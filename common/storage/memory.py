@@ -30,6 +30,7 @@ import msgspec
 
 from common.events import Delete, ListDone, PurgeCluster, ResourceType, Upsert
 from common.storage.base import (
+    EVENT_RESOURCES,
     Change,
     Expired,
     ListPage,
@@ -315,6 +316,31 @@ class MemoryStore:
                 for k in expired:
                     self._floor = max(self._floor, self._drop(gr, k).revision)
                 n += len(expired)
+        return n
+
+    def expire_events(self, max_age_seconds: float, max_per_cluster: int) -> int:
+        cutoff = utc_now() - dt.timedelta(seconds=max_age_seconds) if max_age_seconds > 0 else None
+        now = utc_now()
+        n = 0
+        with self._lock:
+            for gr in EVENT_RESOURCES:
+                bucket = self._buckets.get(gr, {})
+                live = sorted(((r.revision, k) for k, r in bucket.items() if not r.deleted), reverse=True)
+                doomed: set[tuple[str, str, str]] = set()
+                if cutoff is not None:
+                    doomed.update(k for _, k in live if (bucket[k].created_at or NULL_CREATED_AT) < cutoff)
+                if max_per_cluster > 0:
+                    kept: dict[str, int] = {}
+                    for _, k in live:  # newest first
+                        kept[k[0]] = kept.get(k[0], 0) + 1
+                        if kept[k[0]] > max_per_cluster:
+                            doomed.add(k)
+                for k in sorted(doomed):
+                    r = bucket[k]
+                    self._put(
+                        gr, k, dataclasses.replace(r, deleted=True, synced_at=now, revision=self._next()), r
+                    )
+                n += len(doomed)
         return n
 
     # -- the change feed

@@ -99,6 +99,9 @@ class SetFilter:
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
 
+    def allows(self, value: str) -> bool:
+        return (self.include is None or value in self.include) and value not in self.exclude
+
 
 @dataclass(frozen=True, slots=True)
 class Grant:

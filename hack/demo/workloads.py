@@ -199,10 +199,11 @@ DATABASE_CRD: dict[str, Any] = {
     },
 }
 
-# Resources each demo PediaCluster synchronises (the seed's two, plus the rest of the tour).
+# Resources each demo PediaCluster synchronises (the seed's two, plus the rest of the tour; events
+# for `kubectl --cluster cluster-N describe`).
 SYNCED_RESOURCES = [
     {"group": "apps", "resources": ["deployments", "daemonsets", "statefulsets", "replicasets"]},
-    {"group": "", "resources": ["pods", "services", "configmaps", "namespaces"]},
+    {"group": "", "resources": ["pods", "services", "configmaps", "namespaces", "events"]},
     {"group": DEMO_GROUP, "resources": ["databases"]},
 ]
 
@@ -443,6 +444,14 @@ class Seeder:
         self._pods(
             w, _owner("ReplicaSet", "apps/v1", rs), rs["metadata"]["name"], w.replicas, w.ready_replicas
         )
+        # What the deployment controller would record (the demo has none running for these objects):
+        # `kubectl --cluster cluster-N describe deployment ...` shows it through Clusterpedia.
+        self._event(
+            dep,
+            "ScalingReplicaSet",
+            f"Scaled up replica set {rs['metadata']['name']} to {w.replicas}",
+            component="deployment-controller",
+        )
         ready = w.ready_replicas
         self.rest.patch_status(
             f"/apis/apps/v1/namespaces/{w.namespace}/replicasets/{rs['metadata']['name']}",
@@ -487,6 +496,32 @@ class Seeder:
                         "lastTransitionTime": now,
                     },
                 ],
+            },
+        )
+
+    def _event(self, obj: dict[str, Any], reason: str, message: str, *, component: str) -> None:
+        meta = obj["metadata"]
+        now = meta["creationTimestamp"]
+        self.rest.create(
+            f"/api/v1/namespaces/{meta['namespace']}/events",
+            {
+                "metadata": {"name": f"{meta['name']}.{_suffix(meta['uid'], reason, n=16)}"},
+                "involvedObject": {
+                    "apiVersion": obj.get("apiVersion", ""),
+                    "kind": obj.get("kind", ""),
+                    "namespace": meta["namespace"],
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "resourceVersion": meta["resourceVersion"],
+                },
+                "reason": reason,
+                "message": message,
+                "type": "Normal",
+                "count": 1,
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "source": {"component": component},
+                "reportingComponent": component,
             },
         )
 

@@ -16,12 +16,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from apiserver.app import build_app
 from apiserver.auth import UserInfo
 from apiserver.identities import IdentityMapping, PediaClusterIdentities
+from apiserver.pediaclusters import PediaClusterDirectory
 from apiserver.permissions import User
 from apiserver.visibility import narrowed
 from common.settings import ApiserverSettings, Settings
 from common.storage import Store, open_store
 from common.storage.query import Grant, Search, SetFilter
 from common.types import RBAC_GROUP
+from tests.apiserver.hostlist import Host
 from tests.apiserver.storefill import add_objects, add_type
 
 R = "/apis/clusterpedia.io/v1beta1/resources"
@@ -269,24 +271,13 @@ def test_rbac_objects_stay_out_of_discovery(app: Any) -> None:
     assert code == 200 and RBAC_GROUP not in [g["name"] for g in body["groups"]]
 
 
-class Host:
-    """The host's PediaCluster list, as the API tier reads it (the protocol edge)."""
-
-    def __init__(self, items: list[dict[str, Any]] | None) -> None:
-        self.items = items
-
-    async def get_json(self, path: str) -> Any:
-        if self.items is None:
-            raise httpx.ConnectError("host down")
-        return {"items": self.items}
-
-
 def mapped_app(items: list[dict[str, Any]] | None) -> Any:
     store = open_store("memory://permissions-app")  # the store the first fixture filled
     settings = Settings(
         storage="memory://permissions-app", apiserver=ApiserverSettings(authorization_mode="member-rbac")
     )
-    return AsUser(build_app(settings, store, identities=PediaClusterIdentities(Host(items))))
+    identities = PediaClusterIdentities(PediaClusterDirectory(Host(items)))
+    return AsUser(build_app(settings, store, identities=identities))
 
 
 def test_identity_mappings_per_cluster(app: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,13 @@ def test_make_demo_then_kubectl_then_demo_down(tmp_path: Path) -> None:
         one = kubectl(demo_dir, "--cluster", "cluster-3", "get", "deployments", "-A", "-o", "name")
         assert one.returncode == 0, one.stderr
         assert "deployment.apps/coredns" in one.stdout.split()
+        # events are synced: describe through Clusterpedia shows the one the demo recorded (bounded
+        # poll: the demo waits for the deployments, the events' list runs beside them)
+        describe = ("--cluster", "cluster-1", "-n", "kube-system", "describe", "deployment", "coredns")
+        deadline = time.monotonic() + 30
+        while "ScalingReplicaSet" not in kubectl(demo_dir, *describe).stdout.partition("Events:")[2]:
+            assert time.monotonic() < deadline, kubectl(demo_dir, *describe).stdout
+            time.sleep(0.5)
         # control: the demo's members let the synchro identity impersonate (the README's tour)
         scale = (
             "--cluster",

@@ -15,6 +15,7 @@ from common.queue.memory import MemoryQueue
 from common.queue.redis_streams import RedisPublisher
 from common.settings import Settings, WriterSettings
 from tests.common.redis_server import ThrowawayRedis
+from tests.common.storage.test_event_retention import Events
 from writer.worker import run_writer
 
 
@@ -141,3 +142,15 @@ def test_writer_waits_for_a_queue_that_comes_up_later(store_url, store, objs, tm
         t.join(15)
         server.proc.stop()
     assert not t.is_alive()
+
+
+def test_the_periodic_pass_applies_the_event_retention(store_url, store) -> None:
+    ev = Events()
+    q = MemoryQueue(1000)
+    settings = settings_for(store_url, tombstone_gc_interval_seconds=0.05, event_retention_per_cluster=2)
+    before = REGISTRY.get_sample_value("clusterpedia_writer_rows_removed_total", {"cause": "event_retention"})
+    with writer_thread(settings, q):
+        publish(q, *ev.types(), *[ev.event(f"e-{i}", i + 1) for i in range(5)])
+        eventually(lambda: sorted(store.live(ev.cluster)) == ["e-3", "e-4"])
+    after = REGISTRY.get_sample_value("clusterpedia_writer_rows_removed_total", {"cause": "event_retention"})
+    assert (after or 0) - (before or 0) >= 3

@@ -55,6 +55,7 @@ from common.storage.query import (
 )
 from common.storage.sql.dialects import Dialect
 from common.storage.sql.schema import PG_LABELS, resource_labels, resource_types, resources, store_revision
+from common.types import EVENT_SUBJECT_FIELDS
 
 _r = resources.c
 _l = resource_labels.c
@@ -125,12 +126,32 @@ def _set_condition(
     return or_(expr.is_(None), negated) if missing_matches_negation else negated
 
 
-def field_condition(req: FieldRequirement, dialect: str) -> ColumnElement[bool]:
+def _subject_uid_path(search: Search) -> tuple[str, str] | None:
+    """An Event's ``involvedObject.uid`` (``regarding.uid``) is also its ``owner_uid`` column
+    (``common.transform``): in a search of an event resource a positive condition on that path adds
+    the indexed column's, so the events of one object (``kubectl describe``) are read through
+    ``ix_resources_owner``, not by scanning every event. Only there: another kind may have a field
+    of that name, and its ``owner_uid`` is its controller's."""
+    if search.group_resources:
+        return None
+    field = EVENT_SUBJECT_FIELDS.get((search.group, search.resource))
+    return (field, "uid") if field is not None else None
+
+
+def field_condition(
+    req: FieldRequirement, dialect: str, subject_uid: tuple[str, str] | None = None
+) -> ColumnElement[bool]:
+    """``subject_uid``: the path that is also ``owner_uid`` in this search (``_subject_uid_path``)."""
     column = _COLUMN_PATHS.get(req.path)
     expr = column if column is not None else func.coalesce(json_text(req.path, dialect), "")
     if req.operator in (Operator.EXISTS, Operator.DOES_NOT_EXIST):
         raise ValueError("field selectors have no exists operator")
-    return _set_condition(expr, req.operator, req.values, missing_matches_negation=False)
+    cond = _set_condition(expr, req.operator, req.values, missing_matches_negation=False)
+    if req.path == subject_uid and req.operator in (Operator.EQUALS, Operator.IN) and all(req.values):
+        return and_(
+            _set_condition(_r.owner_uid, req.operator, req.values, missing_matches_negation=False), cond
+        )
+    return cond
 
 
 class LabelIndex(NamedTuple):
@@ -272,7 +293,8 @@ def where_clause(
         )
         for i, req in enumerate(search.labels)
     ]
-    conds += [field_condition(req, dialect) for req in search.fields]
+    subject_uid = _subject_uid_path(search)
+    conds += [field_condition(req, dialect, subject_uid) for req in search.fields]
     if search.visibility is not None:
         conds.append(visibility_condition(search.visibility))
     return and_(*conds)

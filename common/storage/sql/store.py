@@ -147,3 +147,7 @@ class SqlStore:
     def collect_tombstones(self, ttl_seconds: float) -> int:
         with translated("collecting tombstones"):
             return self._writer.collect_tombstones(ttl_seconds)
+
+    def expire_events(self, max_age_seconds: float, max_per_cluster: int) -> int:
+        with translated("expiring events"):
+            return self._writer.expire_events(max_age_seconds, max_per_cluster)

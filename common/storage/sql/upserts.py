@@ -220,6 +220,62 @@ def tombstone_unlisted(cluster: str, group: str, resource: str, epoch: int) -> U
     )
 
 
+def events_created_before(group: str, resource: str, older_than: dt.datetime, *, limit: int) -> Select[Any]:
+    """Event retention by age: ids of at most ``limit`` live rows of an event resource created
+    before ``older_than`` (the ``(api_group, resource, created_at)`` index bounds the scan)."""
+    cur = resources.c
+    return (
+        select(cur.id)
+        .where(cur.api_group == group, cur.resource == resource, cur.created_at < older_than)
+        .where(cur.deleted == false())
+        .order_by(cur.id)
+        .limit(limit)
+    )
+
+
+def events_beyond(group: str, resource: str, cluster: str, keep: int, *, limit: int) -> Select[Any]:
+    """Event retention by count: ids of at most ``limit`` live rows of an event resource of
+    ``cluster`` after its ``keep`` most recently written ones (highest revisions)."""
+    cur = resources.c
+    return (
+        select(cur.id)
+        .where(cur.cluster == cluster, cur.api_group == group, cur.resource == resource)
+        .where(cur.deleted == false())
+        .order_by(cur.revision.desc())
+        .offset(keep)
+        .limit(limit)
+    )
+
+
+def live_count(group: str, resource: str, cluster: str) -> Select[Any]:
+    """How many live rows of a resource a cluster has (``ix_resources_epoch`` leads with cluster): the
+    count pass reads past the kept ones only for a cluster above its bound."""
+    cur = resources.c
+    return (
+        select(func.count())
+        .select_from(resources)
+        .where(cur.cluster == cluster, cur.api_group == group, cur.resource == resource)
+        .where(cur.deleted == false())
+    )
+
+
+def clusters_serving(group: str, resource: str) -> Select[Any]:
+    """The clusters whose catalog holds this resource (a handful of rows)."""
+    rt = resource_types.c
+    return select(rt.cluster).where(rt.api_group == group, rt.resource == resource)
+
+
+def tombstone_row_at() -> Update:
+    """Retention: one live row (bound ``row_id``) becomes a tombstone at its own resourceVersion and
+    the revision bound as ``rev`` (a re-delivery of that version stays dead; a newer one revives it)."""
+    cur = resources.c
+    return (
+        update(resources)
+        .where(cur.id == bindparam("row_id"), cur.deleted == false())
+        .values(deleted=True, synced_at=bindparam("now"), revision=bindparam("rev"))
+    )
+
+
 def take_revisions() -> Update:
     """Move the store's head by ``n`` (bound): the first statement of every writing transaction,
     which then holds the row until it commits (see ``schema.store_revision``)."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Select, Update
 
 from common.events import Delete, ListDone, PurgeCluster, ResourceType, Upsert
+from common.storage.base import EVENT_RESOURCES
 from common.storage.sql import upserts as sql
 from common.storage.sql.dialects import Dialect
 from common.storage.times import utc_now
@@ -63,11 +65,17 @@ class SqlWriter:
         """Tombstone what the list of ``event.epoch`` did not return, each at its own revision,
         chunk by chunk; the number of rows."""
         key = (event.cluster, event.group, event.resource, event.epoch)
-        tombstone = sql.tombstone_unlisted(*key)
+        return self._tombstone_chunks(
+            sql.unlisted_rows(*key, limit=self.chunk_rows), sql.tombstone_unlisted(*key)
+        )
+
+    def _tombstone_chunks(self, ids_stmt: Select[Any], tombstone: Update) -> int:
+        """Tombstone the rows ``ids_stmt`` picks (at most ``chunk_rows``: run again until it picks
+        fewer), each at its own revision, one transaction per chunk; the number of rows."""
         total = 0
         while True:
             with self.engine.begin() as conn:
-                ids = list(conn.execute(sql.unlisted_rows(*key, limit=self.chunk_rows)).scalars())
+                ids = list(conn.execute(ids_stmt).scalars())
                 if not ids:
                     return total
                 base = self._take(conn, len(ids))
@@ -76,6 +84,28 @@ class SqlWriter:
                 total += int(conn.execute(tombstone, params).rowcount)
             if len(ids) < self.chunk_rows:
                 return total
+
+    def expire_events(self, max_age_seconds: float, max_per_cluster: int) -> int:
+        """Tombstone events past the retention bounds (``StoreWriter.expire_events``), chunk by chunk."""
+        tombstone = sql.tombstone_row_at()
+        total = 0
+        for group, resource in EVENT_RESOURCES:
+            if max_age_seconds > 0:
+                cutoff = utc_now() - dt.timedelta(seconds=max_age_seconds)
+                stmt = sql.events_created_before(group, resource, cutoff, limit=self.chunk_rows)
+                total += self._tombstone_chunks(stmt, tombstone)
+            if max_per_cluster > 0:
+                with self.engine.connect() as conn:
+                    serving = list(conn.execute(sql.clusters_serving(group, resource)).scalars())
+                    clusters = [
+                        c
+                        for c in serving
+                        if conn.execute(sql.live_count(group, resource, c)).scalar_one() > max_per_cluster
+                    ]
+                for cluster in clusters:
+                    stmt = sql.events_beyond(group, resource, cluster, max_per_cluster, limit=self.chunk_rows)
+                    total += self._tombstone_chunks(stmt, tombstone)
+        return total
 
     def purge(self, event: PurgeCluster) -> int:
         """Delete a cluster's rows (or one group/resource's), chunk by chunk; the number of rows.

@@ -15,7 +15,9 @@ every write idempotent. A last line cut short by a crash (never acknowledged) is
 any other unreadable line stops the store with a StorageError.
 
 Tombstone collections are not logged: at replay a tombstone's age restarts, so it is kept one TTL
-longer after a restart, never shorter (a late older event still finds it). The file only grows; a
+longer after a restart, never shorter (a late older event still finds it). Event retention
+(``expire_events``) is not logged either: events it tombstoned come back at replay and its next
+pass tombstones them again. The file only grows; a
 real backend would write a snapshot now and then and start a new log.
 
 One process owns a file (an exclusive ``flock``); inside it, every tier that opens the same URL
