@@ -3,10 +3,11 @@
 Gathering (:func:`gather`) is latency-first when idle and batch-first under load: after the first
 delivery, the batch takes only what the queue already holds (reads that do not wait) and is
 committed as soon as a read comes back empty. A lone change is committed at once instead of
-waiting for company (that wait was half of the ~100 ms a change took to become visible at 20
-changes/s, docs/performance.md); under load, entries pile up while the previous batch commits,
-so the reads keep returning some and the batch grows, up to ``batch_max_events`` or for at most
-``batch_max_wait_seconds``.
+waiting for company. That wait was most of the ~100 ms a change took to become visible at 20
+changes/s (bench/notes.md, issue 16): on Redis it was a blocking read of 50 ms, and Redis serves
+the timeouts of blocking reads on its ``hz`` timer (10/s by default), so it lasted ~100 ms. Under
+load, entries pile up while the previous batch commits, so the reads keep returning some and the
+batch grows, up to ``batch_max_events`` or for at most ``batch_max_wait_seconds``.
 
 A batch is cut into steps at the events that cannot share a transaction with their neighbours:
 
