@@ -156,7 +156,7 @@ def create_app(settings: Settings, auth: AuthConfig | None = None) -> Starlette:
 
 
 LISTEN_BACKLOG = 2048
-"""uvicorn's default backlog, set by the parent before the workers start accepting."""
+"""uvicorn's default backlog, for the socket the parent binds for its workers."""
 
 TLS_READ_BUFFER_BYTES = 16 * 1024
 """What asyncio's TLS transport reads from a socket at once. Its default, 256 KiB, is a buffer of
@@ -208,11 +208,16 @@ def run_apiserver(settings: Settings) -> int:
             log.info("serving the search API", extra={"address": address})
             uvicorn.Server(config).run()
             return 0
+        # The schema once, before the workers race to create it; nothing stays open across fork.
+        store = open_store(settings.storage)
+        try:
+            store.migrate()
+        finally:
+            store.close()
         cert = serving_cert(settings, workdir)
-        sock = uvicorn.Config(
-            "", host=settings.apiserver.bind_host, port=settings.apiserver.port
-        ).bind_socket()
-        sock.listen(LISTEN_BACKLOG)
+        a = settings.apiserver
+        family = socket.AF_INET6 if ":" in a.bind_host else socket.AF_INET
+        sock = socket.create_server((a.bind_host, a.port), family=family, backlog=LISTEN_BACKLOG)
 
         def serve(index: int, sock: socket.socket) -> None:
             config = uvicorn_config(settings, workdir, cert=cert, worker=index)
