@@ -113,9 +113,12 @@ def test_all_in_one_memory_serves_and_stops_on_sigterm(
         f"--kubeconfig={host.kubeconfig}",
         f"--port={api_port}",
         f"--metrics-port={metrics_port}",
+        "--workers=2",  # not honoured: the API tier shares this process with the queue
     )
     eventually_ok(f"https://127.0.0.1:{api_port}/readyz", proc, log)
     eventually_ok(f"http://127.0.0.1:{metrics_port}/readyz", proc, log)
+    assert not children_of(proc.pid)
+    assert "serving with 1" in log.read_text()
     # The search API answers: its group discovery, before any cluster is synchronised.
     assert status_of(f"https://127.0.0.1:{api_port}/apis/clusterpedia.io/v1beta1") == 200
     stop_gracefully(proc, log)
