@@ -12,6 +12,7 @@ import asyncio.sslproto
 import datetime as dt
 import ipaddress
 import logging
+import socket
 import ssl
 import tempfile
 from collections.abc import Sequence
@@ -42,6 +43,7 @@ from apiserver.identities import PediaClusterIdentities
 from apiserver.members import Members
 from apiserver.pediaclusters import PediaClusterDirectory
 from apiserver.protocol import ApiH11Protocol, HeadLimit
+from apiserver.workers import Supervisor
 from common.hostcluster import load_host_credentials
 from common.settings import Settings
 from common.storage import open_store
@@ -169,20 +171,27 @@ def create_app(settings: Settings, auth: AuthConfig | None = None) -> Starlette:
     )
 
 
+LISTEN_BACKLOG = 2048
+"""uvicorn's default backlog, for the socket the parent binds for its workers."""
+
 TLS_READ_BUFFER_BYTES = 16 * 1024
 """What asyncio's TLS transport reads from a socket at once. Its default, 256 KiB, is a buffer of
 every connection for its whole life: 256 KiB of every open watch (bench/watch.py: 307 KiB per idle
 watcher before, see docs/performance.md). A request head or body arrives in reads of this size."""
 
 
-def uvicorn_config(settings: Settings, workdir: Path) -> uvicorn.Config:
+def uvicorn_config(
+    settings: Settings, workdir: Path, *, cert: ServingCert | None = None, worker: int = 0
+) -> uvicorn.Config:
+    """The API process's uvicorn config; ``cert`` made beforehand when several workers share it."""
     asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER_BYTES
     auth, client_ca = auth_setup(settings)
     app = create_app(settings, auth)
-    cert = serving_cert(settings, workdir)
+    if cert is None:
+        cert = serving_cert(settings, workdir)
     kwargs: dict[str, Any] = {}
     if client_ca:
-        ca_path = workdir / "requestheader-ca.crt"
+        ca_path = workdir / f"requestheader-ca-{worker}.crt"
         ca_path.write_text(client_ca)
         kwargs.update(ssl_ca_certs=str(ca_path), ssl_cert_reqs=ssl.CERT_OPTIONAL)
     return uvicorn.Config(
@@ -203,14 +212,50 @@ def uvicorn_config(settings: Settings, workdir: Path) -> uvicorn.Config:
     )
 
 
-def run_apiserver(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT (the ``clusterpedia apiserver`` command)."""
-    if settings.apiserver.workers > 1:
-        log.warning("apiserver.workers > 1 is not supported in one process: run several replicas instead")
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The socket the workers share. Its protocol is IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY
+    only on connections whose socket says TCP, and without it every response waited ~40 ms for
+    the client's delayed ACK (Nagle)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def run_apiserver(settings: Settings) -> int:
+    """Serve until SIGTERM/SIGINT (the ``clusterpedia apiserver`` command): in this process, or
+    in ``apiserver.workers`` worker processes on one port (:mod:`apiserver.workers`)."""
+    workers = max(1, settings.apiserver.workers)
+    address = f"https://{settings.apiserver.bind_host}:{settings.apiserver.port}"
     with tempfile.TemporaryDirectory(prefix="clusterpedia-apiserver-") as tmp:
-        config = uvicorn_config(settings, Path(tmp))
-        log.info(
-            "serving the search API",
-            extra={"address": f"https://{settings.apiserver.bind_host}:{settings.apiserver.port}"},
-        )
-        uvicorn.Server(config).run()
+        workdir = Path(tmp)
+        if workers == 1:
+            config = uvicorn_config(settings, workdir)
+            log.info("serving the search API", extra={"address": address})
+            uvicorn.Server(config).run()
+            return 0
+        # The schema once, before the workers race to create it; nothing stays open across fork.
+        store = open_store(settings.storage)
+        try:
+            store.migrate()
+        finally:
+            store.close()
+        cert = serving_cert(settings, workdir)
+        a = settings.apiserver
+        sock = listening_socket(a.bind_host, a.port)
+
+        def serve(index: int, sock: socket.socket) -> None:
+            config = uvicorn_config(settings, workdir, cert=cert, worker=index)
+            uvicorn.Server(config).run(sockets=[sock])
+
+        log.info("serving the search API", extra={"address": address, "workers": workers})
+        try:
+            return Supervisor(workers, sock, serve).run()
+        finally:
+            sock.close()

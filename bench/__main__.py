@@ -7,6 +7,7 @@ Options (``make bench BENCH_ARGS='...'``; the size also from ``BENCH_SIZE``)::
     --queue memory|redis          queue for the sync scenarios (default: memory on SQLite, else Redis)
     --only limits,sync,...        scenarios (limits, sync, freshness, queries, writers, profile)
     --objects N / --clusters 1,10  override the size's data set / PediaCluster counts
+    --freshness-rates 20,500      override the size's PATCH rates (per second) of the freshness scenario
     --out DIR                     where bench-results/<size>.json and performance.md go (default docs)
     --no-doc                      keep the JSON only
     --render-only [--out DIR]     rebuild performance.md from the saved JSON, run nothing
@@ -58,12 +59,18 @@ def parse(argv: list[str]) -> Options:
     parser.add_argument(
         "--clusters", default="", metavar="N,M", help="PediaCluster counts (overrides the size)"
     )
+    parser.add_argument(
+        "--freshness-rates", default="", metavar="R,S", help="freshness PATCHes/s (overrides the size)"
+    )
     ns = parser.parse_args(argv)
     size = SIZES[ns.size]
     if ns.objects:
         size = dataclasses.replace(size, objects=ns.objects, writer_events=min(ns.objects, 100_000))
     if ns.clusters:
         size = dataclasses.replace(size, clusters=tuple(int(c) for c in ns.clusters.split(",")))
+    if ns.freshness_rates:
+        rates = tuple(int(r) for r in ns.freshness_rates.split(","))
+        size = dataclasses.replace(size, freshness_rates=rates)
     stores = _csv(ns.store, STORES, "store") or list(STORES)
     only = tuple(_csv(ns.only, SCENARIOS, "scenario")) or SCENARIOS
     return Options(

@@ -12,6 +12,7 @@ the samples), and ``VmHWM``, the kernel's own high-water mark, as a cross-check.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -56,6 +57,17 @@ def cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / _TICKS
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of ``pid`` and of its live descendants (the API tier's worker processes)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu_seconds(p)
+        with contextlib.suppress(OSError, ValueError):
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+    return total
 
 
 def server_pids(kind: str) -> list[int]:

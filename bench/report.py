@@ -402,7 +402,7 @@ def section_queries(res: dict[str, Any]) -> str:
         out.append("")
         out.append(
             table(
-                ["store", "concurrency", "requests", "req/s", "p50", "p99", "errors"],
+                ["store", "concurrency", "requests", "req/s", "p50", "p99", "errors", "API CPU µs/request"],
                 [
                     [
                         t["store"],
@@ -412,6 +412,7 @@ def section_queries(res: dict[str, Any]) -> str:
                         fmt_ms(_f(t["p50"])),
                         fmt_ms(_f(t["p99"])),
                         str(t["errors"]),
+                        _per_object_us(t.get("api_cpu_seconds"), t["requests"]),
                     ]
                     for t in tp
                 ],

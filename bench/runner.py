@@ -38,6 +38,7 @@ from bench.freshness import run_freshness
 from bench.initial_sync import run_initial_sync
 from bench.members import Member, start_member
 from bench.pediaclusters import install_crd, remove_pediaclusters
+from bench.processes import tree_cpu_seconds
 from bench.profiling import Recorder
 from bench.services import Services, Store
 from bench.stats import percentile
@@ -364,10 +365,13 @@ class Run:
                     }
                 )
             log(f"query latency {kind}: {len(lats)} series")
+            api = system.apiserver  # None in all-in-one, where the process runs every tier
             for conc in (1, 8, 32):
+                cpu0 = tree_cpu_seconds(api.pid) if api is not None else 0.0
                 tp = asyncio.run(
                     queries.measure_throughput(system.api_url, mix, conc, size.throughput_seconds)
                 )
+                api_cpu = tree_cpu_seconds(api.pid) - cpu0 if api is not None else None
                 self.results.throughput.append(
                     {
                         "store": kind,
@@ -377,9 +381,14 @@ class Run:
                         "rps": tp.per_second,
                         "p50": percentile(tp.samples, 50),
                         "p99": percentile(tp.samples, 99),
+                        "api_cpu_seconds": api_cpu,
                     }
                 )
-                log(f"query throughput {kind} c={conc}: {tp.per_second:,.1f} req/s ({tp.errors} errors)")
+                per_request = f", API CPU {api_cpu / tp.requests * 1e6:,.0f} µs/request" if api_cpu else ""
+                log(
+                    f"query throughput {kind} c={conc}: {tp.per_second:,.1f} req/s, "
+                    f"p99 {percentile(tp.samples, 99) * 1000:,.0f} ms ({tp.errors} errors){per_request}"
+                )
 
     def writer_scaling(self) -> None:
         servers = [k for k in self.opts.stores if k != "sqlite"] or ["postgresql"]

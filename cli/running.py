@@ -51,8 +51,8 @@ def _load_writer() -> TierRunner:
     return cast(TierRunner, _entry("writer.worker", "run_writer"))
 
 
-def _load_apiserver() -> Callable[[Settings], None]:
-    return cast(Callable[[Settings], None], _entry("apiserver.server", "run_apiserver"))
+def _load_apiserver() -> Callable[[Settings], int]:
+    return cast(Callable[[Settings], int], _entry("apiserver.server", "run_apiserver"))
 
 
 def prepare_store(settings: Settings, attempts: int = 5) -> None:
@@ -165,13 +165,20 @@ def run_writer(settings: Settings) -> int:
 
 
 def run_apiserver(settings: Settings) -> int:
-    _load_apiserver()(settings)
-    return 0
+    return _load_apiserver()(settings)
 
 
 def run_all_in_one_process(settings: Settings, writers: int) -> int:
     """Synchro and writer threads plus the API tier in the main thread: the memory:// shape."""
     synchro, writer, apiserver = _load_synchro(), _load_writer(), _load_apiserver()
+    if settings.apiserver.workers > 1:
+        # The API tier runs in the process that holds the in-process queue and the synchro and
+        # writer threads (and a memory:// store): a forked worker would copy their state, not
+        # share it. With redis:// each tier is a process of its own and the workers are honoured.
+        log.warning("apiserver.workers > 1 needs the redis:// queue in all-in-one: serving with 1")
+        settings = msgspec.structs.replace(
+            settings, apiserver=msgspec.structs.replace(settings.apiserver, workers=1)
+        )
     prepare_store(settings)
     stop = threading.Event()
     api_done = threading.Event()

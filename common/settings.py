@@ -40,7 +40,8 @@ class ApiserverSettings(msgspec.Struct, kw_only=True):
     groups the host authenticated; anonymous without authenticate). host-only: whoever passes the
     host's check reads everything synced."""
     workers: int = 1
-    """uvicorn worker processes."""
+    """API worker processes serving the one port (started by this process, restarted when one
+    dies); 1 serves in this process. all-in-one with memory:// serves with 1."""
     default_page_size: int = 0
     """Items per page when a request sets no limit (0: no limit, as kube-apiserver)."""
     max_page_size: int = 10000
@@ -131,7 +132,8 @@ class WriterSettings(msgspec.Struct, kw_only=True):
     batch_max_events: int = 1000
     """Most events committed in one transaction."""
     batch_max_wait_seconds: float = 0.05
-    """Longest wait for a batch to fill once one event is there."""
+    """Longest time a batch keeps growing while events keep coming; it is committed as soon as the
+    queue has nothing more ready, so a lone event does not wait."""
     reclaim_idle_seconds: float = 5.0
     """Entries pending this long on another consumer are taken over (that consumer died)."""
     tombstone_ttl_seconds: float = 600.0

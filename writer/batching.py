@@ -1,4 +1,13 @@
-"""Turn a batch of queue deliveries into the steps the writer applies, in queue order.
+"""Gather a batch of queue deliveries, and turn it into the steps the writer applies, in queue order.
+
+Gathering (:func:`gather`) is latency-first when idle and batch-first under load: after the first
+delivery, the batch takes only what the queue already holds (reads that do not wait) and is
+committed as soon as a read comes back empty. A lone change is committed at once instead of
+waiting for company. That wait was most of the ~100 ms a change took to become visible at 20
+changes/s (bench/notes.md, issue 16): on Redis it was a blocking read of 50 ms, and Redis serves
+the timeouts of blocking reads on its ``hz`` timer (10/s by default), so it lasted ~100 ms. Under
+load, entries pile up while the previous batch commits, so the reads keep returning some and the
+batch grows, up to ``batch_max_events`` or for at most ``batch_max_wait_seconds``.
 
 A batch is cut into steps at the events that cannot share a transaction with their neighbours:
 
@@ -15,12 +24,39 @@ entries read before it in the same batch, and committing it first lets a barrier
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from common.events import Delete, ListDone, PurgeCluster, ResourceType, Upsert
 from common.queue import Delivery, entry_order
 from common.types import ObjectKey
+
+Read = Callable[[int, float], list[Delivery]]
+"""``Consumer.read``: (max_events, block_seconds) -> deliveries."""
+
+
+def gather(
+    read: Read,
+    *,
+    block_seconds: float,
+    max_events: int,
+    max_wait_seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[Delivery]:
+    """One batch: wait up to ``block_seconds`` for a first delivery, then add what the queue holds
+    already, read after read, until a read finds nothing, ``max_events`` are in or
+    ``max_wait_seconds`` have passed since the first delivery (empty when nothing came)."""
+    batch = read(max_events, block_seconds)
+    if not batch:
+        return batch
+    deadline = clock() + max_wait_seconds
+    while len(batch) < max_events and clock() < deadline:
+        more = read(max_events - len(batch), 0.0)
+        if not more:
+            break
+        batch.extend(more)
+    return batch
 
 
 @dataclass

@@ -49,7 +49,7 @@ from common.queue import Consumer, Delivery, entry_order, open_consumer
 from common.settings import Settings
 from common.storage import StorageRejected, StorageUnavailable, Store, StoreOptions, StoreWriter, open_store
 from writer import metrics
-from writer.batching import Barrier, Purge, Writes, plan
+from writer.batching import Barrier, Purge, Writes, gather, plan
 
 log = logging.getLogger("clusterpedia.writer")
 
@@ -142,20 +142,12 @@ class Writer:
 
     def _read_batch(self) -> list[Delivery]:
         cfg = self.cfg
-        block = cfg.barrier_retry_seconds if self._barriers else _IDLE_BLOCK_SECONDS
-        batch = self.consumer.read(cfg.batch_max_events, block)
-        if not batch:
-            return batch
-        deadline = time.monotonic() + cfg.batch_max_wait_seconds
-        while len(batch) < cfg.batch_max_events:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            more = self.consumer.read(cfg.batch_max_events - len(batch), remaining)
-            if not more:
-                break
-            batch.extend(more)
-        return batch
+        return gather(
+            self.consumer.read,
+            block_seconds=cfg.barrier_retry_seconds if self._barriers else _IDLE_BLOCK_SECONDS,
+            max_events=cfg.batch_max_events,
+            max_wait_seconds=cfg.batch_max_wait_seconds,
+        )
 
     # -- applying
     def _process(self, batch: Sequence[Delivery]) -> None:

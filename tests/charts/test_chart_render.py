@@ -262,6 +262,7 @@ def test_config_values_reach_the_config_file(helm: Path) -> None:
     assert config["writer"]["batch_max_wait_seconds"] == 0.5
     assert config["writer"]["batch_max_events"] == 1000  # chart default kept beside the override
     assert config["log_format"] == "text"
+    assert config["apiserver"]["workers"] == 2  # one port, two API processes per replica
 
 
 @pytest.mark.parametrize(

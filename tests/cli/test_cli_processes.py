@@ -7,6 +7,7 @@ console script a user runs.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -112,9 +113,12 @@ def test_all_in_one_memory_serves_and_stops_on_sigterm(
         f"--kubeconfig={host.kubeconfig}",
         f"--port={api_port}",
         f"--metrics-port={metrics_port}",
+        "--workers=2",  # not honoured: the API tier shares this process with the queue
     )
     eventually_ok(f"https://127.0.0.1:{api_port}/readyz", proc, log)
     eventually_ok(f"http://127.0.0.1:{metrics_port}/readyz", proc, log)
+    assert not children_of(proc.pid)
+    assert "serving with 1" in log.read_text()
     # The search API answers: its group discovery, before any cluster is synchronised.
     assert status_of(f"https://127.0.0.1:{api_port}/apis/clusterpedia.io/v1beta1") == 200
     stop_gracefully(proc, log)
@@ -148,4 +152,57 @@ def test_all_in_one_redis_runs_each_tier_as_a_child(
     assert len(children.stdout.split()) == 4  # apiserver, synchro, 2 writers
     stop_gracefully(proc, log)
     for pid in children.stdout.split():
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def children_of(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout
+    return {int(p) for p in out.split()}
+
+
+def listening_pids(port: int) -> set[int]:
+    """The processes holding a socket that listens on ``port`` (``ss`` names them)."""
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=True)
+    return {int(p) for p in re.findall(r"pid=(\d+)", out.stdout)}
+
+
+def eventually(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def test_apiserver_workers_serve_one_port_are_restarted_and_stop_together(
+    start: Callable[..., tuple[subprocess.Popen[bytes], Path]], sqlite_url: str
+) -> None:
+    port = free_port()
+    proc, log = start(
+        "apiserver",
+        f"--storage={sqlite_url}",
+        f"--port={port}",
+        "--workers=2",
+        "--authorization-mode=host-only",
+    )
+    eventually_ok(f"https://127.0.0.1:{port}/readyz", proc, log)
+    workers = children_of(proc.pid)
+    assert len(workers) == 2
+    # both workers accept on the one socket the parent bound
+    eventually(lambda: workers <= listening_pids(port), "the workers do not listen on the port")
+    text = log.read_text()
+    assert "worker=0" in text and "worker=1" in text
+
+    killed = min(workers)
+    os.kill(killed, signal.SIGKILL)
+    eventually(
+        lambda: len(children_of(proc.pid)) == 2 and killed not in children_of(proc.pid),
+        "the killed worker was not replaced",
+    )
+    restarted = children_of(proc.pid)
+    eventually(lambda: restarted <= listening_pids(port), "the new worker does not listen on the port")
+    eventually_ok(f"https://127.0.0.1:{port}/readyz", proc, log)
+    assert "API worker ended: starting it again" in log.read_text()
+
+    stop_gracefully(proc, log)
+    for pid in restarted:  # no orphan left behind
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
