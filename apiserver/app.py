@@ -419,7 +419,6 @@ class Api:
         rendering: ObjectRendering,
     ) -> Response:
         api_version = _gv(route.group, route.version)
-        version = route.version
         if rendering.kind == "table":
             options = table_options(request.query_params, rendering.meta_version)
             printer = choose_printer(route.group, route.resource, self._printer_columns(rtype, same))
@@ -440,10 +439,7 @@ class Api:
         else:
 
             def render(event: Event) -> bytes:
-                item = event.item
-                return (
-                    item.object if item.version == version else _rewrite_api_version(item.object, api_version)
-                )
+                return self._objects([event.item], api_version)[0]
 
             content_type = JSON_CONTENT_TYPE
         bookmark = {"kind": rtype.kind, "apiVersion": api_version}
