@@ -27,7 +27,12 @@ from apiserver.identities import DENY, IdentityMapping, mappings_from
 from apiserver.pediaclusters import PEDIACLUSTERS, HostReader
 from apiserver.permissions import User
 from apiserver.search import is_valid_name
-from common.credentials import InvalidConfig, credentials_from_spec, secret_data_if_labelled
+from common.credentials import (
+    InvalidConfig,
+    credentials_from_spec,
+    secret_data_if_labelled,
+    secret_ref_path,
+)
 from common.destinations import parse_networks
 from common.errors import Forbidden, NotFound, ServiceUnavailable
 from common.http import CancelSafeBackend, client_kwargs
@@ -89,14 +94,12 @@ class Members:
                     f'PediaCluster "{cluster}" cannot be used: spec.secretRef needs a name'
                 )
             namespace = str(ref.get("namespace") or self.settings.synchro.lease_namespace)
-            if not (is_valid_name(namespace) and is_valid_name(ref["name"])):  # both go into a host path
-                raise ServiceUnavailable(
-                    f'PediaCluster "{cluster}" cannot be used: spec.secretRef is not a namespace and name'
-                )
+            try:
+                path = secret_ref_path(namespace, ref["name"])  # both go into a host path
+            except InvalidConfig as exc:
+                raise ServiceUnavailable(f'PediaCluster "{cluster}" cannot be used: {exc}') from None
             where = f"{namespace}/{ref['name']}"
-            secret = await self._read(
-                f"/api/v1/namespaces/{namespace}/secrets/{ref['name']}", f"Secret {where}"
-            )
+            secret = await self._read(path, f"Secret {where}")
             try:
                 secret_data = secret_data_if_labelled(secret, where)
             except InvalidConfig as exc:

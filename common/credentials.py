@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -227,6 +228,23 @@ CREDENTIALS_LABEL = "clusterpedia.io/credentials"
 """A Secret named by ``spec.secretRef`` must carry this label set to ``"true"``: whoever may create
 a PediaCluster must not be able to send any Secret of the synchro's namespace to a URL they
 choose, only the Secrets an administrator marked as member credentials."""
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def secret_ref_path(namespace: str, name: str) -> str:
+    """The host path of the Secret ``namespace/name`` named by ``spec.secretRef``.
+
+    Both parts go into a URL path read with the reader's own host credentials, so they must be what
+    Kubernetes accepts as a namespace (a DNS label) and a Secret name (a DNS subdomain): anything else
+    (``..``, ``/``, ``?``, upper case) is :class:`InvalidConfig`, never a request."""
+    if not _DNS_LABEL.fullmatch(namespace):
+        raise InvalidConfig(f"spec.secretRef.namespace {namespace[:64]!r} is not a valid namespace name")
+    if not _DNS_SUBDOMAIN.fullmatch(name):
+        raise InvalidConfig(f"spec.secretRef.name {name[:64]!r} is not a valid Secret name")
+    return f"/api/v1/namespaces/{namespace}/secrets/{name}"
 
 
 def secret_data_if_labelled(secret: dict[str, Any], where: str) -> dict[str, str]:

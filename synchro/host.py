@@ -18,6 +18,7 @@ from common.credentials import (
     ClusterCredentials,
     credentials_from_host,
     secret_data_if_labelled,
+    secret_ref_path,
 )
 from common.hostcluster import load_host_credentials
 from common.settings import Settings
@@ -95,7 +96,7 @@ class Host:
 
     async def get_secret_data(self, namespace: str, name: str) -> dict[str, str]:
         """The data of a Secret labelled as member credentials (InvalidConfig otherwise)."""
-        secret = await self.client.get_json(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        secret = await self.client.get_json(secret_ref_path(namespace, name))
         return secret_data_if_labelled(secret, f"{namespace}/{name}")
 
     # -- any kind (the ClusterImportPolicy controller: policies, their sources and references) -----

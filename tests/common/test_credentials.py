@@ -16,6 +16,7 @@ from common.credentials import (
     InvalidConfig,
     credentials_from_spec,
     secret_data_if_labelled,
+    secret_ref_path,
 )
 from common.destinations import parse_networks
 from common.pediacluster import spec_of
@@ -122,6 +123,18 @@ def test_secret_ref_needs_the_credentials_label() -> None:
         secret_data_if_labelled(secret, "ns/s")
     secret["metadata"]["labels"] = {CREDENTIALS_LABEL: "true"}
     assert secret_data_if_labelled(secret, "ns/s") == {"token": "dA=="}
+
+
+def test_secret_ref_path_takes_only_kubernetes_names() -> None:
+    assert secret_ref_path("clusterpedia-system", "member-1.creds") == (
+        "/api/v1/namespaces/clusterpedia-system/secrets/member-1.creds"
+    )
+    for name in ("../x", "a/b", "a?labelSelector=x", "A", "a..b", "a b", "a\n", "", "x" * 254, "-a", "a."):
+        with pytest.raises(InvalidConfig, match="not a valid Secret name"):
+            secret_ref_path("ns", name)
+    for namespace in ("kube-system/secrets/x", "..", "a.b", "", "N", "x" * 64, "a%2Fb"):
+        with pytest.raises(InvalidConfig, match="not a valid namespace name"):
+            secret_ref_path(namespace, "creds")
 
 
 def test_a_given_ca_is_the_only_one_trusted(pem_pair: tuple[bytes, bytes]) -> None:

@@ -171,6 +171,15 @@ def test_hostile_pediaclusters_run_nothing_and_send_nothing(
             {"secretRef": {"name": "tokenfile-kubeconfig"}},
             "user.tokenFile is refused",
         ),
+        # secretRef names go into a host path read with the synchro's own credentials
+        "secret-path": (
+            {"secretRef": {"name": "x/../../../../api/v1/namespaces/kube-system/secrets/any"}},
+            "is not a valid Secret name",
+        ),
+        "secret-namespace": (
+            {"secretRef": {"namespace": "kube-system/secrets/any?x=", "name": "creds"}},
+            "is not a valid namespace name",
+        ),
         "bad-ipv6": ({"apiserverURL": "https://[::1", "tokenData": b64("t")}, "is not a valid URL"),
         "bad-port": (
             {"apiserverURL": "https://127.0.0.1:notaport", "tokenData": b64("t")},
