@@ -176,7 +176,11 @@ def create_app(settings: Settings, auth: AuthConfig | None = None) -> Starlette:
         identities=identities,
         members=members,
         writer=store,
-        freshness=Freshness(directory) if directory is not None else None,
+        freshness=(
+            Freshness(directory, lag_seconds=settings.apiserver.stale_lag_seconds)
+            if directory is not None
+            else None
+        ),
         collections=collections,
     )
 
