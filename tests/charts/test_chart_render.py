@@ -244,12 +244,12 @@ def test_rbac_grants_what_each_tier_needs(helm: Path) -> None:
     assert {"create", "update", "patch", "delete", "deletecollection"} <= set(editors[0]["verbs"])
     # the API tier reads PediaClusters and CollectionResourceDefinitions, as the example grants
     api_rules = by_kind(objects, "ClusterRole")[f"{FULLNAME}-apiserver"]["rules"]
-    example = next(
-        doc
+    example = {
+        doc["kind"]: doc
         for doc in yaml.safe_load_all((ROOT / "examples/clusterpedia_apiserver_rbac.yaml").read_text())
-        if doc["kind"] == "ClusterRole"
-    )
-    assert api_rules == example["rules"]
+    }
+    assert api_rules == example["ClusterRole"]["rules"]
+    assert by_kind(objects, "Role")[f"{FULLNAME}-apiserver"]["rules"] == example["Role"]["rules"]
     assert {"apiGroups": ["policy.clusterpedia.io"], "resources": ["collectionresourcedefinitions"],
             "verbs": ["get", "list", "watch"]} in api_rules  # fmt: skip
     # writes are forwarded with the PediaClusters' credentials, some of them in Secrets
