@@ -280,7 +280,7 @@ def test_a_deleted_definition_goes_and_the_host_being_down_keeps_the_last(
     assert host.paths[-1] == DEFINITIONS
 
 
-def test_without_a_host_only_the_configured_collections() -> None:
+def test_without_a_host_only_the_configured_collections(app: Any) -> None:
     app = build_app(
         Settings(
             storage="memory://collections-app", apiserver=ApiserverSettings(authorization_mode="host-only")
@@ -288,3 +288,22 @@ def test_without_a_host_only_the_configured_collections() -> None:
         open_store("memory://collections-app"),
     )
     assert names(app) == ["workloads"]
+
+
+def test_a_configured_collection_may_take_a_whole_group(app: Any) -> None:  # app: the store filled
+    settings = Settings(
+        storage="memory://collections-app",
+        apiserver=ApiserverSettings(
+            authorization_mode="host-only", collections={"core": ["*", "deployments.apps"]}
+        ),
+    )
+    app = build_app(settings, open_store("memory://collections-app"))
+    body = get(app, f"{C}/core?clusters=c2").json()
+    assert body["resourceTypes"] == [
+        {"group": "", "resource": "configmaps"},
+        {"group": "", "resource": "services"},
+        {"group": "apps", "resource": "deployments"},
+    ]
+    assert len(body["items"]) == 7
+    table = get(app, C, "application/json;as=Table;v=v1;g=meta.k8s.io").json()
+    assert [r["cells"] for r in table["rows"]] == [["core", "*,deployments.apps"]]
