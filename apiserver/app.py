@@ -156,8 +156,11 @@ class Api:
         members: Members | None = None,
         writer: StoreWriter | None = None,
         freshness: Freshness | None = None,
+        collections: collection_store.Collections | None = None,
     ) -> None:
         self.settings = settings
+        self.collection_defs = collections or collection_store.Collections(settings.apiserver)
+        """The configured collections and the host's CollectionResourceDefinitions."""
         self.freshness = freshness
         """Stale-cluster warnings (None: no host to read PediaClusters from, no warnings)."""
         self.store = store
@@ -505,12 +508,12 @@ class Api:
         rendering = negotiate_object(request.headers.get("accept", ""))
         name = request.path_params.get("name", "")
         if not name:
-            return groups.render_collection_list(
-                collection_store.list_collections(self.settings.apiserver), group, version, rendering
-            )
-        collection = collection_store.get_collection(self.settings.apiserver, name)
+            return groups.render_collection_list(await self.collection_defs.all(), group, version, rendering)
+        collection = collection_store.expand(
+            await self.collection_defs.get(name), collection_store.synced_pairs(await self.catalog.rows())
+        )
         if is_watch(request.url.query):
-            watch = await self._watch_collection(request, name, group, version, rendering)
+            watch = await self._watch_collection(request, collection, group, version, rendering)
             return await self._warn_stale(watch, request, "")
         search = parse_search(
             request.query_params.multi_items(),
@@ -519,20 +522,23 @@ class Api:
             resource="",
             max_page_size=self.settings.apiserver.max_page_size,
         )
-        page = await self._page(
-            collection_store.collection_search(self.settings.apiserver, name, search), request
-        )
+        # A collection of wildcards only, of groups nothing is synced of, searches resource "": none.
+        page = await self._page(collection_store.member_search(collection, search), request)
         listed = groups.render_collection(
             collection, page, _list_metadata(page), group, version, rendering, dt.datetime.now(dt.UTC)
         )
         return await self._warn_stale(listed, request, "")
 
     async def _watch_collection(
-        self, request: Request, name: str, group: str, version: str, rendering: ObjectRendering
+        self,
+        request: Request,
+        collection: collection_store.Collection,
+        group: str,
+        version: str,
+        rendering: ObjectRendering,
     ) -> Response:
         """A collection's objects, watched: each event's object is the member object (JSON) or a
         one-row collection Table."""
-        collection = collection_store.get_collection(self.settings.apiserver, name)
         search = parse_search(
             request.query_params.multi_items(),
             group="",
@@ -540,7 +546,7 @@ class Api:
             resource="",
             max_page_size=self.settings.apiserver.max_page_size,
         )
-        search = collection_store.collection_search(self.settings.apiserver, name, search)
+        search = collection_store.member_search(collection, search)
         if rendering.kind == "table":
 
             def render(event: Event) -> bytes:
@@ -666,14 +672,15 @@ def build_app(
     members: Members | None = None,
     writer: StoreWriter | None = None,
     freshness: Freshness | None = None,
+    collections: collection_store.Collections | None = None,
 ) -> Starlette:
     """The ASGI app. ``middleware``: Starlette ``Middleware`` entries run inside the metrics one
     (authentication and authorisation, see :mod:`apiserver.auth`); ``identities``: the
     PediaClusters' identity mappings for member-rbac (None: the host's identity in every member);
     ``members`` and ``writer``: where writes go and where their answers are stored (None: writes
     are refused with a 405); ``freshness``: the stale clusters, named in ``Warning`` headers (None:
-    none)."""
-    api = Api(settings, store, catalog, identities, members, writer, freshness)
+    none); ``collections``: the collections served (None: the configured ones only)."""
+    api = Api(settings, store, catalog, identities, members, writer, freshness, collections)
     cp = "/apis/{group}/{version}/collectionresources"
     routes = [
         Route("/healthz", api.health, methods=ALL_METHODS),

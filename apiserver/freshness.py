@@ -10,6 +10,14 @@ kubectl prints on stderr::
     Warning: cluster-3 is not synced: Unhealthy since 2026-12-06 17:04:35 UTC (cannot reach
     https://127.0.0.1:27948: ConnectError: All connection attempts failed); its rows may be stale
 
+A cluster in sync by those can still lag: its events wait in the queue for a writer (writers
+stopped or slower than the members change). The synchro reports the queue time of the cluster's
+oldest event not yet stored as ``status.unappliedEventsSince`` (``synchro/publishing.py``), and a
+cluster lagging longer than ``apiserver.stale_lag_seconds`` is named too::
+
+    Warning: cluster-1 is lagging: its events since 2026-12-06 17:04:35 UTC are not stored yet
+    (42 s behind); its rows may be stale
+
 The scope is the path's cluster, else every cluster minus what the ``clusters`` search condition
 leaves out. The statuses come from the one PediaCluster reader of the API process
 (``apiserver/pediaclusters.py``, at most ``refresh_seconds`` old); an API tier without a host adds
@@ -18,6 +26,8 @@ no warnings. Deriving the texts is pure (``stale_clusters``, ``warning_value``),
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -108,6 +118,41 @@ def stale_clusters(pediaclusters: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def unapplied_since(pediacluster: Mapping[str, Any]) -> float | None:
+    """``status.unappliedEventsSince`` as Unix seconds (None: absent or not RFC 3339)."""
+    status = pediacluster.get("status")
+    since = status.get("unappliedEventsSince") if isinstance(status, dict) else None
+    if not isinstance(since, str) or len(since) > 40:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.timestamp() if parsed.tzinfo is not None else None
+
+
+def lagging_clusters(pediaclusters: Mapping[str, Any]) -> dict[str, float]:
+    """cluster name -> when its oldest event not yet stored was queued (Unix seconds)."""
+    out: dict[str, float] = {}
+    for item in pediaclusters.get("items") or ():
+        if not isinstance(item, dict):
+            continue
+        name = _text((item.get("metadata") or {}).get("name"))
+        since = unapplied_since(item) if name else None
+        if since is not None:
+            out[name] = since
+    return out
+
+
+def lag_reason(since: float, now: float) -> str:
+    behind = max(0, int(now - since))
+    try:
+        clock = dt.datetime.fromtimestamp(since, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):  # a hostile status: far outside this era
+        clock = "long ago"
+    return f"lagging: its events since {clock} are not stored yet ({behind} s behind); its rows may be stale"
+
+
 def warning_value(cluster: str, reason: str) -> str:
     """The ``Warning`` header (RFC 7234 warn-code 299, as kube-apiserver's): printable ASCII only,
     quotes and backslashes escaped."""
@@ -121,12 +166,15 @@ def warnings_for(stale: Mapping[str, str], in_scope: Callable[[str], bool]) -> l
 
 
 class Freshness:
-    """The stale clusters, derived from the shared PediaCluster list when it changes."""
+    """The stale clusters, derived from the shared PediaCluster list when it changes (the lagging
+    ones also as time passes: ``lag_seconds`` is the threshold, 0 none)."""
 
-    def __init__(self, directory: PediaClusterDirectory) -> None:
+    def __init__(self, directory: PediaClusterDirectory, *, lag_seconds: float = 30.0) -> None:
         self.directory = directory
+        self.lag_seconds = lag_seconds
         self._source: dict[str, Any] | None = None
         self._stale: dict[str, str] = {}
+        self._lagging: dict[str, float] = {}
 
     async def stale(self) -> dict[str, str]:
         """cluster -> reason, for the clusters not in sync ({} until the host could be read)."""
@@ -135,4 +183,13 @@ class Freshness:
             return {}
         if current is not self._source:
             self._stale, self._source = stale_clusters(current), current
-        return self._stale
+            self._lagging = lagging_clusters(current) if self.lag_seconds > 0 else {}
+        if not self._lagging:
+            return self._stale
+        now = time.time()
+        late = {
+            c: lag_reason(since, now)
+            for c, since in self._lagging.items()
+            if c not in self._stale and now - since > self.lag_seconds
+        }
+        return {**self._stale, **late} if late else self._stale

@@ -37,6 +37,8 @@ from apiserver.auth import (
     TokenReviewer,
     load_request_header_config,
 )
+from apiserver.collections import DEFINITIONS as COLLECTION_DEFINITIONS
+from apiserver.collections import Collections
 from apiserver.freshness import Freshness
 from apiserver.host import HostClient
 from apiserver.identities import PediaClusterIdentities
@@ -143,6 +145,13 @@ def create_app(settings: Settings, auth: AuthConfig | None = None) -> Starlette:
         directory = PediaClusterDirectory(HostClient(load_host_credentials(settings)))
     except Exception as exc:  # no host kubeconfig: no mappings, no warnings
         log.warning("no host cluster to read PediaClusters from (%s): no freshness warnings", exc)
+    collections = Collections(
+        settings.apiserver,
+        # The operators' CollectionResourceDefinitions, read like the PediaClusters (no host: none).
+        PediaClusterDirectory(directory.host, path=COLLECTION_DEFINITIONS, missing_is_empty=True)
+        if directory is not None
+        else None,
+    )
     identities = None
     if settings.apiserver.authorization_mode == "member-rbac":
         if auth is not None:  # without a host this raises, as authentication itself did
@@ -167,7 +176,12 @@ def create_app(settings: Settings, auth: AuthConfig | None = None) -> Starlette:
         identities=identities,
         members=members,
         writer=store,
-        freshness=Freshness(directory) if directory is not None else None,
+        freshness=(
+            Freshness(directory, lag_seconds=settings.apiserver.stale_lag_seconds)
+            if directory is not None
+            else None
+        ),
+        collections=collections,
     )
 
 

@@ -56,6 +56,10 @@ class ApiserverSettings(msgspec.Struct, kw_only=True):
         default_factory=lambda: {"workloads": ["deployments.apps", "daemonsets.apps", "statefulsets.apps"]}
     )
     """Collection resources: name -> list of ``resource.group`` (``pods`` for the core group)."""
+    stale_lag_seconds: float = 30.0
+    """A cluster whose oldest event not yet stored was queued longer ago than this (its
+    PediaCluster's ``status.unappliedEventsSince``, reported by the synchro from 5 s on) is named
+    as lagging in a freshness Warning header; 0: never."""
     watch_poll_seconds: float = 0.1
     """How often each API process asks the store for its head revision (the change feed of every
     backend); watchers receive a change at most about this long after its commit."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any, Protocol
 
 from common.credentials import ClusterCredentials, InvalidConfig, credentials_from_spec
@@ -447,6 +448,7 @@ class ClusterSync:
     async def _status_writer(self) -> None:
         last: dict[str, Any] | None = None
         while True:
+            self.status.set_unapplied(self.funnel.unapplied_since(self.name), time.time())
             body = self.status.render()
             if body != last:
                 try:

@@ -33,8 +33,19 @@ DISCOVERY_FAILED = "DiscoveryFailed"
 """A group's discovery document could not be read: its resources are left as they are."""
 
 
+LAG_REPORT_SECONDS = 5.0
+"""``unappliedEventsSince`` is reported once the cluster's oldest event not yet stored is this old:
+writers normally store an event within milliseconds, and a status write per interval for every busy
+cluster would load the host for nothing. The API tier's threshold (``apiserver.stale_lag_seconds``)
+decides when that is a warning."""
+
+
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc3339(unix_seconds: float) -> str:
+    return datetime.fromtimestamp(unix_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ResourceStatus:
@@ -131,6 +142,14 @@ class ClusterStatus:
         """Resources synced for Clusterpedia's own use (the member's RBAC), not asked for by the
         spec: listed in ``resources``, left out of ``resourcesSummary``."""
         self.dirty = True
+        self.unapplied_since = ""
+        """RFC 3339 time this cluster's oldest event not yet stored was queued, "" when there is
+        none older than ``LAG_REPORT_SECONDS`` (see ``set_unapplied``)."""
+
+    def set_unapplied(self, since: float | None, now: float) -> None:
+        """From the funnel's ``unapplied_since`` (Unix seconds, None: everything stored)."""
+        lagging = since is not None and now - since >= LAG_REPORT_SECONDS
+        self.unapplied_since = rfc3339(since) if since is not None and lagging else ""
 
     def set_ready(self, ready: bool, reason: str, message: str = "") -> None:
         value = "True" if ready else "False"
@@ -191,9 +210,12 @@ class ClusterStatus:
         groups: dict[str, list[dict[str, Any]]] = {}
         for (group, _), rs in sorted(self.resources.items()):
             groups.setdefault(group, []).append(rs.render())
-        return {
+        body: dict[str, Any] = {
             "conditions": [ready],
             "version": self.version,
             "resourcesSummary": self.summary(),
             "resources": [{"group": g, "resources": rs} for g, rs in groups.items()],
         }
+        # None when caught up: the merge patch then removes the field
+        body["unappliedEventsSince"] = self.unapplied_since or None
+        return body

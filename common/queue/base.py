@@ -27,10 +27,24 @@ class Delivery(NamedTuple):
     event: Event
 
 
+class Oldest(NamedTuple):
+    """The oldest entry no consumer has acked yet: its id and when it was appended (Unix seconds,
+    by the queue's clock)."""
+
+    entry_id: str
+    queued_at: float
+
+
 class Publisher(Protocol):
-    async def publish(self, events: Sequence[Event]) -> None:
-        """Append events in order. Waits (back-pressure) while the queue holds more unprocessed
-        entries than its bound; never drops them. Raises QueueReset, see there."""
+    async def publish(self, events: Sequence[Event]) -> str | None:
+        """Append events in order; the id of the last one (None for no events). Waits
+        (back-pressure) while the queue holds more unprocessed entries than its bound; never drops
+        them. Raises QueueReset, see there."""
+        ...
+
+    async def oldest_unacked(self) -> Oldest | None:
+        """The oldest entry not yet acked (delivered or not), None when every entry is: how far
+        the writers are behind (the synchro reports it per cluster, see synchro/publishing.py)."""
         ...
 
     async def close(self) -> None: ...

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from common.events import Event, Upsert
-from common.queue.base import Delivery, QueueReset
+from common.queue.base import Delivery, Oldest, QueueReset
 
 __all__ = ["MemoryConsumer", "MemoryPublisher", "MemoryQueue", "QueueReset"]
 
@@ -60,6 +60,7 @@ class MemoryQueue:
         self._pending: dict[int, _Pending] = {}
         self._unacked_heap: list[int] = []  # min-heap of unacked ids, lazily cleaned on ack
         self._acked_ids: set[int] = set()  # acked ids still present in the heap
+        self._queued_at: dict[int, float] = {}  # unacked id -> when appended (time.time())
         self._space_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     # -- views
@@ -78,15 +79,26 @@ class MemoryQueue:
         count = self._unprocessed()
         return count > 0 and (count >= self.max_len or self._bytes >= self.max_bytes)
 
-    def _append(self, events: Sequence[Event]) -> None:
+    def _append(self, events: Sequence[Event]) -> int:
+        """Append; the id of the last event."""
         with self._cond:
+            now = time.time()
             for event in events:
                 entry = self._next_id
                 self._next_id += 1
                 self._undelivered.append((entry, event))
                 self._bytes += _size(event)
                 heapq.heappush(self._unacked_heap, entry)
+                self._queued_at[entry] = now
             self._cond.notify_all()
+            return self._next_id - 1
+
+    def _oldest_unacked(self) -> Oldest | None:
+        with self._cond:
+            if not self._unacked_heap:
+                return None
+            entry = self._unacked_heap[0]
+            return Oldest(str(entry), self._queued_at.get(entry, 0.0))
 
     def _add_space_waiter(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> bool:
         """Register a publisher waiting for room; False when there is room already."""
@@ -150,6 +162,7 @@ class MemoryQueue:
                 done = self._pending.pop(entry, None)
                 if done is not None:
                     self._acked_ids.add(entry)
+                    self._queued_at.pop(entry, None)
                     self._bytes -= _size(done.event)
             heap = self._unacked_heap
             while heap and heap[0] in self._acked_ids:
@@ -180,9 +193,9 @@ class MemoryPublisher:
     def __init__(self, queue: MemoryQueue) -> None:
         self._queue = queue
 
-    async def publish(self, events: Sequence[Event]) -> None:
+    async def publish(self, events: Sequence[Event]) -> str | None:
         if not events:
-            return
+            return None
         loop = asyncio.get_running_loop()
         while True:
             fut: asyncio.Future[None] = loop.create_future()
@@ -192,7 +205,10 @@ class MemoryPublisher:
             # timeout keeps a lost wake-up from ever stalling the publisher.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(fut, timeout=1.0)
-        self._queue._append(events)
+        return str(self._queue._append(events))
+
+    async def oldest_unacked(self) -> Oldest | None:
+        return self._queue._oldest_unacked()
 
     async def close(self) -> None:
         return None

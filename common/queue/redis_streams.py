@@ -38,7 +38,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from common.events import Event, decode_event, encode_event
-from common.queue.base import Delivery, QueueReset
+from common.queue.base import Delivery, Oldest, QueueReset
 
 DEFAULT_STREAM = "clusterpedia:events"
 GROUP = "writers"
@@ -317,7 +317,7 @@ class RedisPublisher:
             return int(await self._r.xlen(self.stream))
         return int(lag) + pending
 
-    async def publish(self, events: Sequence[Event]) -> None:
+    async def publish(self, events: Sequence[Event]) -> str | None:
         """Append ``events`` (see ``Publisher``). ``publish([])`` only checks for a reset: an idle
         synchro probes with it so that a Redis restart is noticed without new events."""
         key = incarnation_key(self.stream)
@@ -340,7 +340,7 @@ class RedisPublisher:
                 await self._ensure_group()
                 raise QueueReset(f"redis lost the queue (run_id, incarnation now {state}); relist")
             if not events:
-                return
+                return None
             unprocessed = await self._unprocessed(groups)
             if unprocessed is None:
                 await self._ensure_group()
@@ -352,7 +352,36 @@ class RedisPublisher:
         pipe = self._r.pipeline(transaction=False)
         for event in events:
             pipe.xadd(self.stream, {FIELD: encode_event(event)})
-        await pipe.execute()
+        ids = await pipe.execute()
+        last = ids[-1]
+        return last.decode() if isinstance(last, bytes) else str(last)
+
+    async def oldest_unacked(self) -> Oldest | None:
+        """The smaller of the oldest pending entry (XPENDING) and the first entry past the group's
+        last-delivered-id; a stream id's first part is when Redis appended it (ms)."""
+        pipe = self._r.pipeline(transaction=False)
+        pipe.xinfo_groups(self.stream)
+        pipe.xpending(self.stream, GROUP)
+        groups, pending = await pipe.execute(raise_on_error=False)
+        if isinstance(groups, ResponseError) or isinstance(pending, ResponseError):
+            return None  # no stream or group yet: nothing appended since it went
+        group = _group_info(groups)
+        if group is None:
+            return None
+        candidates: list[tuple[int, int]] = []
+        oldest_pending: str | bytes | None = pending.get("min") if pending.get("pending") else None
+        if oldest_pending is not None:
+            candidates.append(parse_id(oldest_pending))
+        last = group["last-delivered-id"]
+        last = last.decode() if isinstance(last, bytes) else str(last)
+        undelivered = await self._r.xrange(self.stream, min="(" + last, count=1)
+        first = undelivered[0][0] if undelivered else None
+        if first is not None:
+            candidates.append(parse_id(first))
+        if not candidates:
+            return None
+        ms, seq = min(candidates)
+        return Oldest(f"{ms}-{seq}", ms / 1000)
 
     async def close(self) -> None:
         await self._r.aclose()

@@ -6,13 +6,22 @@ unreachable member through kubectl, is tests/e2e/test_kubectl_insight.py."""
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from typing import Any
 
 import httpx
 import pytest
 
 from apiserver.app import build_app
-from apiserver.freshness import Freshness, stale_clusters, stale_reason, warning_value
+from apiserver.freshness import (
+    Freshness,
+    lag_reason,
+    lagging_clusters,
+    stale_clusters,
+    stale_reason,
+    warning_value,
+)
 from apiserver.pediaclusters import PediaClusterDirectory
 from common.settings import ApiserverSettings, Settings
 from common.storage import open_store
@@ -175,3 +184,59 @@ def test_without_a_host_there_are_no_warnings() -> None:
         freshness=Freshness(PediaClusterDirectory(Host(None))),
     )
     assert warnings(down, f"{R}/api/v1/configmaps") == []  # never read: nothing to say
+
+
+def lagging(since: str) -> dict[str, Any]:
+    return {**HEALTHY, "unappliedEventsSince": since}
+
+
+def test_the_lag_a_status_reports() -> None:
+    got = lagging_clusters(
+        {
+            "items": [
+                pc("a", lagging("2026-12-06T12:01:07Z")),
+                pc("b", HEALTHY),
+                pc("c", lagging("yesterday")),
+                pc("d", lagging("2026-12-06T12:01:07")),  # no zone: not what the synchro writes
+                pc("e", {"unappliedEventsSince": 7}),
+                pc("f", lagging("2026-12-06T12:01:07Z" + " " * 40)),
+            ]
+        }
+    )
+    assert got == {"a": 1796558467.0}
+    assert lag_reason(1796558467.0, 1796558467.0 + 42.9) == (
+        "lagging: its events since 2026-12-06 12:01:07 UTC are not stored yet (42 s behind); its rows"
+        " may be stale"
+    )
+    assert "since long ago" in lag_reason(-1e20, 0)
+
+
+def test_a_cluster_lagging_past_the_threshold_is_named() -> None:
+    def stamp(seconds_ago: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds_ago))
+
+    host = Host(
+        [
+            pc("c1", lagging(stamp(120))),
+            pc("c2", lagging(stamp(2))),
+            pc("c3", {**DOWN, "unappliedEventsSince": stamp(120)}),
+        ]
+    )
+    store = open_store("memory://freshness-app")
+    settings = Settings(
+        storage="memory://freshness-app", apiserver=ApiserverSettings(authorization_mode="host-only")
+    )
+    app = build_app(
+        settings, store, freshness=Freshness(PediaClusterDirectory(host, refresh_seconds=0), lag_seconds=30)
+    )
+    c1, c3 = warnings(app, f"{R}/api/v1/configmaps")
+    assert c1.startswith('299 - "c1 is lagging: its events since ')
+    assert re.search(r"\(12[01] s behind\); its rows may be stale\"$", c1)
+    assert c3.startswith('299 - "c3 is not synced: Unhealthy')  # the worse reason only
+    assert warnings(app, f"{R}/clusters/c2/api/v1/configmaps") == []  # 2 s: within the threshold
+    host.items = [pc("c1", HEALTHY)]  # caught up: the synchro removed the field
+    assert warnings(app, f"{R}/api/v1/configmaps") == []
+    never = Freshness(
+        PediaClusterDirectory(Host([pc("c1", lagging(stamp(120)))]), refresh_seconds=0), lag_seconds=0
+    )
+    assert warnings(build_app(settings, store, freshness=never), f"{R}/api/v1/configmaps") == []

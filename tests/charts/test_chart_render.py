@@ -25,6 +25,7 @@ from tests.charts.chart import (
     CHART,
     NAMESPACE,
     RELEASE,
+    ROOT,
     ValueSet,
     build_helm,
     by_kind,
@@ -241,6 +242,16 @@ def test_rbac_grants_what_each_tier_needs(helm: Path) -> None:
     assert any("clusterpedia.io" in r["apiGroups"] and "list" in r["verbs"] for r in users)
     editors = by_kind(objects, "ClusterRole")[f"{FULLNAME}-editor"]["rules"]
     assert {"create", "update", "patch", "delete", "deletecollection"} <= set(editors[0]["verbs"])
+    # the API tier reads PediaClusters and CollectionResourceDefinitions, as the example grants
+    api_rules = by_kind(objects, "ClusterRole")[f"{FULLNAME}-apiserver"]["rules"]
+    example = {
+        doc["kind"]: doc
+        for doc in yaml.safe_load_all((ROOT / "examples/clusterpedia_apiserver_rbac.yaml").read_text())
+    }
+    assert api_rules == example["ClusterRole"]["rules"]
+    assert by_kind(objects, "Role")[f"{FULLNAME}-apiserver"]["rules"] == example["Role"]["rules"]
+    assert {"apiGroups": ["policy.clusterpedia.io"], "resources": ["collectionresourcedefinitions"],
+            "verbs": ["get", "list", "watch"]} in api_rules  # fmt: skip
     # writes are forwarded with the PediaClusters' credentials, some of them in Secrets
     api_role = by_kind(objects, "Role")[f"{FULLNAME}-apiserver"]
     assert api_role["metadata"]["namespace"] == NAMESPACE

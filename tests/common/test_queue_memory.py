@@ -149,3 +149,24 @@ def test_object_bytes_are_bounded_too() -> None:
     threading.Timer(0.2, lambda: c.ack(c.read(10, 0))).start()
     asyncio.run(second_batch(5.0))
     assert [d.event for d in c.read(10, 0)] == big[4:]
+
+
+def test_oldest_unacked_follows_acks() -> None:
+    q = MemoryQueue(100)
+    pub = q.publisher()
+    assert asyncio.run(pub.oldest_unacked()) is None
+    assert asyncio.run(pub.publish([])) is None
+    before = time.time()
+    last = asyncio.run(pub.publish([ev(i) for i in range(3)]))
+    c = q.consumer("w1")
+    first, second = c.read(2, 0)
+    assert last is not None and int(last) == int(first.entry_id) + 2
+    oldest = asyncio.run(pub.oldest_unacked())
+    assert oldest is not None and oldest.entry_id == first.entry_id
+    assert before <= oldest.queued_at <= time.time()
+    c.ack([first])
+    assert asyncio.run(pub.oldest_unacked()).entry_id == second.entry_id  # type: ignore[union-attr]
+    c.ack([second])
+    assert asyncio.run(pub.oldest_unacked()).entry_id == last  # type: ignore[union-attr]  # undelivered
+    c.ack(c.read(10, 0))
+    assert asyncio.run(pub.oldest_unacked()) is None

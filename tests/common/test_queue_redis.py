@@ -271,3 +271,31 @@ def test_flushall_resets_consumer_and_publisher(own_redis: ThrowawayRedis) -> No
     assert admin.xinfo_groups(split_url(url)[1])[0]["name"] == GROUP.encode()
     admin.close()
     c.close()
+
+
+def test_oldest_unacked_is_the_oldest_pending_or_undelivered_entry(url: str) -> None:
+    async def go() -> None:
+        pub = RedisPublisher(url)
+        try:
+            assert await pub.oldest_unacked() is None  # no stream yet
+            before = time.time()
+            last = await pub.publish([ev(i) for i in range(3)])
+            c = consumer(url, "w1")
+            try:
+                first, second = c.read(2, 0)
+                assert last is not None and last > second.entry_id
+                oldest = await pub.oldest_unacked()
+                assert oldest is not None and oldest.entry_id == first.entry_id
+                assert before - 1 <= oldest.queued_at <= time.time() + 1  # Redis's clock, the same host
+                c.ack([first])
+                assert (await pub.oldest_unacked()).entry_id == second.entry_id  # type: ignore[union-attr]
+                c.ack([second])
+                assert (await pub.oldest_unacked()).entry_id == last  # type: ignore[union-attr]
+                c.ack(c.read(10, 0))
+                assert await pub.oldest_unacked() is None
+            finally:
+                c.close()
+        finally:
+            await pub.close()
+
+    asyncio.run(go())

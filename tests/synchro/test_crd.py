@@ -6,9 +6,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CRD = "clusters.clusterpedia.io_pediaclusters.yaml"
 POLICY_CRD = "policy.clusterpedia.io_clusterimportpolicies.yaml"
+COLLECTIONS_CRD = "policy.clusterpedia.io_collectionresourcedefinitions.yaml"
 
 
-@pytest.mark.parametrize("crd", [CRD, POLICY_CRD])
+@pytest.mark.parametrize("crd", [CRD, POLICY_CRD, COLLECTIONS_CRD])
 def test_examples_copy_equals_chart_crd(crd: str) -> None:
     assert (ROOT / "examples/crds" / crd).read_bytes() == (
         ROOT / "charts/clusterpedia/crds" / crd

@@ -1,8 +1,10 @@
 import asyncio
+import time
 from collections.abc import Sequence
 
 from common.events import Event, ListDone, PurgeCluster
 from common.queue.base import QueueReset
+from common.queue.memory import MemoryQueue
 from synchro.publishing import EventFunnel
 
 
@@ -18,6 +20,9 @@ class RecordingPublisher:
             raise self.fail_with.pop(0)
         if events:
             self.batches.append(list(events))
+
+    async def oldest_unacked(self) -> None:
+        return None
 
     async def close(self) -> None:
         pass
@@ -120,5 +125,35 @@ def test_purge_memory_is_bounded() -> None:
         await funnel.put(done(1))
         await funnel.drained()
         assert pub.batches[-1] == [PurgeCluster(f"c{i}") for i in (7, 8, 9)]
+
+    asyncio.run(_run(funnel, body()))
+
+
+def test_the_backlog_tells_which_clusters_are_not_stored_yet() -> None:
+    """A real in-process queue and consumer: a cluster whose events are all acked is caught up;
+    one with an event still queued reports when that was queued."""
+    queue = MemoryQueue(100)
+    funnel = EventFunnel(queue.publisher(), backlog_interval_seconds=3600)
+    writer = queue.consumer("w")
+    stored = [ListDone("b", "", "v1", "pods", 1), ListDone("b", "", "v1", "pods", 2)]
+    waiting = ListDone("a", "", "v1", "pods", 1)
+
+    async def body() -> None:
+        for event in stored:
+            await funnel.put(event)
+        await funnel.drained()
+        before = time.time()
+        await funnel.put(waiting)
+        await funnel.drained()
+        await funnel.check_backlog()
+        assert funnel.unapplied_since("a") is not None and funnel.unapplied_since("b") is not None
+        writer.ack(writer.read(2, 0))  # b's two events
+        await funnel.check_backlog()
+        assert funnel.unapplied_since("b") is None
+        since = funnel.unapplied_since("a")
+        assert since is not None and before - 1 <= since <= time.time()
+        writer.ack(writer.read(10, 0))
+        await funnel.check_backlog()
+        assert funnel.unapplied_since("a") is None
 
     asyncio.run(_run(funnel, body()))

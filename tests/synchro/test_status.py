@@ -8,6 +8,8 @@ from synchro.status import (
     ClusterStatus,
 )
 
+NOW = 1_765_000_000.0  # 2025-12-06T05:46:40Z
+
 
 def test_render_seed_shape_and_progress() -> None:
     st = ClusterStatus()
@@ -48,3 +50,15 @@ def test_transitions_only_on_change_and_stop_all() -> None:
     cond = body["resources"][0]["resources"][0]["syncConditions"][0]
     assert cond["status"] == SYNC_STOP and cond["message"] == "connection refused"
     assert body["conditions"][0]["message"] == "connection refused"
+
+
+def test_unapplied_events_are_reported_once_they_are_a_few_seconds_old() -> None:
+    st = ClusterStatus()
+    st.set_unapplied(None, NOW)
+    assert st.render()["unappliedEventsSince"] is None  # a merge patch removes the field
+    st.set_unapplied(NOW - 1, NOW)  # a writer stores events within milliseconds: not worth a write
+    assert st.render()["unappliedEventsSince"] is None
+    st.set_unapplied(NOW - 42, NOW)
+    assert st.render()["unappliedEventsSince"] == "2025-12-06T05:45:58Z"
+    st.set_unapplied(NOW - 42, NOW + 10)  # the same oldest event: the same status, no new write
+    assert st.render()["unappliedEventsSince"] == "2025-12-06T05:45:58Z"
