@@ -1,0 +1,51 @@
+"""Group-by counts on the SQL stores: ``SELECT g0, g1, count(*) ... GROUP BY g0, g1`` (pure builder).
+
+The grouped values are computed in a derived table (``SELECT <field expressions> FROM resources
+WHERE <the search's conditions>``) and grouped outside it by their column names: a JSON path
+reaches the database as a bound parameter, and PostgreSQL would not recognise ``object #>> $1`` in
+the select list and ``object #>> $2`` in ``GROUP BY`` as the same expression. The planners merge
+the derived table into the outer statement (one scan, one aggregate). Every condition of the
+search applies as in a list (``selects.where_clause``, the caller's grants included); a JSON value
+reads as a field selector reads it (``selects.json_text``; missing or null: ``""``).
+
+The statement asks for one group more than the bound, so that too many groups are told apart
+from exactly enough without counting them all again; the groups are sorted by the caller (in
+Python, so that every store answers in the same code point order whatever its collations).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, select
+
+from common.storage.grouping import COLUMN_PATHS, GroupField
+from common.storage.query import Search
+from common.storage.sql.schema import resources
+from common.storage.sql.selects import LabelIndex, json_text, where_clause
+
+
+def group_expression(field: GroupField, dialect: str) -> ColumnElement[Any]:
+    """The value a row has for ``field``: a column, or the JSON text at a path ("" when missing)."""
+    column = field.column or COLUMN_PATHS.get(field.path, "")
+    if column:
+        expr: ColumnElement[Any] = getattr(resources.c, column)
+        return expr
+    return func.coalesce(json_text(field.path, dialect), "")
+
+
+def group_statement(
+    search: Search, dialect: str, *, label_index: LabelIndex | None = None, limit: int | None = None
+) -> Select[Any]:
+    """The groups of ``search.group_by`` among the rows matching ``search``: one row per group,
+    its values (``g0``, ``g1``, ...) then its count (``n``); at most ``limit`` groups."""
+    if not search.group_by:
+        raise ValueError("a group-by statement needs group fields")
+    values = (
+        select(*(group_expression(f, dialect).label(f"g{i}") for i, f in enumerate(search.group_by)))
+        .where(where_clause(search, dialect, label_index=label_index))
+        .subquery("grouped")
+    )
+    keys = list(values.c)
+    stmt = select(*keys, func.count().label("n")).select_from(values).group_by(*keys)
+    return stmt.limit(limit) if limit is not None else stmt
