@@ -15,23 +15,52 @@ Python, so that every store answers in the same code point order whatever its co
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
 
 from common.storage.grouping import COLUMN_PATHS, GroupField
+from common.storage.grouping import json_text as value_text
 from common.storage.query import Search
+from common.storage.sql.dialects import Dialect
 from common.storage.sql.schema import resources
 from common.storage.sql.selects import LabelIndex, json_text, where_clause
 
 
+def _column(field: GroupField) -> str:
+    return field.column or COLUMN_PATHS.get(field.path, "")
+
+
+def _raw_json(field: GroupField, dialect: str) -> bool:
+    """SQLite groups a path by the value's JSON text (``object -> path``: one parse of the object
+    per row, where ``selects.json_text`` needs two, ``json_type`` and ``json_extract``), with a
+    missing value, a JSON null and ``""`` all as ``''``; :func:`group_value` decodes it."""
+    return not _column(field) and Dialect.of(dialect).sql_json_values
+
+
 def group_expression(field: GroupField, dialect: str) -> ColumnElement[Any]:
     """The value a row has for ``field``: a column, or the JSON text at a path ("" when missing)."""
-    column = field.column or COLUMN_PATHS.get(field.path, "")
+    column = _column(field)
     if column:
         expr: ColumnElement[Any] = getattr(resources.c, column)
         return expr
+    if _raw_json(field, dialect):
+        # segments are pre-validated (no quotes, no backslashes); the path is a bound parameter
+        path = "$" + "".join(f'."{seg}"' for seg in field.path)
+        raw = resources.c.object.op("->")(path)
+        # nested functions: the extraction is evaluated once (a CASE would evaluate it per branch)
+        return func.coalesce(func.nullif(func.nullif(raw, "null"), '""'), "")
     return func.coalesce(json_text(field.path, dialect), "")
+
+
+def group_value(field: GroupField, dialect: str, value: Any) -> str:
+    """A grouped value as the stores answer it (``common.storage.grouping.json_text``)."""
+    if value is None:
+        return ""
+    if _raw_json(field, dialect):
+        return value_text(json.loads(value)) if value else ""
+    return str(value)
 
 
 def group_statement(

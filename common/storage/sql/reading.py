@@ -32,7 +32,7 @@ from common.storage.paging import Key, list_page, stored_object
 from common.storage.query import GroupResource, Search
 from common.storage.sql.dialects import Dialect
 from common.storage.sql.engine import label_index_ready
-from common.storage.sql.grouping import group_statement
+from common.storage.sql.grouping import group_statement, group_value
 from common.storage.sql.selects import (
     LabelIndex,
     changes_statement,
@@ -168,9 +168,12 @@ class SqlReader:
             stmt = group_statement(search, self.dialect, label_index=counting, limit=max_groups + 1)
             rows = conn.execute(stmt).all()
         try:
-            return sorted_groups(
-                ((tuple("" if v is None else str(v) for v in r[:-1]), r[-1]) for r in rows), max_groups
-            )
+            fields = search.group_by
+            counts: dict[tuple[str, ...], int] = {}
+            for r in rows:
+                key = tuple(group_value(f, self.dialect, v) for f, v in zip(fields, r[:-1], strict=True))
+                counts[key] = counts.get(key, 0) + int(r[-1])
+            return sorted_groups(counts.items(), max_groups)
         except TooManyGroups as e:
             raise StorageRejected(str(e)) from e
 

@@ -29,6 +29,7 @@ from tests.common.storage.test_reads import (
     GROUP,
     LIVE_WIDGETS,
     RESOURCE,
+    T0,
     VISIBILITY_CASES,
     Obj,
     list_sync,
@@ -189,3 +190,32 @@ def test_a_bracketed_path_with_dots_and_a_slash(store: Store) -> None:
         if o.cluster == "cluster-1"
     )
     assert groups(store, s) == [GroupCount(k, n) for k, n in sorted(expected.items())]
+
+
+def test_edge_values_group_as_field_selectors_compare_them(store: Store) -> None:
+    """A missing value, a JSON null and "" are one group; the string "null", numbers, booleans and
+    escaped strings are their own, spelled as a field selector compares them."""
+    values: list[Any] = ["", None, "null", 0, 0.5, False, True, 'a"b\\c', "Running", "ünï"]
+    objects = [
+        Obj("cluster-1", "edges.example.com", "edges", "Edge", "ns", f"e-{i}", f"edge-{i}", 1, T0, body=body)
+        for i, body in enumerate([{"spec": {"v": v}} for v in values] + [{"spec": {}}, {}])
+    ]
+    register_types(store, CLUSTERS, [("edges.example.com", "edges", "Edge")])
+    write(store, [o.event() for o in objects])
+    s = search(("groupBy", "spec.v"), group="edges.example.com", resource="edges")
+    assert groups(store, s) == [
+        GroupCount(("",), 4),
+        GroupCount(("0",), 1),
+        GroupCount(("0.5",), 1),
+        GroupCount(("Running",), 1),
+        GroupCount(('a"b\\c',), 1),
+        GroupCount(("false",), 1),
+        GroupCount(("null",), 1),
+        GroupCount(("true",), 1),
+        GroupCount(("ünï",), 1),
+    ]
+    for g in groups(store, s):
+        (value,) = g.values
+        escaped = value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
+        listed = search(("fieldSelector", f"spec.v={escaped}"), group="edges.example.com", resource="edges")
+        assert len(list_sync(store, listed).items) == g.count, value
