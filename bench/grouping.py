@@ -11,7 +11,9 @@ writer's guarded upsert in batches of ``bench.limits.INSERT_BATCH`` (built and w
 batch: 1M objects are not held in memory). Then times, through the store's reader as the API tier
 calls it (``count_groups``; the SQL it runs is ``common.storage.sql.grouping.group_statement``),
 each group-by of the mix and, alternating with it, ``count_objects`` of the same search (what the
-same filters cost without grouping), p50 / max of ``--repeat`` in one process. Prints a table and
+same filters cost without grouping), p50 / max of ``--repeat`` in one process; on PostgreSQL also
+the grouping as one statement under its LIMIT against the MATERIALIZED CTE the store sends
+(alternating, same rows). Prints tables and
 the database's plan of two of them; the figures go into bench/notes.md by hand. Bounded: one fill,
 ``--repeat`` timings per query.
 """
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from bench import generate as gen
 from bench.limits import INSERT_BATCH
@@ -186,6 +188,8 @@ def run(bench_store: Store, n: int, repeat: int, say: Callable[[str], None]) -> 
                 f" {1000 * statistics.median(grouped):,.1f} / {1000 * max(grouped):,.1f} |"
                 f" {1000 * statistics.median(counted):,.1f} / {1000 * max(counted):,.1f} |"
             )
+        if engine.dialect.name == "postgresql":
+            _compare_fence(engine, repeat, say)
         explain = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN ", "mysql": "EXPLAIN "}
         for what, search in _queries()[:3:2]:
             compiled = group_statement(search, engine.dialect.name, limit=10_001).compile(
@@ -199,6 +203,32 @@ def run(bench_store: Store, n: int, repeat: int, say: Callable[[str], None]) -> 
         engine.dispose()
     finally:
         store.close()
+
+
+def _compare_fence(engine: Engine, repeat: int, say: Callable[[str], None]) -> None:
+    """PostgreSQL: the grouping as one statement under the LIMIT (before) and as a MATERIALIZED CTE
+    the LIMIT reads (``group_statement``'s shape), alternating, same rows."""
+    say("\n| PostgreSQL: query | one statement under LIMIT p50 / max ms | MATERIALIZED CTE p50 / max ms |")
+    say("|---|---|---|")
+    for what, search in _queries()[:5]:
+        shapes = {
+            "limit": group_statement(search, "postgresql").limit(10_001),
+            "cte": group_statement(search, "postgresql", limit=10_001),
+        }
+        samples: dict[str, list[float]] = {k: [] for k in shapes}
+        for _ in range(repeat):
+            for name, stmt in shapes.items():
+                with engine.connect() as conn:
+                    t0 = time.perf_counter()
+                    conn.execute(stmt).all()
+                    samples[name].append(time.perf_counter() - t0)
+        say(
+            f"| {what} |"
+            + " |".join(
+                f" {1000 * statistics.median(v):,.1f} / {1000 * max(v):,.1f}" for v in samples.values()
+            )
+            + " |"
+        )
 
 
 def main() -> None:
