@@ -32,46 +32,73 @@ def _column(field: GroupField) -> str:
     return field.column or COLUMN_PATHS.get(field.path, "")
 
 
-def _raw_json(field: GroupField, dialect: str) -> bool:
-    """SQLite groups a path by the value's JSON text (``object -> path``: one parse of the object
-    per row, where ``selects.json_text`` needs two, ``json_type`` and ``json_extract``), with a
-    missing value, a JSON null and ``""`` all as ``''``; :func:`group_value` decodes it."""
-    return not _column(field) and Dialect.of(dialect).sql_json_values
+def _raw_json(field: GroupField, dialect: str, exact: bool) -> bool:
+    """Whether a path is grouped by the value's JSON text, read once per row, and decoded per group
+    by :func:`group_value` (where ``selects.json_text`` reads the object twice per row: a type test
+    and the value, each parsing the whole document).
+
+    SQLite: ``object -> path``, with a missing value, a JSON null and ``""`` all as ``''``
+    (nested functions evaluate the extraction once), so groups map one to one. MySQL/MariaDB:
+    ``JSON_EXTRACT(object, path)`` (its ``NULLIF`` and ``CASE`` evaluate it again), where a
+    missing value, ``null`` and ``""`` are three groups that merge into one when decoded: the
+    reader then counts them under the bound as one only when all groups fit (see
+    :func:`may_merge`); ``exact`` asks for the value itself (``selects.json_text``) instead."""
+    if _column(field):
+        return False
+    d = Dialect.of(dialect)
+    return d.sql_json_values or (d is Dialect.MYSQL and not exact)
 
 
-def group_expression(field: GroupField, dialect: str) -> ColumnElement[Any]:
+def may_merge(search: Search, dialect: str) -> bool:
+    """Whether several grouped rows of ``group_statement`` may decode to one group (MySQL/MariaDB
+    raw JSON text): a result at the statement's limit is then read again with ``exact``."""
+    return Dialect.of(dialect) is Dialect.MYSQL and any(_raw_json(f, dialect, False) for f in search.group_by)
+
+
+def group_expression(field: GroupField, dialect: str, *, exact: bool = False) -> ColumnElement[Any]:
     """The value a row has for ``field``: a column, or the JSON text at a path ("" when missing)."""
     column = _column(field)
     if column:
         expr: ColumnElement[Any] = getattr(resources.c, column)
         return expr
-    if _raw_json(field, dialect):
+    if _raw_json(field, dialect, exact):
         # segments are pre-validated (no quotes, no backslashes); the path is a bound parameter
         path = "$" + "".join(f'."{seg}"' for seg in field.path)
+        if Dialect.of(dialect) is Dialect.MYSQL:
+            extracted: ColumnElement[Any] = func.json_extract(resources.c.object, path)
+            return extracted
         raw = resources.c.object.op("->")(path)
         # nested functions: the extraction is evaluated once (a CASE would evaluate it per branch)
         return func.coalesce(func.nullif(func.nullif(raw, "null"), '""'), "")
     return func.coalesce(json_text(field.path, dialect), "")
 
 
-def group_value(field: GroupField, dialect: str, value: Any) -> str:
+def group_value(field: GroupField, dialect: str, value: Any, *, exact: bool = False) -> str:
     """A grouped value as the stores answer it (``common.storage.grouping.json_text``)."""
     if value is None:
         return ""
-    if _raw_json(field, dialect):
+    if _raw_json(field, dialect, exact):
         return value_text(json.loads(value)) if value else ""
     return str(value)
 
 
 def group_statement(
-    search: Search, dialect: str, *, label_index: LabelIndex | None = None, limit: int | None = None
+    search: Search,
+    dialect: str,
+    *,
+    label_index: LabelIndex | None = None,
+    limit: int | None = None,
+    exact: bool = False,
 ) -> Select[Any]:
     """The groups of ``search.group_by`` among the rows matching ``search``: one row per group,
-    its values (``g0``, ``g1``, ...) then its count (``n``); at most ``limit`` groups."""
+    its values (``g0``, ``g1``, ... for :func:`group_value`) then its count (``n``); at most
+    ``limit`` groups."""
     if not search.group_by:
         raise ValueError("a group-by statement needs group fields")
     values = (
-        select(*(group_expression(f, dialect).label(f"g{i}") for i, f in enumerate(search.group_by)))
+        select(
+            *(group_expression(f, dialect, exact=exact).label(f"g{i}") for i, f in enumerate(search.group_by))
+        )
         .where(where_clause(search, dialect, label_index=label_index))
         .subquery("grouped")
     )

@@ -214,6 +214,11 @@ def test_edge_values_group_as_field_selectors_compare_them(store: Store) -> None
         GroupCount(("true",), 1),
         GroupCount(("ünï",), 1),
     ]
+    # the bound counts groups, not the spellings a store reads them in (on MySQL/MariaDB a missing
+    # value, null and "" are three JSON texts of one group: read again, exactly, at the bound)
+    assert len(groups(store, s, max_groups=9)) == 9
+    with pytest.raises(StorageRejected, match="more than 8 groups"):
+        groups(store, s, max_groups=8)
     for g in groups(store, s):
         (value,) = g.values
         escaped = value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
