@@ -32,7 +32,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from apiserver import collections as collection_store
-from apiserver import discovery, groups, openapi
+from apiserver import discovery, group_counts, groups, openapi
 from apiserver.auth import ANONYMOUS, PROXIED_STATE_KEY, UserInfo, is_watch
 from apiserver.catalog import Catalog
 from apiserver.forwarding import Forwarding
@@ -374,6 +374,8 @@ class Api:
         rendering: ObjectRendering,
     ) -> Response:
         search = self._route_search(request, route)
+        if search.group_by:
+            return await self._group_counts(search, request, rendering)
         if search.page_size is None and self.settings.apiserver.default_page_size > 0:
             search = dataclasses.replace(search, limit=self.settings.apiserver.default_page_size)
         page = await self._page(search, request)
@@ -401,6 +403,18 @@ class Api:
             items=self._objects(page.items, api_version),
         )
         return json_response(body)
+
+    async def _group_counts(self, search: Search, request: Request, rendering: ObjectRendering) -> Response:
+        """A group-by list (``apiserver/group_counts.py``): counts of what the caller may read."""
+        visible = await self._visible(search, request)
+        return await group_counts.respond(
+            self.store,
+            visible,
+            rendering,
+            request.query_params,
+            list_scope=continue_scope(search),
+            max_groups=self.settings.apiserver.max_groups,
+        )
 
     def _route_search(self, request: Request, route: ApiRoute) -> Search:
         return parse_search(
@@ -469,6 +483,8 @@ class Api:
         request_ = parse_watch(request.query_params, self.settings.apiserver, proxied=proxied)
         if search.owner_uid or search.owner_name:
             raise BadRequest("owner search conditions cannot be watched: list them instead")
+        if search.group_by:
+            raise BadRequest("group-by cannot be watched: list the group counts instead")
         search = dataclasses.replace(
             search, limit=None, continue_token=None, offset=None, with_continue=False
         )
@@ -523,7 +539,11 @@ class Api:
             max_page_size=self.settings.apiserver.max_page_size,
         )
         # A collection of wildcards only, of groups nothing is synced of, searches resource "": none.
-        page = await self._page(collection_store.member_search(collection, search), request)
+        search = collection_store.member_search(collection, search)
+        if search.group_by:
+            counted = await self._group_counts(search, request, rendering)
+            return await self._warn_stale(counted, request, "")
+        page = await self._page(search, request)
         listed = groups.render_collection(
             collection, page, _list_metadata(page), group, version, rendering, dt.datetime.now(dt.UTC)
         )

@@ -20,11 +20,13 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from apiserver.grouping import GROUP_BY_LABEL, GROUP_BY_PARAM, parse_group_by
 from apiserver.selectors import label_value_error, parse_field_selector, parse_label_selector
 from apiserver.types import (
     ORDER_FIELDS,
     Continue,
     FieldRequirement,
+    GroupField,
     GroupResource,
     LabelRequirement,
     Operator,
@@ -53,6 +55,7 @@ _LABEL_TO_PARAM = {
     "owner-gr": "ownerGR",
     "owner-seniority": "ownerSeniority",
     "fuzzy-name": "fuzzyName",
+    GROUP_BY_LABEL: GROUP_BY_PARAM,  # group-by counts (apiserver/grouping.py)
 }
 _LIST_CONDITIONS = ("clusters", "namespaces", "names")
 _SCALAR_PARAMS: tuple[str, ...] = ("size", "offset", "since", "before", "ownerUID", "ownerName")
@@ -81,6 +84,15 @@ class _Builder:
     labels: list[LabelRequirement] = dataclasses.field(default_factory=list)
     fields: list[FieldRequirement] = dataclasses.field(default_factory=list)
     bools: dict[str, bool] = dataclasses.field(default_factory=dict)
+    group_by: tuple[GroupField, ...] = ()
+    group_by_origin: str = ""
+
+    def set_group_by(self, fields: tuple[GroupField, ...], origin: str) -> None:
+        if self.group_by and self.group_by != fields:
+            raise BadRequest(
+                f"group-by is given twice ({self.group_by_origin} and {origin}) with different fields"
+            )
+        self.group_by, self.group_by_origin = fields, origin
 
     def scalar(self, param: str, value: str, origin: str) -> None:
         old = self.scalars.get(param)
@@ -128,6 +140,8 @@ def parse_search(
             b.scalar(key, raw, "query parameter")
         elif key in _BOOL_PARAMS:
             b.bools[key] = _parse_bool(key, raw)
+        elif key == GROUP_BY_PARAM:
+            b.set_group_by(parse_group_by([raw], "query parameter"), "query parameter")
     return _freeze(
         b,
         group=group,
@@ -170,6 +184,11 @@ def _apply_search_requirement(
         if op not in (Operator.EQUALS, Operator.IN):
             raise BadRequest(f'search condition "{key}" supports only =, == and in')
         _set_orderby(b, [_parse_orderby_label(v) for v in values], "label selector")
+        return
+    if param == GROUP_BY_PARAM:
+        if op not in (Operator.EQUALS, Operator.IN):
+            raise BadRequest(f'search condition "{key}" supports only =, == and in')
+        b.set_group_by(parse_group_by(values, "label selector"), "label selector")
         return
     if op != Operator.EQUALS or len(values) != 1:
         raise BadRequest(f'search condition "{key}" supports only = and ==, with one value')
@@ -381,6 +400,7 @@ def _freeze(
         with_continue=b.bools.get("withContinue", False),
         with_remaining_count=b.bools.get("withRemainingCount", False),
         only_metadata=b.bools.get("onlyMetadata", False),
+        group_by=b.group_by,
     )
 
 

@@ -10,6 +10,7 @@ they are re-exported here so handlers import everything from one place. Requests
 from __future__ import annotations
 
 from common.storage.base import ListPage, StoredObject
+from common.storage.grouping import GroupCount, GroupField
 from common.storage.query import (
     DEFAULT_ORDER_FIELDS,
     ORDER_FIELDS,
@@ -28,6 +29,8 @@ __all__ = [
     "ORDER_FIELDS",
     "Continue",
     "FieldRequirement",
+    "GroupCount",
+    "GroupField",
     "GroupResource",
     "LabelRequirement",
     "ListPage",

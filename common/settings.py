@@ -46,6 +46,8 @@ class ApiserverSettings(msgspec.Struct, kw_only=True):
     """Items per page when a request sets no limit (0: no limit, as kube-apiserver)."""
     max_page_size: int = 10000
     """Upper bound for ``limit``/``size``; larger values are a 400."""
+    max_groups: int = 10000
+    """Most groups one group-by search may count (``groupBy``); a search with more is a 400."""
     max_request_header_bytes: int = 1024 * 1024
     """Longest request head (request line and headers) accepted, as kube-apiserver's 1 MiB;
     longer ones get a Status 414 (request line) or 431 (headers)."""

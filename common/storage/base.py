@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from common.events import Delete, ListDone, PurgeCluster, ResourceType, Upsert
+from common.storage.grouping import GroupCount
 from common.storage.query import Continue, GroupResource, Search
 
 EVENT_RESOURCES: tuple[GroupResource, ...] = (
@@ -163,6 +164,14 @@ class StoreReader(Protocol):
 
     async def ping(self) -> None:
         """Return when the store answers (readiness); raise StorageUnavailable when it does not."""
+        ...
+
+    async def count_groups(self, search: Search, max_groups: int) -> list[GroupCount]:
+        """How many objects match ``search`` (ignoring its paging and order) per distinct values of
+        its ``group_by`` fields (``common.storage.grouping``), computed by the store, ordered by
+        those values; groups without objects do not appear. Raises UnknownCluster as
+        ``list_objects``, StorageRejected when there are more than ``max_groups`` groups (or a
+        condition the store cannot serve), StorageUnavailable."""
         ...
 
 

@@ -41,6 +41,7 @@ from common.storage.base import (
     StoreOptions,
     UnknownCluster,
 )
+from common.storage.grouping import COLUMN_PATHS, GroupCount, TooManyGroups, path_value, sorted_groups
 from common.storage.matching import NO_LABELS, condition, labels_of, owners
 from common.storage.paging import NULL_CREATED_AT, Key, key_value, list_page, stored_object
 from common.storage.query import GroupResource, OrderBy, Search, full_order
@@ -185,6 +186,29 @@ class MemoryStore:
         owner_uids = owners(search, everything) if search.owner_uid or search.owner_name else None
         test = condition(search, owner_uids)
         return [r for r in rows if test(r)], head
+
+    # -- group-by counts (common/storage/grouping.py)
+
+    async def count_groups(self, search: Search, max_groups: int) -> list[GroupCount]:
+        return await anyio.to_thread.run_sync(self._count_groups, search, max_groups)
+
+    def _count_groups(self, search: Search, max_groups: int) -> list[GroupCount]:
+        rows, _ = self._matches(search)
+        columns = [f.column or COLUMN_PATHS.get(f.path, "") for f in search.group_by]
+        counts: dict[tuple[str, ...], int] = {}
+        for r in rows:
+            obj = msgspec.json.decode(r.object) if not all(columns) else None
+            key = tuple(
+                getattr(r, column) if column else path_value(obj, f.path)
+                for column, f in zip(columns, search.group_by, strict=True)
+            )
+            counts[key] = counts.get(key, 0) + 1
+            if len(counts) > max_groups:
+                break
+        try:
+            return sorted_groups(counts.items(), max_groups)
+        except TooManyGroups as e:
+            raise StorageRejected(str(e)) from e
 
     # -- writes
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
+from common.storage.grouping import GroupField
+
 
 class Operator(StrEnum):
     """Selector operators, as Kubernetes spells them (``==`` is normalised to ``=``)."""
@@ -171,6 +173,10 @@ class Search:
     """The caller's permissions (``member-rbac``): only objects some grant allows match; an empty
     tuple matches nothing. None: no restriction (``host-only``). A store applies it as a
     condition of the query itself, never after paging, so pages, continue and counts stay exact."""
+    # -- group-by counts (common/storage/grouping.py)
+    group_by: tuple[GroupField, ...] = ()
+    """Count per group of these fields (``StoreReader.count_groups``) instead of listing;
+    ``list_objects`` and ``count_objects`` do not read it."""
 
     @property
     def offset_paging(self) -> bool:

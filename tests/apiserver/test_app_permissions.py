@@ -362,3 +362,19 @@ def test_rbac_objects_that_do_not_decode_grant_nothing_and_break_nothing(app: An
     )
     code, body = get(AsUser(fresh), f"{R}/api/v1/configmaps", "dev")
     assert code == 200 and names(body) == [("c1", "a", f"cm-{i}") for i in range(3)] + [("c2", "b", "cm-1")]
+
+
+def test_group_counts_count_only_what_each_member_allows(app: Any) -> None:
+    """Group-by counts apply the caller's grants in the store's query: never more than the list."""
+    path = f"{R}/api/v1/configmaps?groupBy=cluster,namespace"
+
+    def counted(user: str, groups: str = "") -> list[tuple[str, str, int]]:
+        code, body = get(app, path, user, groups)
+        assert code == 200, body
+        return [(i["group"]["cluster"], i["group"]["namespace"], i["count"]) for i in body["items"]]
+
+    assert counted("dev") == [("c1", "a", 3), ("c2", "b", 1)]
+    assert counted("someone", "ops") == [("c2", "a", 3), ("c2", "b", 3)]
+    assert counted("nobody") == []
+    code, body = get(app, f"{R}/clusters/c1/api/v1/configmaps?groupBy=namespace", "someone", "ops")
+    assert (code, body["items"]) == (200, [])

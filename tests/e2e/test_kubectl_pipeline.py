@@ -6,6 +6,7 @@ member's own (the golden comparison, on what the pipeline stored rather than on 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,3 +175,116 @@ def test_secret_values_are_not_stored(pipeline: Pipeline) -> None:
         ).stdout
     )
     assert rows[0][-2] == "1"  # DATA: the key count, as the member prints it
+
+
+# ---- group-by counts (docs/search.md): kubectl's counts through Clusterpedia equal the members' own
+
+GROUP_BY = "search.clusterpedia.io/group-by"
+PHASES = {  # pods made in each member's default namespace, given these phases (no kubelet runs them)
+    "cluster-1": ["Running", "Running", "Running", "Succeeded", "Failed"],
+    "cluster-2": ["Running", "Failed", "Failed"],
+}
+
+
+def _member_counts(pipeline: Pipeline) -> Counter[tuple[str, str, str]]:
+    """(cluster, namespace, phase) -> pods, as each member itself lists them."""
+    return Counter(
+        (name, pod["metadata"]["namespace"], pod.get("status", {}).get("phase", ""))
+        for name, cluster in pipeline.members.items()
+        for pod in cluster.get_json("pods", "-A")["items"]
+    )
+
+
+def _kubectl_counts(pipeline: Pipeline, selector: str, *args: str) -> tuple[list[str], list[list[str]]]:
+    out = kubectl_run(
+        kubectl_binary("1.32"),
+        pipeline.kubeconfig,
+        "--cluster",
+        "clusterpedia",
+        "get",
+        "pods",
+        "-l",
+        selector,
+        *args,
+    )
+    assert out.stderr == ""
+    return parse_table(out.stdout)
+
+
+def test_group_by_counts_equal_the_members_own(pipeline: Pipeline) -> None:
+    for name, phases in PHASES.items():
+        member = pipeline.members[name]
+        for i, phase in enumerate(phases):
+            pod = f"counted-{i}"
+            member.apply(
+                json.dumps(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "metadata": {"name": pod, "namespace": "default"},
+                        "spec": {"containers": [{"name": "c", "image": "registry.example/c:1"}]},
+                    }
+                )
+            )
+            status = json.dumps({"status": {"phase": phase}})
+            member.kubectl(
+                "patch", "pod", pod, "-n", "default", "--subresource=status", "--type=merge", "-p", status
+            )
+
+    def per_cluster_namespace_phase() -> bool:
+        want = _member_counts(pipeline)
+        headers, rows = _kubectl_counts(pipeline, f"{GROUP_BY} in (cluster,namespace,status.phase)", "-A")
+        # kubectl's -A adds its own NAMESPACE column first, from the group's namespace
+        assert headers == ["NAMESPACE", "CLUSTER", "NAMESPACE", "STATUS.PHASE", "COUNT"]
+        assert all(r[0] == r[2] for r in rows)
+        got = Counter({(r[1], r[2], r[3]): int(r[4]) for r in rows})
+        assert got == want, (got, want)
+        return True
+
+    wait_for(
+        per_cluster_namespace_phase, "group-by counts equal to the members' own", timeout=60, interval=1.0
+    )
+    want = _member_counts(pipeline)
+    assert {c for c, _, p in want if p in ("Failed", "Succeeded")} == {"cluster-1", "cluster-2"}
+
+    headers, rows = _kubectl_counts(pipeline, f"{GROUP_BY}=cluster", "-A")
+    assert headers == ["NAMESPACE", "CLUSTER", "COUNT"]
+    per_cluster: Counter[str] = Counter()
+    for (cluster, _, _), n in want.items():
+        per_cluster[cluster] += n
+    assert {r[1]: int(r[2]) for r in rows} == per_cluster
+
+    # one namespace, grouped by phase (kubectl -n: no NAMESPACE column of its own), with a label
+    # selector beside the group-by: counted pods carry no labels, so "!app" keeps only them
+    headers, rows = _kubectl_counts(pipeline, f"{GROUP_BY} in (status.phase,cluster),!app", "-n", "default")
+    assert headers == ["STATUS.PHASE", "CLUSTER", "COUNT"]
+    expected = Counter((p, c) for c, phases in PHASES.items() for p in phases)
+    assert {(r[0], r[1]): int(r[2]) for r in rows} == expected
+
+    # JSON: the GroupCountList (kubectl's -o json cannot print it: it maps every item to a resource
+    # its discovery knows, so JSON is read with --raw and the URL form)
+    path = "/apis/clusterpedia.io/v1beta1/resources/api/v1/pods?groupBy=namespace"
+    out = kubectl_run(
+        kubectl_binary("1.32"), pipeline.kubeconfig, "--cluster", "clusterpedia", "get", "--raw", path
+    )
+    body = json.loads(out.stdout)
+    assert (body["kind"], body["groupBy"]) == ("GroupCountList", ["namespace"])
+    per_namespace: Counter[str] = Counter()
+    for (_, ns, _), n in want.items():
+        per_namespace[ns] += n
+    assert {i["group"]["namespace"]: i["count"] for i in body["items"]} == per_namespace
+
+    # a bad group field is kubectl's error with the server's message
+    bad = kubectl_run(
+        kubectl_binary("1.32"),
+        pipeline.kubeconfig,
+        "--cluster",
+        "clusterpedia",
+        "get",
+        "pods",
+        "-A",
+        "-l",
+        f"{GROUP_BY}=spec..x",
+        check=False,
+    )
+    assert bad.returncode == 1 and 'invalid group field "spec..x"' in bad.stderr

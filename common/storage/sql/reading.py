@@ -17,12 +17,22 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, Engine, Row
 
-from common.storage.base import Change, Expired, ListPage, ServedResource, StoredObject, UnknownCluster
+from common.storage.base import (
+    Change,
+    Expired,
+    ListPage,
+    ServedResource,
+    StorageRejected,
+    StoredObject,
+    UnknownCluster,
+)
+from common.storage.grouping import GroupCount, TooManyGroups, sorted_groups
 from common.storage.matching import NO_LABELS, labels_of
 from common.storage.paging import Key, list_page, stored_object
 from common.storage.query import GroupResource, Search
 from common.storage.sql.dialects import Dialect
 from common.storage.sql.engine import label_index_ready
+from common.storage.sql.grouping import group_statement, group_value, may_merge
 from common.storage.sql.selects import (
     LabelIndex,
     changes_statement,
@@ -147,6 +157,34 @@ class SqlReader:
             labels = self.label_plan(conn, search)
             counting = labels.for_count() if labels is not None else None
             return int(conn.execute(count_statement(search, self.dialect, label_index=counting)).scalar_one())
+
+    def count_groups(self, search: Search, max_groups: int) -> list[GroupCount]:
+        """Group-by counts (``common.storage.sql.grouping``): one statement, at most one group
+        beyond the bound read (a second, exact one when raw JSON texts may have merged)."""
+        with self.engine.connect() as conn:
+            check_clusters(conn, [search.single_cluster, *(search.clusters.include or ())])
+            labels = self.label_plan(conn, search)
+            counting = labels.for_count() if labels is not None else None
+            exact = False
+            while True:
+                stmt = group_statement(
+                    search, self.dialect, label_index=counting, limit=max_groups + 1, exact=exact
+                )
+                rows = conn.execute(stmt).all()
+                if exact or len(rows) <= max_groups or not may_merge(search, self.dialect):
+                    break
+                exact = True
+        counts: dict[tuple[str, ...], int] = {}
+        for r in rows:
+            key = tuple(
+                group_value(f, self.dialect, v, exact=exact)
+                for f, v in zip(search.group_by, r[:-1], strict=True)
+            )
+            counts[key] = counts.get(key, 0) + int(r[-1])
+        try:
+            return sorted_groups(counts.items(), max_groups)
+        except TooManyGroups as e:
+            raise StorageRejected(str(e)) from e
 
     def get_objects(
         self, cluster: str, group: str, resource: str, namespace: str, name: str

@@ -31,6 +31,7 @@ from common.storage.base import (
     StoredObject,
     StoreOptions,
 )
+from common.storage.grouping import GroupCount
 from common.storage.query import GroupResource, Search
 from common.storage.sql.engine import create_schema, make_engine
 from common.storage.sql.reading import SqlReader
@@ -106,6 +107,9 @@ class SqlStore:
 
     async def count_objects(self, search: Search) -> int:
         return await self._read("counting", partial(self._reader.count_objects, search))
+
+    async def count_groups(self, search: Search, max_groups: int) -> list[GroupCount]:
+        return await self._read("counting groups", partial(self._reader.count_groups, search, max_groups))
 
     async def get_objects(
         self, cluster: str, group: str, resource: str, namespace: str, name: str

@@ -45,6 +45,7 @@ from common.storage import (
     StoredObject,
     StoreOptions,
 )
+from common.storage.grouping import GroupCount
 from common.storage.memory import MemoryStore
 from common.storage.query import Search
 
@@ -183,6 +184,10 @@ class JsonlStore(MemoryStore):
     async def count_objects(self, search: Search) -> int:
         self._loaded()
         return await super().count_objects(search)
+
+    async def count_groups(self, search: Search, max_groups: int) -> list[GroupCount]:
+        self._loaded()
+        return await super().count_groups(search, max_groups)
 
     async def get_objects(
         self, cluster: str, group: str, resource: str, namespace: str, name: str

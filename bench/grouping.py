@@ -1,0 +1,250 @@
+"""Group-by counts (``StoreReader.count_groups``) at 1M rows, beside the plain count of the same search.
+
+    .venv/bin/python -m bench.grouping --store postgresql --rows 1000000
+    .venv/bin/python -m bench.grouping --store sqlite --rows 1000000
+    .venv/bin/python -m bench.grouping --store mysql --rows 200000
+
+Fills an empty store with the generator's pods (``bench.generate._pod``: 3-8 KB objects, six
+labels, ten namespaces, seven pods per app) given a phase (Running 80 %, Pending 10 %, Succeeded
+5 %, Failed 5 %) and a node (one of 200 per cluster), spread over ten clusters, through the
+writer's guarded upsert in batches of ``bench.limits.INSERT_BATCH`` (built and written batch by
+batch: 1M objects are not held in memory). Then times, through the store's reader as the API tier
+calls it (``count_groups``; the SQL it runs is ``common.storage.sql.grouping.group_statement``),
+each group-by of the mix and, alternating with it, ``count_objects`` of the same search (what the
+same filters cost without grouping), p50 / max of ``--repeat`` in one process; on PostgreSQL also
+the grouping as one statement under its LIMIT against the MATERIALIZED CTE the store sends
+(alternating, same rows). Prints tables and
+the database's plan of two of them; the figures go into bench/notes.md by hand. Bounded: one fill,
+``--repeat`` timings per query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from sqlalchemy import Engine, text
+
+from bench import generate as gen
+from bench.limits import INSERT_BATCH
+from bench.services import Services, Store
+from common.events import ResourceType
+from common.storage import open_store
+from common.storage.grouping import GROUP_COLUMNS, GroupField
+from common.storage.query import Grant, LabelRequirement, Operator, Search, SetFilter
+from common.storage.sql.grouping import group_statement
+from common.storage.sql.store import SqlStore
+from common.storage.sql.upserts import upsert_resources
+
+CLUSTERS = 10
+NODES = 200
+PHASES = ("Running",) * 16 + ("Pending",) * 2 + ("Succeeded", "Failed")
+
+
+def _rows(count: int, seed: int = 7) -> Iterator[list[dict[str, Any]]]:
+    """Batches of ``resources`` rows (pods of ``CLUSTERS`` clusters), built lazily."""
+    rng = random.Random(seed)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    enc = msgspec.json.Encoder()
+    batch: list[dict[str, Any]] = []
+    for i in range(count):
+        cluster = f"cluster-{i % CLUSTERS}"
+        group = gen._Group(
+            namespace=f"bench-{(i // CLUSTERS) % 10:02d}",
+            app=f"app-{i // 70:05d}",
+            rng_seed=rng.randrange(2**32),
+        )
+        group.labels = gen._labels(random.Random(group.rng_seed), group.app)
+        group.rs_name = f"{group.app}-{gen._hash(group.app + 'rs', 10)}"
+        group.deployment_uid = gen._hash(f"d{i}", 32)
+        group.rs_uid = gen._hash(f"r{i}", 32)
+        obj = gen._pod(group, random.Random(group.rng_seed), i % 7)
+        uid = gen._hash(f"p{i}", 32)
+        obj["metadata"].update(
+            uid=uid, resourceVersion=str(1000 + i), creationTimestamp="2026-01-01T00:00:00Z"
+        )
+        obj["spec"]["nodeName"] = f"node-{rng.randrange(NODES):03d}"
+        obj["status"] = {"phase": PHASES[rng.randrange(len(PHASES))]}
+        batch.append(
+            {
+                "cluster": cluster,
+                "api_group": "",
+                "version": "v1",
+                "resource": "pods",
+                "kind": "Pod",
+                "namespace": obj["metadata"]["namespace"],
+                "name": f"{obj['metadata']['name']}-{i}",
+                "uid": uid,
+                "owner_uid": group.rs_uid,
+                "resource_version": 1000 + i,
+                "epoch": 1,
+                "created_at": now,
+                "synced_at": now,
+                "deleted": False,
+                "object": enc.encode(obj).decode(),
+            }
+        )
+        if len(batch) >= INSERT_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _field(name: str) -> GroupField:
+    if name in GROUP_COLUMNS:
+        return GroupField(name, column=GROUP_COLUMNS[name])
+    path = tuple(name.replace("['", ".").replace("']", "").split("."))
+    return GroupField(name, path=path)
+
+
+def _queries() -> list[tuple[str, Search]]:
+    def pods(*fields: str, **kw: Any) -> Search:
+        return Search(resource="pods", group_by=tuple(_field(f) for f in fields), **kw)
+
+    team = LabelRequirement("team", Operator.EQUALS, ("team-3",))
+    grants = tuple(
+        Grant(f"cluster-{c}", "", "pods", namespaces=("bench-01", "bench-02", "bench-03"))
+        for c in range(CLUSTERS)
+    )
+    return [
+        ("all pods by cluster (the issue's example)", pods("cluster")),
+        ("all pods by cluster, namespace", pods("cluster", "namespace")),
+        ("all pods by status.phase", pods("status.phase")),
+        ("all pods by cluster, status.phase", pods("cluster", "status.phase")),
+        ("1 cluster by spec.nodeName", pods("spec.nodeName", single_cluster="cluster-3")),
+        (
+            "1 cluster + 1 namespace by status.phase",
+            pods("status.phase", single_cluster="cluster-3", namespace="bench-04"),
+        ),
+        ("label team=team-3 by cluster", pods("cluster", labels=(team,))),
+        (
+            "by metadata.labels['app'], 1 namespace",
+            pods("metadata.labels['app']", namespaces=SetFilter(include=("bench-05",))),
+        ),
+        ("member-rbac user (3 namespaces in 10 clusters) by cluster", pods("cluster", visibility=grants)),
+    ]
+
+
+def _timed(coro: Any) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = asyncio.run(coro)
+    return time.perf_counter() - t0, out
+
+
+def run(bench_store: Store, n: int, repeat: int, say: Callable[[str], None]) -> None:
+    bench_store.reset()
+    store = open_store(bench_store.url)
+    assert isinstance(store, SqlStore)
+    store.migrate()
+    try:
+        store.apply(
+            [],
+            [],
+            [
+                ResourceType(f"cluster-{c}", "", "v1", "pods", "Pod", True, [], ["list"], "v1")
+                for c in range(CLUSTERS)
+            ],
+        )
+        engine = bench_store.engine(pool_size=1)
+        stmt = upsert_resources(engine.dialect.name)
+        start = time.perf_counter()
+        for batch in _rows(n):
+            with engine.begin() as conn:
+                conn.execute(stmt, batch)
+        fill = time.perf_counter() - start
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE" if engine.dialect.name != "mysql" else "ANALYZE TABLE resources"))
+        say(f"{bench_store.kind}: {n:,} pods written in {fill:.0f} s ({n / fill:,.0f} rows/s)")
+        say(
+            f"\n| {bench_store.kind}, {n:,} pods: query | groups | objects |"
+            " group-by p50 / max ms | count p50 / max ms |"
+        )
+        say("|---|---|---|---|---|")
+        for what, search in _queries():
+            grouped: list[float] = []
+            counted: list[float] = []
+            found: Any = None
+            total = 0
+            for _ in range(repeat):
+                seconds, found = _timed(store.count_groups(search, 10_000))
+                grouped.append(seconds)
+                plain = dataclasses.replace(search, group_by=())
+                seconds, total = _timed(store.count_objects(plain))
+                counted.append(seconds)
+            assert sum(g.count for g in found) == total, (what, total)
+            say(
+                f"| {what} | {len(found):,} | {total:,} |"
+                f" {1000 * statistics.median(grouped):,.1f} / {1000 * max(grouped):,.1f} |"
+                f" {1000 * statistics.median(counted):,.1f} / {1000 * max(counted):,.1f} |"
+            )
+        if engine.dialect.name == "postgresql":
+            _compare_fence(engine, repeat, say)
+        explain = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN ", "mysql": "EXPLAIN "}
+        for what, search in _queries()[:3:2]:
+            compiled = group_statement(search, engine.dialect.name, limit=10_001).compile(
+                engine, compile_kwargs={"literal_binds": True}
+            )
+            with engine.connect() as conn:
+                plan = conn.execute(text(explain[engine.dialect.name] + str(compiled))).all()
+            say(f"\nplan of {what}:")
+            for row in plan:
+                say("    " + " | ".join(str(c) for c in row if c is not None))
+        engine.dispose()
+    finally:
+        store.close()
+
+
+def _compare_fence(engine: Engine, repeat: int, say: Callable[[str], None]) -> None:
+    """PostgreSQL: the grouping as one statement under the LIMIT (before) and as a MATERIALIZED CTE
+    the LIMIT reads (``group_statement``'s shape), alternating, same rows."""
+    say("\n| PostgreSQL: query | one statement under LIMIT p50 / max ms | MATERIALIZED CTE p50 / max ms |")
+    say("|---|---|---|")
+    for what, search in _queries()[:5]:
+        shapes = {
+            "limit": group_statement(search, "postgresql").limit(10_001),
+            "cte": group_statement(search, "postgresql", limit=10_001),
+        }
+        samples: dict[str, list[float]] = {k: [] for k in shapes}
+        for _ in range(repeat):
+            for name, stmt in shapes.items():
+                with engine.connect() as conn:
+                    t0 = time.perf_counter()
+                    conn.execute(stmt).all()
+                    samples[name].append(time.perf_counter() - t0)
+        say(
+            f"| {what} |"
+            + " |".join(
+                f" {1000 * statistics.median(v):,.1f} / {1000 * max(v):,.1f}" for v in samples.values()
+            )
+            + " |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--store", choices=("sqlite", "postgresql", "mysql"), default="sqlite")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-grouping-") as scratch,
+        Services(Path(scratch)) as services,
+    ):
+        run(services.store(args.store), args.rows, args.repeat, lambda line: print(line, flush=True))
+
+
+if __name__ == "__main__":
+    main()
