@@ -22,13 +22,23 @@ from common.observability import setup_logging
 from common.settings import Settings, load_settings
 from common.storage import url_scheme
 
-TIER_SECTIONS = {"apiserver": ["apiserver"], "synchro": ["synchro"], "writer": ["writer"]}
+TIER_SECTIONS = {
+    "apiserver": ["apiserver"],
+    "synchro": ["synchro"],
+    "writer": ["writer"],
+    "kube-state-metrics": ["kube_state_metrics"],
+}
 ALL_SECTIONS = ["apiserver", "synchro", "writer"]
 
 DESCRIPTIONS = {
     "apiserver": "Serve the Kubernetes-compatible search API (aggregated into the host kube-apiserver).",
     "synchro": "Watch the member clusters named by PediaClusters and publish their objects to the queue.",
     "writer": "Consume the queue and write objects to the store in batches.",
+    "kube-state-metrics": (
+        "Serve kube-state-metrics series (kube_pod_status_phase, kube_deployment_status_replicas_available,"
+        " kube_node_status_condition, ...) of every cluster, with a cluster label, from the store for"
+        " Prometheus (docs/kube-state-metrics.md)."
+    ),
     "all-in-one": (
         "Run every tier in one process tree: with the in-process queue (memory://, the default) "
         "the API server, the synchro and the writers share one process; with a redis:// queue each "
@@ -145,6 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return running.run_writer(settings)
     if tier == "migrate":
         return running.run_migrate(settings)
+    if tier == "kube-state-metrics":
+        try:
+            return running.run_kube_state_metrics(settings)
+        except (OSError, ValueError) as exc:
+            parser.exit(2, f"clusterpedia {tier}: error: {exc}\n")
     if ns.writers < 1:
         parser.exit(2, "clusterpedia all-in-one: error: --writers must be at least 1\n")
     if settings.queue.startswith("memory:"):
