@@ -1,0 +1,182 @@
+"""What one kube-state collection costs at 1M rows (``clusterpedia kube-state-metrics``).
+
+    .venv/bin/python -m bench.kube_state --store postgresql --rows 1000000
+    .venv/bin/python -m bench.kube_state --store sqlite --rows 1000000
+
+Fills an empty store with the generator's pods (``bench.limits.synthetic_rows``, 3-8 KB objects,
+given the status a kubelet would write: phase, IPs, conditions, one container status) spread over
+10 clusters and 500 namespaces per cluster, then runs the tier's collection
+(``kubestate.collector.collect``, default page size, ``max_series`` off) in a fresh child process
+and reports its wall time, CPU time, peak RSS, the exposition's size and series, the database
+server's CPU (PostgreSQL, MariaDB), and one scrape of the result through the tier's app. Alternates
+``--repeat`` collections. Prints a table; the figures go into bench/notes.md by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+from sqlalchemy import text
+
+from bench.limits import row_batches, synthetic_rows
+from bench.processes import cpu_seconds, server_pids
+from bench.services import Services, Store
+from common.settings import KubeStateMetricsSettings
+from common.storage import open_store
+from common.storage.sql.upserts import upsert_resources
+from kubestate.collector import collect
+from kubestate.families import RESOURCES
+from kubestate.server import Collector, create_app
+
+CLUSTERS = 10
+NAMESPACES = 500
+PHASES = ("Running",) * 17 + ("Pending", "Succeeded", "Failed")
+_dec = msgspec.json.Decoder()
+_enc = msgspec.json.Encoder()
+
+
+def _rows(count: int) -> Iterator[dict[str, Any]]:
+    for i, row in enumerate(synthetic_rows(count)):
+        obj = _dec.decode(row["object"])
+        obj["spec"]["nodeName"] = f"node-{i % 300:03d}"
+        obj["status"] = {
+            "phase": PHASES[i % len(PHASES)],
+            "hostIP": f"10.0.{i % 250}.{i % 200}",
+            "podIP": f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
+            "conditions": [
+                {"type": "Ready", "status": "True" if i % 20 else "False"},
+                {"type": "PodScheduled", "status": "True"},
+            ],
+            "containerStatuses": [{"name": "app", "restartCount": i % 4, "ready": bool(i % 20)}],
+        }
+        yield {
+            **row,
+            "cluster": f"cluster-{i % CLUSTERS}",
+            "namespace": f"ns-{(i // CLUSTERS) % NAMESPACES:03d}",
+            "object": _enc.encode(obj).decode(),
+        }
+
+
+def _fill(store: Store, rows: int) -> float:
+    store.reset()
+    engine = store.engine(pool_size=2)
+    try:
+        stmt = upsert_resources(engine.dialect.name)
+        start = time.perf_counter()
+        for batch in row_batches(_rows(rows)):
+            with engine.begin() as conn:
+                conn.execute(stmt, batch)
+        seconds = time.perf_counter() - start
+        with engine.begin() as conn:
+            analyze = (
+                "ANALYZE" if engine.dialect.name in ("sqlite", "postgresql") else "ANALYZE TABLE resources"
+            )
+            conn.execute(text(analyze))
+        return seconds
+    finally:
+        engine.dispose()
+
+
+async def _collect_and_scrape(url: str, directory: Path, page_rows: int) -> dict[str, Any]:
+    store = open_store(url)
+    try:
+        start, cpu0 = time.perf_counter(), time.process_time()
+        done = await collect(store, RESOURCES, directory, page_rows=page_rows, max_series=0)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+        collector = Collector(store, RESOURCES, KubeStateMetricsSettings(), directory)
+        collector.current = done
+        app = create_app(collector, b"", own_lifecycle=False)
+        size = 0
+        start = time.perf_counter()
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+            client.stream("GET", "/metrics") as resp,
+        ):
+            async for chunk in resp.aiter_raw():
+                size += len(chunk)
+        scrape = time.perf_counter() - start
+        return {
+            "seconds": wall,
+            "cpu_seconds": cpu,
+            "series": done.series,
+            "objects": done.objects,
+            "bytes": done.path.stat().st_size,
+            "scrape_seconds": scrape,
+            "scrape_bytes": size,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    finally:
+        store.close()
+
+
+def child(url: str, page_rows: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-ksm-") as directory:
+        print(json.dumps(asyncio.run(_collect_and_scrape(url, Path(directory), page_rows))))
+
+
+def _run_child(store: Store, page_rows: int) -> dict[str, Any]:
+    server0 = sum(cpu_seconds(p) for p in server_pids(store.kind)) if store.kind != "sqlite" else 0.0
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.kube_state", "--child", store.url, "--page-rows", str(page_rows)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    if store.kind != "sqlite":
+        result["server_cpu_seconds"] = sum(cpu_seconds(p) for p in server_pids(store.kind)) - server0
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--store", choices=("sqlite", "postgresql", "mysql"), default="postgresql")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--page-rows", type=int, default=KubeStateMetricsSettings().page_rows)
+    parser.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.page_rows)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-ksm-") as scratch, Services(Path(scratch)) as services:
+        target = services.store(args.store)
+        seconds = _fill(target, args.rows)
+        print(
+            f"{args.store}: {args.rows:,} pods over {CLUSTERS} clusters filled in {seconds:.0f} s", flush=True
+        )
+        print(f"load average before: {os.getloadavg()}", flush=True)
+        print(
+            "\n| run | collection wall s | collection CPU s | DB server CPU s | peak RSS MiB | series"
+            " | exposition MiB | one scrape s | load (1 min) |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for run in range(args.repeat):
+            r = _run_child(target, args.page_rows)
+            server = f"{r['server_cpu_seconds']:.1f}" if "server_cpu_seconds" in r else "-"
+            print(
+                f"| {run + 1} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {server}"
+                f" | {r['peak_rss_mib']:.0f} | {r['series']:,} | {r['bytes'] / 2**20:,.0f}"
+                f" | {r['scrape_seconds']:.2f} | {os.getloadavg()[0]:.1f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
