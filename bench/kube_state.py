@@ -25,17 +25,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 from sqlalchemy import text
 
 from bench.limits import INSERT_BATCH, synthetic_rows
 from bench.processes import cpu_seconds, server_pids
 from bench.services import Services, Store
+from common.events import ResourceType
 from common.settings import KubeStateMetricsSettings
 from common.storage import open_store
 from common.storage.query import Search
@@ -94,6 +94,20 @@ def _fill(store: Store, rows: int) -> float:
         engine.dispose()
 
 
+def _register(url: str) -> None:
+    """The filled clusters' pods resource type, as the synchro writes it: the tier pages each
+    cluster the catalog names (idempotent)."""
+    store = open_store(url)
+    try:
+        types = [
+            ResourceType(f"cluster-{c}", "", "v1", "pods", "Pod", True, [], ["get", "list"], "v1", b"")
+            for c in range(CLUSTERS)
+        ]
+        store.apply([], [], types)
+    finally:
+        store.close()
+
+
 def _server_cpu(kind: str) -> float:
     return sum(cpu_seconds(p) for p in server_pids(kind))
 
@@ -107,24 +121,51 @@ async def _collect_and_scrape(url: str, directory: Path, page_rows: int) -> dict
         done = await collect(store, RESOURCES, directory, page_rows=page_rows, max_series=0)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
         server = _server_cpu(kind) - server0
+        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the collection's peak
         collector = Collector(store, RESOURCES, KubeStateMetricsSettings(), directory)
         collector.current = done
         app = create_app(collector, b"", own_lifecycle=False)
         size = 0
+
+        asked = False
+        never = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await never.wait()  # the client stays connected
+            return {"type": "http.disconnect"}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            nonlocal size
+            if message["type"] == "http.response.body":
+                size += len(message.get("body", b""))
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/metrics",
+            "raw_path": b"/metrics",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 8080),
+        }
         start = time.perf_counter()
-        transport = httpx.ASGITransport(app=app)
-        async with (
-            httpx.AsyncClient(transport=transport, base_url="http://t") as client,
-            client.stream("GET", "/metrics") as resp,
-        ):
-            async for chunk in resp.aiter_raw():
-                size += len(chunk)
+        await app(scope, receive, send)  # the body counted as it streams, never held
         scrape = time.perf_counter() - start
         # The same pages read again without decoding or writing: the store's share of the collection.
         start, cpu0 = time.perf_counter(), time.process_time()
-        search = Search(group="", resource="pods", limit=page_rows)
-        while (page := await store.list_objects(search)).next is not None:
-            search = dataclasses.replace(search, continue_token=page.next)
+        for c in range(CLUSTERS):  # as the collector pages: one cluster at a time
+            search = Search(group="", resource="pods", single_cluster=f"cluster-{c}", limit=page_rows)
+            while (page := await store.list_objects(search)).next is not None:
+                search = dataclasses.replace(search, continue_token=page.next)
         read, read_cpu = time.perf_counter() - start, time.process_time() - cpu0
         return {
             "seconds": wall,
@@ -137,7 +178,7 @@ async def _collect_and_scrape(url: str, directory: Path, page_rows: int) -> dict
             "read_seconds": read,
             "read_cpu_seconds": read_cpu,
             "scrape_bytes": size,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mib": peak_rss,
         }
     finally:
         store.close()
@@ -167,17 +208,24 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--page-rows", type=int, default=KubeStateMetricsSettings().page_rows)
+    parser.add_argument(
+        "--existing",
+        metavar="URL",
+        help="measure a store this benchmark filled before (a kept sqlite:///...) instead of filling one",
+    )
     parser.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.page_rows)
         return
     with tempfile.TemporaryDirectory(prefix="bench-ksm-") as scratch, Services(Path(scratch)) as services:
-        target = services.store(args.store)
-        seconds = _fill(target, args.rows)
-        print(
-            f"{args.store}: {args.rows:,} pods over {CLUSTERS} clusters filled in {seconds:.0f} s", flush=True
-        )
+        if args.existing:
+            target = Store(args.existing.partition(":")[0].partition("+")[0], args.existing)
+        else:
+            target = services.store(args.store)
+            seconds = _fill(target, args.rows)
+            print(f"{args.store}: {args.rows:,} pods over {CLUSTERS} clusters written in {seconds:.0f} s")
+        _register(target.url)
         print(f"load average before: {os.getloadavg()}", flush=True)
         print(
             "\n| run | collection wall s | collection CPU s | DB server CPU s | peak RSS MiB | series"

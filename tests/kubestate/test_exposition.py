@@ -11,7 +11,7 @@ import pytest
 
 from common.storage import Store, open_store
 from kubestate.families import RESOURCES, parse_quantity, select
-from tests.kubestate.objects import fleet_events, pod, upsert
+from tests.kubestate.objects import fleet_events, pod, resource_types, upsert
 from tests.kubestate.support import parse, run_collect, samples, value
 
 
@@ -130,7 +130,7 @@ def test_hostile_values_are_escaped_and_bad_objects_skipped(tmp_path: Path) -> N
     store.apply(
         [upsert('c"1', "", "pods", broken), upsert('c"1', "", "pods", evil)],
         [],
-        [],
+        resource_types('c"1'),
     )
     done, text = run_collect(store, tmp_path, resources=select(["pods"]))
     s = samples(parse(text))
