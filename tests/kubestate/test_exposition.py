@@ -4,12 +4,15 @@ sets and values, plus ``cluster``; parsed with prometheus_client's parser. On th
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import uuid
 from pathlib import Path
 
 import pytest
 
-from common.storage import Store, open_store
+from common.storage import ListPage, ServedResource, Store, UnknownCluster, open_store
+from common.storage.query import Search
 from kubestate.families import RESOURCES, parse_quantity, select
 from tests.kubestate.objects import fleet_events, pod, resource_types, upsert
 from tests.kubestate.support import parse, run_collect, samples, value
@@ -191,3 +194,27 @@ def test_select_refuses_unknown_resources() -> None:
 )
 def test_parse_quantity(text: str, expected: float | None) -> None:
     assert parse_quantity(text) == expected
+
+
+class CatalogAhead:
+    """A reader whose catalog still names a cluster that is gone by the time it is listed (a
+    PediaCluster deleted mid-collection): the store's own answers, one cluster added."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def resource_types(self) -> list[ServedResource]:
+        served = await self.store.resource_types()
+        ghost = dataclasses.replace(served[0], cluster="deleted-meanwhile")
+        return [*served, ghost]
+
+    async def list_objects(self, search: Search) -> ListPage:
+        return await self.store.list_objects(search)
+
+
+def test_a_cluster_gone_mid_collection_is_skipped(store: Store, tmp_path: Path) -> None:
+    _, expected = run_collect(store, tmp_path)
+    with pytest.raises(UnknownCluster):
+        asyncio.run(store.list_objects(Search(resource="pods", single_cluster="deleted-meanwhile")))
+    done, text = run_collect(CatalogAhead(store), tmp_path)  # type: ignore[arg-type]
+    assert text == expected and done.objects == 16
