@@ -10,6 +10,7 @@ COPY synchro ./synchro
 COPY writer ./writer
 COPY common ./common
 COPY cli ./cli
+COPY kubestate ./kubestate
 RUN /opt/clusterpedia/bin/pip install .
 
 FROM python:3.11-slim

@@ -22,13 +22,29 @@ from common.observability import setup_logging
 from common.settings import Settings, load_settings
 from common.storage import url_scheme
 
-TIER_SECTIONS = {"apiserver": ["apiserver"], "synchro": ["synchro"], "writer": ["writer"]}
+TIER_SECTIONS = {
+    "apiserver": ["apiserver"],
+    "synchro": ["synchro"],
+    "writer": ["writer"],
+    "kube-state-metrics": ["kube_state_metrics"],
+}
 ALL_SECTIONS = ["apiserver", "synchro", "writer"]
+UNUSED_TOP_LEVEL = {
+    # reads only the store and serves its own port: no flag that it would ignore
+    "kube-state-metrics": frozenset(
+        {"queue", "queue_max_len", "kubeconfig", "metrics_port", "metrics_bind_host"}
+    ),
+}
 
 DESCRIPTIONS = {
     "apiserver": "Serve the Kubernetes-compatible search API (aggregated into the host kube-apiserver).",
     "synchro": "Watch the member clusters named by PediaClusters and publish their objects to the queue.",
     "writer": "Consume the queue and write objects to the store in batches.",
+    "kube-state-metrics": (
+        "Serve kube-state-metrics series (kube_pod_status_phase, kube_deployment_status_replicas_available,"
+        " kube_node_status_condition, ...) of every cluster, with a cluster label, from the store for"
+        " Prometheus (docs/kube-state-metrics.md)."
+    ),
     "all-in-one": (
         "Run every tier in one process tree: with the in-process queue (memory://, the default) "
         "the API server, the synchro and the writers share one process; with a redis:// queue each "
@@ -78,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(tier, help=DESCRIPTIONS[tier], description=DESCRIPTIONS[tier])
         _common_args(p)
         fields, prefixed = flags.fields_for(sections)
+        unused = UNUSED_TOP_LEVEL.get(tier, frozenset())
+        fields = [f for f in fields if f.section or f.name not in unused]
         flags.add_setting_flags(p, fields, prefixed=prefixed)
 
     p = sub.add_parser("all-in-one", help=DESCRIPTIONS["all-in-one"], description=DESCRIPTIONS["all-in-one"])
@@ -145,6 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return running.run_writer(settings)
     if tier == "migrate":
         return running.run_migrate(settings)
+    if tier == "kube-state-metrics":
+        try:
+            return running.run_kube_state_metrics(settings)
+        except (OSError, ValueError) as exc:
+            parser.exit(2, f"clusterpedia {tier}: error: {exc}\n")
     if ns.writers < 1:
         parser.exit(2, "clusterpedia all-in-one: error: --writers must be at least 1\n")
     if settings.queue.startswith("memory:"):

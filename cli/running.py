@@ -168,6 +168,11 @@ def run_apiserver(settings: Settings) -> int:
     return _load_apiserver()(settings)
 
 
+def run_kube_state_metrics(settings: Settings) -> int:
+    run = cast(Callable[[Settings], int], _entry("kubestate.server", "run_kube_state_metrics"))
+    return run(settings)
+
+
 def run_all_in_one_process(settings: Settings, writers: int) -> int:
     """Synchro and writer threads plus the API tier in the main thread: the memory:// shape."""
     synchro, writer, apiserver = _load_synchro(), _load_writer(), _load_apiserver()

@@ -159,6 +159,28 @@ class WriterSettings(msgspec.Struct, kw_only=True):
     """Longest back-off between retries of a batch after a store or queue error."""
 
 
+class KubeStateMetricsSettings(msgspec.Struct, kw_only=True):
+    bind_host: str = "127.0.0.1"
+    """Address ``clusterpedia kube-state-metrics`` listens on (plain HTTP, for Prometheus)."""
+    port: int = 8080
+    """TCP port of its /metrics, /healthz, /readyz, /livez."""
+    bearer_token_file: str = ""
+    """File holding the token a scrape must send as ``Authorization: Bearer``; empty: no token
+    asked (then keep the port reachable by Prometheus only). The series name every synced object."""
+    refresh_interval_seconds: float = 60.0
+    """Pause between the end of one collection from the store and the start of the next; every
+    scrape meanwhile streams the last finished one."""
+    page_rows: int = 2000
+    """Objects read from the store per keyset page during a collection."""
+    max_series: int = 2_000_000
+    """Most series one collection writes (0: no bound); beyond it the collection stops, logs a
+    warning and sets clusterpedia_kube_state_metrics_truncated to 1."""
+    resources: list[str] = msgspec.field(
+        default_factory=lambda: ["pods", "deployments", "statefulsets", "daemonsets", "nodes", "namespaces"]
+    )
+    """Resources whose kube-state series are served (a subset of the default)."""
+
+
 class Settings(msgspec.Struct, kw_only=True):
     storage: str = "sqlite:///clusterpedia.db"
     """Store URL: sqlite:///file.db (embedded), postgresql://..., mysql://..., memory:// (in-process, lost
@@ -181,6 +203,7 @@ class Settings(msgspec.Struct, kw_only=True):
     apiserver: ApiserverSettings = msgspec.field(default_factory=ApiserverSettings)
     synchro: SynchroSettings = msgspec.field(default_factory=SynchroSettings)
     writer: WriterSettings = msgspec.field(default_factory=WriterSettings)
+    kube_state_metrics: KubeStateMetricsSettings = msgspec.field(default_factory=KubeStateMetricsSettings)
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -194,7 +217,7 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    sections = {"apiserver", "synchro", "writer"}
+    sections = {"apiserver", "synchro", "writer", "kube_state_metrics"}
     out: dict[str, Any] = {}
     for key, raw in environ.items():
         if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":

@@ -18,7 +18,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from cli.flags import setting_fields
+from cli.flags import overrides_from, setting_fields
 from cli.main import build_parser
 from common.settings import load_settings
 from tests.charts.chart import (
@@ -85,7 +85,10 @@ def test_value_set_renders_consistent_objects(helm: Path, vs: ValueSet) -> None:
     objects = render_objects(helm, vs.file)
     values = values_of(vs)
     deployments = by_kind(objects, "Deployment")
-    assert set(deployments) == {f"{FULLNAME}-{t}" for t in ("apiserver", "synchro", "writer")}
+    ksm = values["kubeStateMetrics"]["enabled"]
+    assert set(deployments) == {f"{FULLNAME}-{t}" for t in ("apiserver", "synchro", "writer")} | (
+        {f"{FULLNAME}-kube-state-metrics"} if ksm else set()
+    )
 
     parser = build_parser()
     config_map = by_kind(objects, "ConfigMap")[f"{FULLNAME}-config"]
@@ -291,3 +294,34 @@ def test_bad_values_fail_with_a_clear_message(helm: Path, args: list[str], messa
     out = render(helm, None, *args)
     assert out.returncode != 0
     assert message in out.stderr
+
+
+def test_kube_state_metrics_tier(helm: Path) -> None:
+    """Its args parse with the real CLI into the settings the Service and probes point at, the token
+    Secret is mounted where --bearer-token-file reads it, and no ServiceAccount token is mounted."""
+    objects = render_objects(helm, "ci/kube-state-metrics-values.yaml")
+    dep = by_kind(objects, "Deployment")[f"{FULLNAME}-kube-state-metrics"]
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = containers(dep)
+    ns = build_parser().parse_args(container["args"])
+    assert ns.command == "kube-state-metrics"
+    config = yaml.safe_load(by_kind(objects, "ConfigMap")[f"{FULLNAME}-config"]["data"]["config.yaml"])
+    settings = load_settings(config_file=None, overrides={**config, **overrides_from(ns)}, environ={})
+    ksm = settings.kube_state_metrics
+    assert (ksm.bind_host, ksm.port, ksm.refresh_interval_seconds) == ("0.0.0.0", 8080, 120.0)
+    token_dir, token_name = ksm.bearer_token_file.rsplit("/", 1)
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["token"] == token_dir
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "token"]
+    assert volume["secret"] == {"secretName": "ksm-token", "items": [{"key": "token", "path": token_name}]}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 8080}
+    assert {container[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe")} == {
+        "/livez",
+        "/readyz",
+    }
+    service = by_kind(objects, "Service")[f"{FULLNAME}-kube-state-metrics"]
+    assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http"}]
+    assert service["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert f"{FULLNAME}-kube-state-metrics" not in by_kind(render_objects(helm, None), "Deployment")

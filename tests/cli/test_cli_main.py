@@ -42,6 +42,7 @@ def run_cli(
         ("all-in-one", ["--writers", "--port", "--batch-max-events", "--worker-id", "--kubeconfig"]),
         ("config", ["--show-secrets", "--config", "--set", "--reference"]),
         ("migrate", ["--storage", "--config"]),
+        ("kube-state-metrics", ["--storage", "--port", "--bearer-token-file", "--refresh-interval-seconds"]),
     ],
 )
 def test_each_subcommand_has_help_with_its_flags(command: str, expected_flags: list[str]) -> None:
@@ -183,6 +184,9 @@ def test_config_masks_passwords_unless_asked(tmp_path: Path) -> None:
             ["all-in-one", "--storage", "memory://", "--queue", "redis://127.0.0.1:1/0"],
             "--storage memory:// keeps the objects inside one process",
         ),
+        # the kube-state-metrics tier reads only the store: flags it would ignore are not offered
+        (["kube-state-metrics", "--queue", "redis://127.0.0.1:1/0"], "unrecognized arguments: --queue"),
+        (["kube-state-metrics", "--metrics-port", "9999"], "unrecognized arguments: --metrics-port"),
     ],
 )
 def test_bad_configuration_is_a_clear_usage_error(args: list[str], message: str) -> None:
