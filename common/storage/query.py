@@ -15,7 +15,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from common.storage.relations import Relation
 
 
 class Operator(StrEnum):
@@ -171,6 +174,8 @@ class Search:
     """The caller's permissions (``member-rbac``): only objects some grant allows match; an empty
     tuple matches nothing. None: no restriction (``host-only``). A store applies it as a
     condition of the query itself, never after paging, so pages, continue and counts stay exact."""
+    relation: Relation | None = None
+    """A relationship query (``common.storage.relations``): the objects related so to a subject."""
 
     @property
     def offset_paging(self) -> bool:
