@@ -29,11 +29,14 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import text
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.elements import ClauseElement
 
 from bench.limits import INSERT_BATCH
 from bench.services import Services, Store
 from common.events import ResourceType
-from common.storage import open_store
+from common.storage import open_store, relations
 from common.storage.query import (
     FieldRequirement,
     GroupResource,
@@ -43,6 +46,8 @@ from common.storage.query import (
     SetFilter,
 )
 from common.storage.relations import Relation, RelationKind, Subject
+from common.storage.sql.relations import SqlLookups
+from common.storage.sql.selects import list_statement
 from common.storage.sql.store import SqlStore
 from common.storage.sql.upserts import upsert_resources
 
@@ -269,7 +274,9 @@ def _queries(apps: int) -> list[tuple[str, Callable[[int], Search]]]:
     ]
 
 
-def run(bench_store: Store, rows: int, repeat: int, say: Callable[[str], None]) -> None:
+def run(
+    bench_store: Store, rows: int, repeat: int, say: Callable[[str], None], *, explain: bool = False
+) -> None:
     seconds, apps = _fill(bench_store, rows)
     store = open_store(bench_store.url)
     assert isinstance(store, SqlStore)
@@ -306,8 +313,44 @@ def run(bench_store: Store, rows: int, repeat: int, say: Callable[[str], None]) 
             items = ",".join(map(str, sorted(found)))
             p50, worst = 1000 * statistics.median(samples), 1000 * max(samples)
             say(f"| {what} | {items} | {p50:,.2f} / {worst:,.2f} |")
+        if explain:
+            _explain(store, _queries(apps), say)
     finally:
         store.close()
+
+
+class _Explain(Executable, ClauseElement):
+    """``EXPLAIN <statement>`` with the statement's parameters bound as the store binds them (a
+    label containment is JSONB, which has no literal form)."""
+
+    inherit_cache = False
+
+    def __init__(self, stmt: Any, prefix: str) -> None:
+        self.stmt, self.prefix = stmt, prefix
+
+
+@compiles(_Explain)
+def _compile_explain(element: _Explain, compiler: Any, **kw: Any) -> str:
+    return element.prefix + str(compiler.process(element.stmt, **kw))
+
+
+def _explain(
+    store: SqlStore, queries: list[tuple[str, Callable[[int], Search]]], say: Callable[[str], None]
+) -> None:
+    """The database's plan of each relation's final statement (after ``relations.resolve``)."""
+    engine = store.engine
+    dialect = engine.dialect.name
+    prefix = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN ", "mysql": "EXPLAIN "}[dialect]
+    with engine.connect() as conn:
+        for what, make in queries:
+            search = make(1)
+            if search.relation is None:
+                continue
+            resolved = relations.resolve(search, SqlLookups(conn))
+            stmt = list_statement(resolved, dialect, limit=501)
+            say(f"\nplan of {what}:")
+            for row in conn.execute(_Explain(stmt, prefix)).all():
+                say("    " + " | ".join(str(c) for c in row if c is not None))
 
 
 def main() -> None:
@@ -317,12 +360,14 @@ def main() -> None:
     parser.add_argument("--store", choices=("sqlite", "postgresql", "mysql"), default="sqlite")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=21)
+    parser.add_argument("--explain", action="store_true", help="print the plan of each relation's statement")
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="bench-relations-") as scratch,
         Services(Path(scratch)) as services,
     ):
-        run(services.store(args.store), args.rows, args.repeat, lambda line: print(line, flush=True))
+        say = lambda line: print(line, flush=True)  # noqa: E731
+        run(services.store(args.store), args.rows, args.repeat, say, explain=args.explain)
 
 
 if __name__ == "__main__":
