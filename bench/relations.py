@@ -46,6 +46,7 @@ from common.storage.query import (
     SetFilter,
 )
 from common.storage.relations import Relation, RelationKind, Subject
+from common.storage.sql.reading import SqlReader
 from common.storage.sql.relations import SqlLookups
 from common.storage.sql.selects import list_statement
 from common.storage.sql.store import SqlStore
@@ -341,13 +342,15 @@ def _explain(
     engine = store.engine
     dialect = engine.dialect.name
     prefix = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN ", "mysql": "EXPLAIN "}[dialect]
+    reader = SqlReader(engine)
     with engine.connect() as conn:
         for what, make in queries:
             search = make(1)
             if search.relation is None:
                 continue
             resolved = relations.resolve(search, SqlLookups(conn))
-            stmt = list_statement(resolved, dialect, limit=501)
+            labels = reader.label_plan(conn, resolved)  # as the store plans label requirements
+            stmt = list_statement(resolved, dialect, limit=501, label_index=labels)
             say(f"\nplan of {what}:")
             for row in conn.execute(_Explain(stmt, prefix)).all():
                 say("    " + " | ".join(str(c) for c in row if c is not None))
