@@ -79,7 +79,7 @@ LISTED_RESOURCES: dict[RelationKind, tuple[GroupResource, ...]] = {
 MAX_SUBJECTS = 1000
 """A subject named by name in any namespace matches at most this many objects (else a 400)."""
 MAX_DEPTH = 16
-"""Owner chains are followed this many levels at most (a deeper one, or a cycle, has no top)."""
+"""Owner chains are followed this many owners up at most (a longer one, or a cycle, has no top)."""
 MAX_SELECTOR_LABELS = 64
 """A Service selector of more labels than this is refused (a 400), not turned into a huge query."""
 
@@ -232,13 +232,13 @@ def _owner_targets(
     chains: dict[int, list[Link]] = {i: [] for i in range(len(subjects))}
     tops: dict[int, Link] = {}
     walking = {i: s for i, s in enumerate(subjects)}
-    for _ in range(MAX_DEPTH):
+    for _ in range(MAX_DEPTH + 1):
         wanted: dict[str, set[str]] = {}
         for i, cur in list(walking.items()):
             seen = {subjects[i].uid, *(link.uid for link in chains[i])}
-            if not cur.owner_uid or cur.owner_uid in seen:
+            if not cur.owner_uid or cur.owner_uid in seen or len(chains[i]) == MAX_DEPTH:
                 if not cur.owner_uid and chains[i]:
-                    tops[i] = cur  # a cycle has no top
+                    tops[i] = cur  # a cycle, or a chain going on past MAX_DEPTH, has no top
                 del walking[i]
             else:
                 wanted.setdefault(cur.cluster, set()).add(cur.owner_uid)

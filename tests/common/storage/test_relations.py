@@ -358,6 +358,21 @@ def test_the_walk_reads_only_what_the_caller_may_list(store: Store) -> None:
     assert listed(store, seen) == [("cluster-1", "pods", "default", "web-1-b")]
 
 
+@pytest.mark.parametrize(("length", "top"), [(16, "deep-15"), (17, None)])
+def test_chains_are_followed_16_owners_up(store: Store, length: int, top: str | None) -> None:
+    ns = f"deep-{length}"
+    chain = [
+        _o("cluster-2", "replicasets.apps", f"deep-{i}", f"{ns}-{i}", f"{ns}-{i + 1}", ns=ns)
+        for i in range(length)
+    ]
+    chain[-1].owner_uid = ""
+    write(store, [o.event() for o in [*chain, _pod("cluster-2", "p", f"{ns}-pod", f"{ns}-0", {}, ns=ns)]])
+    owners = search([("relation", "owners"), ("ofUID", f"{ns}-pod")], "replicasets")
+    assert len(listed(store, owners)) == 16
+    tops = listed(store, search([("relation", "top-owner"), ("ofUID", f"{ns}-pod")], "replicasets"))
+    assert tops == ([("cluster-2", "replicasets", ns, top)] if top else [])
+
+
 def test_relations_that_cannot_list_this_resource_are_refused(store: Store) -> None:
     for pairs, resource in (
         ([("relation", "selected"), ("ofUID", "s-web")], "nodes"),
