@@ -32,7 +32,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from apiserver import collections as collection_store
-from apiserver import discovery, group_counts, groups, openapi
+from apiserver import discovery, group_counts, groups, openapi, relations
 from apiserver.auth import ANONYMOUS, PROXIED_STATE_KEY, UserInfo, is_watch
 from apiserver.catalog import Catalog
 from apiserver.forwarding import Forwarding
@@ -320,7 +320,8 @@ class Api:
             return search
         spanned = search.group_resources or (GroupResource(search.group, search.resource),)
         grants = await self.rbac.grants(_caller(request), spanned)
-        return dataclasses.replace(search, visibility=narrowed(grants, search))
+        search = dataclasses.replace(search, visibility=narrowed(grants, search))
+        return relations.guarded(search, self.rbac, _caller(request))
 
     async def _get_one(self, route: ApiRoute, request: Request) -> StoredObject:
         """The object a get names. Without a cluster, a name found in exactly one cluster is returned;
@@ -485,6 +486,8 @@ class Api:
             raise BadRequest("owner search conditions cannot be watched: list them instead")
         if search.group_by:
             raise BadRequest("group-by cannot be watched: list the group counts instead")
+        if search.relation is not None:
+            raise BadRequest("relation search conditions cannot be watched: list them instead")
         search = dataclasses.replace(
             search, limit=None, continue_token=None, offset=None, with_continue=False
         )

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from apiserver import relations
 from apiserver.grouping import GROUP_BY_LABEL, GROUP_BY_PARAM, parse_group_by
 from apiserver.selectors import label_value_error, parse_field_selector, parse_label_selector
 from apiserver.types import (
@@ -61,6 +62,10 @@ _LIST_CONDITIONS = ("clusters", "namespaces", "names")
 _SCALAR_PARAMS: tuple[str, ...] = ("size", "offset", "since", "before", "ownerUID", "ownerName")
 _SCALAR_PARAMS += ("ownerGR", "ownerSeniority", "fuzzyName", "limit", "continue")
 _BOOL_PARAMS = ("withContinue", "withRemainingCount", "onlyMetadata")
+
+# relationship queries (apiserver.relations)
+_LABEL_TO_PARAM.update(relations.LABEL_PARAMS)
+_SCALAR_PARAMS += relations.PARAMS
 
 # Names of objects, namespaces and clusters: what Kubernetes path segments allow in practice
 # (RBAC names carry ':'), and nothing that could be mistaken for SQL or a path.
@@ -374,6 +379,7 @@ def _freeze(
     if fuzzy and not _FUZZY.fullmatch(fuzzy):
         raise BadRequest(f'invalid fuzzyName "{fuzzy}": letters, digits and ._:@+_- only')
     token = decode_continue(s["continue"]) if s.get("continue") else None
+    relation = relations.parse_relation(s, cluster=cluster, namespace=namespace, clusters=clusters)
     return Search(
         group=group,
         version=version,
@@ -401,6 +407,7 @@ def _freeze(
         with_remaining_count=b.bools.get("withRemainingCount", False),
         only_metadata=b.bools.get("onlyMetadata", False),
         group_by=b.group_by,
+        relation=relation,
     )
 
 

@@ -113,6 +113,11 @@ def query_mix(cluster: str, gen: Generated, deep_continue: str) -> list[Query]:
             _q(f"{one}/api/v1/namespaces/{rs_ns}/pods", ownerUID=rs_uid),
             "",
         ),
+        Query(
+            "relation: owners of a ReplicaSet (ofUID), all clusters",
+            _q(f"{RESOURCES}/apis/apps/v1/deployments", relation="owners", ofUID=rs_uid),
+            "",
+        ),
         Query("fuzzy name, all clusters", _q(f"{RESOURCES}/api/v1/pods", fuzzyName=fuzzy, limit="100"), ""),
         Query("collection workloads, limit 100", _q(f"{COLLECTIONS}/workloads", limit="100"), ""),
         Query(

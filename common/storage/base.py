@@ -18,6 +18,8 @@ Guarantees every backend keeps (DESIGN section 5), whatever it stores in:
   a paged list exactly once while other objects change between pages.
 * A backend may decline a search condition it cannot serve: :class:`StorageRejected` with a clear
   message, which the API tier answers as a 400.
+* A search with a relation (``Search.relation``) is resolved with ``relations.resolve`` before any
+  read of it (lists, counts), on the reader's snapshot.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from common.storage import relations
 from common.storage.base import StorageRejected
 from common.storage.query import FieldRequirement, LabelRequirement, Operator, Search
 
@@ -147,6 +148,10 @@ def condition(
     """One predicate for every filter of ``search`` (no paging); tombstones never match unless
     ``tombstones`` (a watcher matches a deleted object's last state). ``owner_uids``: the uids an
     owner condition stands for (:func:`owners`), None without one."""
+    if (several := relations.alternatives(search)) is not None:
+        # a resolved relation answered in several clusters or namespaces: the union of plain searches
+        tests = [condition(alt, owner_uids, tombstones=tombstones) for alt in several]
+        return lambda r: any(t(r) for t in tests)
     parsed: dict[int, Any] = {}  # rows decoded for field selectors, by id, during this search
 
     def test(r: MatchRow) -> bool:

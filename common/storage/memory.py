@@ -29,6 +29,7 @@ import anyio.to_thread
 import msgspec
 
 from common.events import Delete, ListDone, PurgeCluster, ResourceType, Upsert
+from common.storage import relations
 from common.storage.base import (
     EVENT_RESOURCES,
     Change,
@@ -180,9 +181,10 @@ class MemoryStore:
             head = self._head
             everything = (
                 [r for b in self._buckets.values() for r in b.values()]
-                if search.owner_uid or search.owner_name
+                if search.owner_uid or search.owner_name or search.relation is not None
                 else []
             )
+        search = relations.resolve(search, relations.scan_lookups(everything))
         owner_uids = owners(search, everything) if search.owner_uid or search.owner_name else None
         test = condition(search, owner_uids)
         return [r for r in rows if test(r)], head

@@ -15,7 +15,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from common.storage.relations import Relation
 
 from common.storage.grouping import GroupField
 
@@ -177,6 +180,8 @@ class Search:
     group_by: tuple[GroupField, ...] = ()
     """Count per group of these fields (``StoreReader.count_groups``) instead of listing;
     ``list_objects`` and ``count_objects`` do not read it."""
+    relation: Relation | None = None
+    """A relationship query (``common.storage.relations``): the objects related so to a subject."""
 
     @property
     def offset_paging(self) -> bool:

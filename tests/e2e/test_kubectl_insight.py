@@ -6,6 +6,9 @@ filling the store, the API tier serving it, and kubectl 1.32.
   with a field selector on ``involvedObject.*``).
 * A PediaCluster pointing at an unreachable member makes every list and watch whose scope includes
   it print a ``Warning`` naming it on stderr, and the warning goes once that PediaCluster is removed.
+* Relationship queries (a pod's owners and top-level owner, a Service's pods, a Pod's node, an
+  object's events) through kubectl give what walking the member's own objects with the Kubernetes
+  Python client gives.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,11 +49,18 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(host_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     workdir = tmp_path_factory.mktemp("insight")
-    member = Cluster("cluster-1", "current", workdir=tmp_path_factory.mktemp("cluster-1"))
+    # a controller manager: Deployments make ReplicaSets and Pods (relationship queries)
+    member = Cluster(
+        "cluster-1", "current", controller_manager=True, workdir=tmp_path_factory.mktemp("cluster-1")
+    )
     member.start()
     store_url = f"sqlite:///{workdir / 'store.db'}"
     install_crd(host_cluster)
-    host_cluster.apply(pediacluster("cluster-1", member, {"": ["configmaps", "events"]}))
+    resources = {
+        "": ["configmaps", "events", "pods", "services", "nodes"],
+        "apps": ["deployments", "replicasets"],
+    }
+    host_cluster.apply(pediacluster("cluster-1", member, resources))
     settings = make_settings(host_cluster, store_url, "memory://")
     writer = start_writer(settings)
     synchro = start_synchro(settings)
@@ -161,3 +172,135 @@ def test_an_unreachable_cluster_is_named_in_a_warning(setup: Setup) -> None:
         "the warning gone with the PediaCluster",
         timeout=60,
     )
+
+
+# ------------------------------------------------------------------------ relationship queries
+
+RELATED = """
+apiVersion: v1
+kind: Node
+metadata: {name: node-1}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: example.invalid/web}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pinned, namespace: default, labels: {app: web, pinned: "yes"}}
+spec: {nodeName: node-1, containers: [{name: c, image: example.invalid/web}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {selector: {app: web}, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: external, namespace: default}
+spec: {ports: [{port: 80}]}
+"""
+
+
+def _walk_member(member: Cluster) -> dict[str, list[str]]:
+    """The answers, from the member's own objects (kubernetes-python): for each pod of the
+    Deployment its controller chain; the Service's pods; the pinned pod's node; the ReplicaSet's
+    events."""
+    from kubernetes import client
+
+    api = member.api_client()
+    core: Any = client.CoreV1Api(api)
+    apps: Any = client.AppsV1Api(api)
+    readers = {"ReplicaSet": apps.read_namespaced_replica_set, "Deployment": apps.read_namespaced_deployment}
+    out: dict[str, list[str]] = {}
+    pods = core.list_namespaced_pod("default").items
+    for pod in pods:
+        chain: list[str] = []
+        obj = pod
+        while ref := next((r for r in obj.metadata.owner_references or [] if r.controller), None):
+            obj = readers[ref.kind](ref.name, "default")
+            assert obj.metadata.uid == ref.uid
+            chain.append(f"{ref.kind}/{ref.name}")
+        out[f"owners:{pod.metadata.name}"] = sorted(chain)
+        out[f"top:{pod.metadata.name}"] = chain[-1:]
+        out[f"uid:{pod.metadata.name}"] = [pod.metadata.uid]
+    for svc in core.list_namespaced_service("default").items:
+        selector = svc.spec.selector
+        selected = (
+            core.list_namespaced_pod(
+                "default", label_selector=",".join(f"{k}={v}" for k, v in selector.items())
+            ).items
+            if selector
+            else []
+        )
+        out[f"selected:{svc.metadata.name}"] = sorted(f"Pod/{p.metadata.name}" for p in selected)
+    pinned = core.read_namespaced_pod("pinned", "default")
+    out["node:pinned"] = [f"Node/{core.read_node(pinned.spec.node_name).metadata.name}"]
+    rs = apps.list_namespaced_replica_set("default").items
+    out["replicaset"] = [f"ReplicaSet/{r.metadata.name}" for r in rs]
+    for r in rs:
+        events = core.list_namespaced_event("default", field_selector=f"involvedObject.uid={r.metadata.uid}")
+        out[f"events:{r.metadata.name}"] = sorted(f"Event/{e.metadata.name}" for e in events.items)
+    api.close()
+    return out
+
+
+def _through_clusterpedia(
+    setup: Setup, kinds: str, selector: str, *, namespace: str = "default"
+) -> list[str]:
+    args = ["--cluster", "cluster-1", "get", kinds, "-l", selector, "-o", "json"]
+    out = kubectl_run(
+        kubectl_binary(KUBECTL), setup.kubeconfig, *args, *(["-n", namespace] if namespace else [])
+    )
+    return sorted(f"{i['kind']}/{i['metadata']['name']}" for i in json.loads(out.stdout)["items"])
+
+
+def test_relations_answer_as_walking_the_members_objects(setup: Setup) -> None:
+    setup.member.apply(RELATED)
+    r = "search.clusterpedia.io/relation"
+
+    def walked() -> dict[str, list[str]] | None:
+        truth = _walk_member(setup.member)
+        # the Deployment's two pods exist and the ReplicaSet recorded their creation
+        deployed = [k for k, v in truth.items() if k.startswith("owners:") and v]
+        events = [v for k, v in truth.items() if k.startswith("events:")]
+        return truth if len(deployed) == 2 and events and all(events) else None
+
+    truth = wait_for(walked, "the Deployment's ReplicaSet and pods, and its events", timeout=60)
+    deployed = sorted(k.partition(":")[2] for k, v in truth.items() if k.startswith("owners:") and v)
+    (rs_name,) = (name.partition("/")[2] for name in truth["replicaset"])
+
+    def answers() -> dict[str, list[str]]:
+        got: dict[str, list[str]] = {}
+        for pod in [*deployed, "pinned"]:
+            of = f"search.clusterpedia.io/of-name={pod},search.clusterpedia.io/of-gr=pods"
+            got[f"owners:{pod}"] = _through_clusterpedia(setup, "replicasets,deployments", f"{r}=owners,{of}")
+            by_uid = f"search.clusterpedia.io/of-uid={truth[f'uid:{pod}'][0]}"
+            got[f"top:{pod}"] = _through_clusterpedia(
+                setup, "replicasets,deployments", f"{r}=top-owner,{by_uid}"
+            )
+        for svc in ("web", "external"):
+            got[f"selected:{svc}"] = _through_clusterpedia(
+                setup, "pods", f"{r}=selected,search.clusterpedia.io/of-name={svc}"
+            )
+        node = f"{r}=node,search.clusterpedia.io/of-name=pinned,search.clusterpedia.io/of-namespace=default"
+        got["node:pinned"] = _through_clusterpedia(setup, "nodes", node, namespace="")
+        of_rs = f"search.clusterpedia.io/of-name={rs_name},search.clusterpedia.io/of-gr=replicasets.apps"
+        got[f"events:{rs_name}"] = _through_clusterpedia(setup, "events", f"{r}=events,{of_rs}")
+        return got
+
+    def agree() -> bool:
+        got = answers()
+        want = {k: v for k, v in _walk_member(setup.member).items() if k in got}
+        assert got == want, (got, want)
+        return True
+
+    wait_for(agree, "relationship queries through Clusterpedia agree with the member", timeout=60)
+    assert truth["selected:external"] == [] and len(truth["selected:web"]) == 3
+    assert all(len(truth[f"owners:{p}"]) == 2 for p in deployed) and truth["node:pinned"] == ["Node/node-1"]

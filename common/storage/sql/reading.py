@@ -30,9 +30,11 @@ from common.storage.grouping import GroupCount, TooManyGroups, sorted_groups
 from common.storage.matching import NO_LABELS, labels_of
 from common.storage.paging import Key, list_page, stored_object
 from common.storage.query import GroupResource, Search
+from common.storage.relations import resolve
 from common.storage.sql.dialects import Dialect
 from common.storage.sql.engine import label_index_ready
 from common.storage.sql.grouping import group_statement, group_value, may_merge
+from common.storage.sql.relations import SqlLookups
 from common.storage.sql.selects import (
     LabelIndex,
     changes_statement,
@@ -134,6 +136,7 @@ class SqlReader:
                 conn.exec_driver_sql("BEGIN")  # one read snapshot for the statements below
             head = self._head(conn)
             check_clusters(conn, [search.single_cluster, *(search.clusters.include or ())])
+            search = resolve(search, SqlLookups(conn))  # a relation becomes plain conditions
             labels = self.label_plan(conn, search)
             counting = labels.for_count() if labels is not None else None
 
@@ -154,6 +157,7 @@ class SqlReader:
     def count_objects(self, search: Search) -> int:
         with self.engine.connect() as conn:
             check_clusters(conn, [search.single_cluster, *(search.clusters.include or ())])
+            search = resolve(search, SqlLookups(conn))
             labels = self.label_plan(conn, search)
             counting = labels.for_count() if labels is not None else None
             return int(conn.execute(count_statement(search, self.dialect, label_index=counting)).scalar_one())
@@ -163,6 +167,7 @@ class SqlReader:
         beyond the bound read (a second, exact one when raw JSON texts may have merged)."""
         with self.engine.connect() as conn:
             check_clusters(conn, [search.single_cluster, *(search.clusters.include or ())])
+            search = resolve(search, SqlLookups(conn))  # a relation becomes plain conditions
             labels = self.label_plan(conn, search)
             counting = labels.for_count() if labels is not None else None
             exact = False

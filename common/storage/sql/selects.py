@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from common.storage import relations
 from common.storage.paging import NULL_CREATED_AT, key_value
 from common.storage.query import (
     FieldRequirement,
@@ -297,6 +298,10 @@ def where_clause(
     conds += [field_condition(req, dialect, subject_uid) for req in search.fields]
     if search.visibility is not None:
         conds.append(visibility_condition(search.visibility))
+    if (several := relations.alternatives(search)) is not None:
+        # a relation answered in several clusters or namespaces: the union of plain searches
+        probe = LabelIndex() if label_index is not None else None
+        conds.append(or_(*(where_clause(alt, dialect, label_index=probe) for alt in several)))
     return and_(*conds)
 
 
