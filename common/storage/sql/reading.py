@@ -40,9 +40,12 @@ from common.storage.sql.selects import (
 from common.storage.sql.upserts import head_revision
 
 
-def check_clusters(conn: Connection, names: Sequence[str]) -> None:
-    """UnknownCluster for the first of ``names`` the store knows nothing about."""
-    wanted = list(dict.fromkeys(n for n in names if n))
+def check_clusters(conn: Connection, names: Sequence[str], rows: Sequence[Any] = ()) -> None:
+    """UnknownCluster for the first of ``names`` the store knows nothing about. Asked after the rows
+    were read: a cluster some of ``rows`` belong to is known, so a read that found something costs
+    no second statement (a statement less per get or page: 0.85 -> 0.35 ms per get, issue 16)."""
+    seen = {r.cluster for r in rows}
+    wanted = list(dict.fromkeys(n for n in names if n and n not in seen))
     if not wanted:
         return
     known = set(conn.execute(known_clusters_statement(wanted)).scalars())
@@ -87,6 +90,9 @@ class SqlReader:
         pg = Dialect.of(self.dialect).jsonb
         self._embedded = Dialect.of(self.dialect).embedded
         self._snapshot = engine.execution_options(isolation_level="REPEATABLE READ") if pg else engine
+        # Reads of one statement (gets, counts, the catalog) need no transaction: in autocommit
+        # they save the BEGIN and ROLLBACK round trips on the servers.
+        self._single = engine if self._embedded else engine.execution_options(isolation_level="AUTOCOMMIT")
         self._label_index: tuple[float, bool] | None = None  # (checked at, ready)
 
     def _uses_label_index(self, conn: Connection) -> bool:
@@ -123,7 +129,6 @@ class SqlReader:
             if self._embedded:
                 conn.exec_driver_sql("BEGIN")  # one read snapshot for the statements below
             head = self._head(conn)
-            check_clusters(conn, [search.single_cluster, *(search.clusters.include or ())])
             labels = self.label_plan(conn, search)
             counting = labels.for_count() if labels is not None else None
 
@@ -138,11 +143,12 @@ class SqlReader:
                 return int(conn.execute(stmt).scalar_one())
 
             rows, nxt, remaining, rv = list_page(search, fetch, count, head=head)
+            check_clusters(conn, [search.single_cluster, *(search.clusters.include or ())], rows)
         items = [stored_object(r, search.only_metadata) for r in rows]
         return ListPage(items=items, next=nxt, remaining_item_count=remaining, resource_version=rv)
 
     def count_objects(self, search: Search) -> int:
-        with self.engine.connect() as conn:
+        with self._single.connect() as conn:
             check_clusters(conn, [search.single_cluster, *(search.clusters.include or ())])
             labels = self.label_plan(conn, search)
             counting = labels.for_count() if labels is not None else None
@@ -151,13 +157,13 @@ class SqlReader:
     def get_objects(
         self, cluster: str, group: str, resource: str, namespace: str, name: str
     ) -> list[StoredObject]:
-        with self.engine.connect() as conn:
-            check_clusters(conn, [cluster])
+        with self._single.connect() as conn:
             rows = list(conn.execute(get_statement(cluster, group, resource, namespace, name)))
+            check_clusters(conn, [cluster], rows)
         return [stored_object(r) for r in rows]
 
     def resource_types(self) -> list[ServedResource]:
-        with self.engine.connect() as conn:
+        with self._single.connect() as conn:
             rows = conn.execute(served_resources_statement()).all()
         return [
             ServedResource(
