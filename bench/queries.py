@@ -42,6 +42,8 @@ class Query:
     """Path and query string on the API tier."""
     reference: str = ""
     """The closest request a member kube-apiserver answers ("" when it has none)."""
+    in_mix: bool = True
+    """Part of the throughput mix (False: latency only; the mix stays comparable across runs)."""
 
 
 @dataclass
@@ -80,11 +82,22 @@ def _q(path: str, **params: str) -> str:
     return f"{path}?{urlencode(params)}" if params else path
 
 
-def query_mix(cluster: str, gen: Generated, deep_continue: str) -> list[Query]:
-    """The issue's query mix, on the generator's data (deterministic picks)."""
+OFFSET = 5_000
+"""Where the offset page starts (issue 16's figure), or half the pods when fewer are stored."""
+
+
+def offset_for(pods: int) -> int:
+    return OFFSET if pods >= OFFSET + DEEP_PAGE_SIZE else pods // 2 // 100 * 100
+
+
+def query_mix(cluster: str, gen: Generated, deep_continue: str, clusters: int = 1) -> list[Query]:
+    """The issue's query mix, on the generator's data (deterministic picks); ``clusters``:
+    PediaClusters holding it (the all-cluster pods behind the offset page). Then the point read and
+    the offset page of issue 16, timed for latency only."""
     ns = gen.namespaces[len(gen.namespaces) // 2]
     rs_ns, _rs_name, rs_uid = gen.replicaset_uids[len(gen.replicaset_uids) // 3]
-    _app_ns, app = gen.deployment_names[len(gen.deployment_names) // 2]
+    app_ns, app = gen.deployment_names[len(gen.deployment_names) // 2]
+    offset = offset_for(gen.pods * clusters)
     fuzzy = app[: len(app) - 1]  # "app-0012" matches ten deployments' pods
     one = f"{RESOURCES}/clusters/{cluster}"
     return [
@@ -124,6 +137,18 @@ def query_mix(cluster: str, gen: Generated, deep_continue: str) -> list[Query]:
             "count: limit 1 + withRemainingCount",
             _q(f"{RESOURCES}/api/v1/pods", limit="1", withRemainingCount="true"),
             _q("/api/v1/pods", limit="1"),
+        ),
+        Query(
+            "get one deployment by name (1 cluster)",
+            f"{one}/apis/apps/v1/namespaces/{app_ns}/deployments/{app}",
+            f"/apis/apps/v1/namespaces/{app_ns}/deployments/{app}",
+            in_mix=False,
+        ),
+        Query(
+            f"offset page: size 100 at offset {offset:,}, all clusters",
+            _q(f"{RESOURCES}/api/v1/pods", size="100", offset=str(offset)),
+            "",
+            in_mix=False,
         ),
     ]
 

@@ -291,7 +291,7 @@ class Run:
                     if (i == 0 or size.freshness_every_system) and self.wants("freshness"):
                         self.freshness(system, kind, names[0], clusters)
                     if last and self.wants("queries"):
-                        self.queries(system, kind, names[0])
+                        self.queries(system, kind, names[0], clusters)
                 finally:
                     system.stop()
                     if names:
@@ -335,12 +335,12 @@ class Run:
                     f"p99 {r.p99 * 1000:.0f} ms, achieved {r.achieved_rate:,.0f} changes/s, lost {r.lost}"
                 )
 
-    def queries(self, system: System, kind: str, cluster: str) -> None:
+    def queries(self, system: System, kind: str, cluster: str, clusters: int) -> None:
         assert self.member is not None and self.generated is not None
         size = self.opts.size
         with self.scenario("query latency", kind):
             token = asyncio.run(queries.deep_continue_token(system.api_url, size.deep_pages))
-            mix = queries.query_mix(cluster, self.generated, token)
+            mix = queries.query_mix(cluster, self.generated, token, clusters)
             lats = asyncio.run(
                 queries.measure_latency(
                     system.api_url,
@@ -369,7 +369,9 @@ class Run:
             for conc in (1, 8, 32):
                 cpu0 = tree_cpu_seconds(api.pid) if api is not None else 0.0
                 tp = asyncio.run(
-                    queries.measure_throughput(system.api_url, mix, conc, size.throughput_seconds)
+                    queries.measure_throughput(
+                        system.api_url, [q for q in mix if q.in_mix], conc, size.throughput_seconds
+                    )
                 )
                 api_cpu = tree_cpu_seconds(api.pid) - cpu0 if api is not None else None
                 self.results.throughput.append(
@@ -439,7 +441,7 @@ class Run:
                 seconds = max(3, int(self.opts.size.throughput_seconds))
                 api = Recorder("apiserver", system.apiserver.pid, self.scratch, seconds + 1)
                 token = asyncio.run(queries.deep_continue_token(system.api_url, 3))
-                mix = queries.query_mix(names[0], self.generated, token)
+                mix = [q for q in queries.query_mix(names[0], self.generated, token) if q.in_mix]
                 asyncio.run(queries.measure_throughput(system.api_url, mix, 8, seconds))
                 profiles.append(api.finish())
                 for p in profiles:

@@ -39,3 +39,9 @@ ROWS_REMOVED = Counter(
     "Rows deleted from the store, by cause (purge, tombstone_gc) or tombstoned (list_done, event_retention).",
     ["cause"],
 )
+STATISTICS_REFRESHES = Counter(
+    "clusterpedia_writer_statistics_refreshes_total",
+    "Times the writer asked the store to refresh its query-planner statistics, by outcome (refreshed;"
+    " kept_by_store: the store keeps them itself, the writer stops asking; failed).",
+    ["outcome"],
+)

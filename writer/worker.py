@@ -47,8 +47,17 @@ from common.events import Event
 from common.observability import HEALTH
 from common.queue import Consumer, Delivery, entry_order, open_consumer
 from common.settings import Settings
-from common.storage import StorageRejected, StorageUnavailable, Store, StoreOptions, StoreWriter, open_store
+from common.storage import (
+    StorageError,
+    StorageRejected,
+    StorageUnavailable,
+    Store,
+    StoreOptions,
+    StoreWriter,
+    open_store,
+)
 from writer import metrics
+from writer.analyzing import StatisticsPolicy
 from writer.batching import Barrier, Purge, Writes, gather, plan
 
 log = logging.getLogger("clusterpedia.writer")
@@ -100,6 +109,8 @@ class Writer:
         self._next_depth = 0.0
         self._component = "writer"  # the health component: the thread's name once running
         self._failing = False
+        self.statistics = StatisticsPolicy()
+        """When the store's planner statistics are refreshed (``writer/analyzing.py``)."""
 
     # -- loop
     def run(self) -> None:
@@ -137,7 +148,7 @@ class Writer:
             metrics.BATCH_EVENTS.observe(len(batch))
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         self._try_barriers()
-        self._housekeeping()
+        self._housekeeping(caught_up=len(batch) < self.cfg.batch_max_events)
         return len(batch)
 
     def _read_batch(self) -> list[Delivery]:
@@ -174,6 +185,7 @@ class Writer:
         for d in writes.deliveries:
             counts[_event_type(d.event)] = counts.get(_event_type(d.event), 0) + 1
         self.consumer_ack(writes.deliveries)
+        self.statistics.wrote(len(writes.deliveries))
         for kind, n in counts.items():
             metrics.EVENTS_APPLIED.labels(type=kind).inc(n)
 
@@ -221,6 +233,7 @@ class Writer:
     def _apply_barrier(self, barrier: Barrier | Purge) -> None:
         if isinstance(barrier, Barrier):
             n = self._retrying(partial(self.store.list_done, barrier.event))
+            self.statistics.wrote(n)
             metrics.ROWS_REMOVED.labels(cause="list_done").inc(n)
             if n:
                 log.info(
@@ -229,11 +242,14 @@ class Writer:
                 )
         else:
             n = self._retrying(partial(self.store.purge, barrier.event))
+            self.statistics.wrote(n)
             metrics.ROWS_REMOVED.labels(cause="purge").inc(n)
             log.info("purged cluster data", extra={"event": _describe(barrier.event), "rows": n})
         self._ack([barrier.delivery], _event_type(barrier.event))
 
-    def _housekeeping(self) -> None:
+    def _housekeeping(self, *, caught_up: bool) -> None:
+        if self.statistics.due(caught_up=caught_up):
+            self._refresh_statistics()
         now = time.monotonic()
         if now >= self._next_depth:
             self._next_depth = now + _DEPTH_INTERVAL_SECONDS
@@ -249,12 +265,31 @@ class Writer:
                 )
             )
             metrics.ROWS_REMOVED.labels(cause="event_retention").inc(n)
+            self.statistics.wrote(n)
             if n:
                 log.info("tombstoned events past retention", extra={"rows": n})
             n = self._retrying(partial(self.store.collect_tombstones, cfg.tombstone_ttl_seconds))
             metrics.ROWS_REMOVED.labels(cause="tombstone_gc").inc(n)
+            self.statistics.wrote(n)
             if n:
                 log.info("removed expired tombstones", extra={"rows": n})
+
+    def _refresh_statistics(self) -> None:
+        started = time.perf_counter()
+        try:
+            rows = self.store.refresh_statistics()
+        except StorageError as exc:  # e.g. a database user who may not ANALYZE: queries still work
+            self.statistics.failed()
+            metrics.STATISTICS_REFRESHES.labels(outcome="failed").inc()
+            log.warning("refreshing the store's planner statistics failed: %s", exc)
+            return
+        self.statistics.refreshed(rows)
+        metrics.STATISTICS_REFRESHES.labels(outcome="kept_by_store" if rows is None else "refreshed").inc()
+        if rows is not None:
+            log.info(
+                "planner statistics refreshed",
+                extra={"rows": rows, "seconds": round(time.perf_counter() - started, 3)},
+            )
 
     # -- plumbing
     def consumer_ack(self, deliveries: Sequence[Delivery]) -> None:

@@ -203,6 +203,12 @@ class StoreWriter(Protocol):
         """Remove tombstones last written more than ``ttl_seconds`` ago; the number removed."""
         ...
 
+    def refresh_statistics(self) -> int | None:
+        """Bring the query planner's statistics of the stored objects up to date (PostgreSQL's
+        ANALYZE); the store's estimate of its rows afterwards, or None where the store keeps them
+        itself (the writer then stops asking; ``writer/analyzing.py`` says when it asks)."""
+        ...
+
     def expire_events(self, max_age_seconds: float, max_per_cluster: int) -> int:
         """Retention of the churning ``EVENT_RESOURCES``: tombstone the live events created more than
         ``max_age_seconds`` ago and, in each cluster, all but the ``max_per_cluster`` most recently

@@ -344,6 +344,9 @@ class MemoryStore:
                 n += len(expired)
         return n
 
+    def refresh_statistics(self) -> int | None:
+        return None  # no query planner: nothing to keep
+
     def expire_events(self, max_age_seconds: float, max_per_cluster: int) -> int:
         cutoff = utc_now() - dt.timedelta(seconds=max_age_seconds) if max_age_seconds > 0 else None
         now = utc_now()

@@ -78,6 +78,9 @@ def test_small_benchmark_measures_every_scenario(
     assert res["latency"] and all(x["errors"] == 0 and x["n"] > 0 for x in res["latency"])
     assert {x["target"] for x in res["latency"]} == {"api", "member"}
     assert {x["accept"] for x in res["latency"]} == {"json", "table"}
+    for store in ("sqlite", "postgresql", "mysql"):  # issue 16's point read and offset page, per store
+        asked = {x["query"].split(" (")[0].split(":")[0] for x in res["latency"] if x["store"] == store}
+        assert {"get one deployment by name", "offset page", "count"} <= asked, asked
     assert {(t["store"], t["concurrency"]) for t in res["throughput"]} == {
         (s, c) for s in ("sqlite", "postgresql", "mysql") for c in (1, 8, 32)
     }
@@ -109,3 +112,4 @@ def test_small_benchmark_writes_the_report(small_run: tuple[subprocess.Completed
         assert heading in doc
     assert "make bench BENCH_ARGS='--size small --only sync --store <store>'" in doc
     assert "### Initial sync, end to end" in proc.stdout
+    assert "get one deployment by name" in proc.stdout and "offset page: size 100 at offset" in proc.stdout

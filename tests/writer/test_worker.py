@@ -16,6 +16,7 @@ from common.queue.redis_streams import RedisPublisher
 from common.settings import Settings, WriterSettings
 from tests.common.redis_server import ThrowawayRedis
 from tests.common.storage.test_event_retention import Events
+from writer.analyzing import MIN_ROWS
 from writer.worker import run_writer
 
 
@@ -154,3 +155,29 @@ def test_the_periodic_pass_applies_the_event_retention(store_url, store) -> None
         eventually(lambda: sorted(store.live(ev.cluster)) == ["e-3", "e-4"])
     after = REGISTRY.get_sample_value("clusterpedia_writer_rows_removed_total", {"cause": "event_retention"})
     assert (after or 0) - (before or 0) >= 3
+
+
+def statistics_refreshes(outcome: str) -> float:
+    sample = REGISTRY.get_sample_value("clusterpedia_writer_statistics_refreshes_total", {"outcome": outcome})
+    return sample or 0.0
+
+
+def test_after_a_large_sync_the_writer_refreshes_the_planner_statistics(store_url, engine, objs) -> None:
+    """PostgreSQL and SQLite: ANALYZE once the writer caught up with a thousand rows (the planner then
+    knows the table holds them); MySQL/MariaDB keep their statistics themselves (the writer is told so)."""
+    kind = store_url.split(":", 1)[0].split("+", 1)[0]
+    outcome = "kept_by_store" if kind == "mysql" else "refreshed"
+    before = statistics_refreshes(outcome)
+    q = MemoryQueue(5000)
+    with writer_thread(settings_for(store_url), q):
+        publish(q, *objs.types(), *[objs.upsert(f"o{j}", j + 1) for j in range(MIN_ROWS)])
+        eventually(lambda: statistics_refreshes(outcome) > before, timeout=30)
+    if kind == "postgresql":
+        query = "SELECT reltuples FROM pg_class WHERE oid = CAST('resources' AS regclass)"
+    elif kind == "sqlite":
+        query = "SELECT stat FROM sqlite_stat1 WHERE tbl = 'resources' LIMIT 1"
+    else:
+        return
+    with engine.connect() as conn:
+        estimate = conn.exec_driver_sql(query).scalar()
+    assert float(str(estimate).split()[0]) >= MIN_ROWS

@@ -52,9 +52,12 @@ from common.storage.sql.selects import (
 from common.storage.sql.upserts import head_revision
 
 
-def check_clusters(conn: Connection, names: Sequence[str]) -> None:
-    """UnknownCluster for the first of ``names`` the store knows nothing about."""
-    wanted = list(dict.fromkeys(n for n in names if n))
+def check_clusters(conn: Connection, names: Sequence[str], rows: Sequence[Any] = ()) -> None:
+    """UnknownCluster for the first of ``names`` the store knows nothing about. Asked after the rows
+    were read: a cluster some of ``rows`` belong to is known, so a read that found something costs
+    no second statement (a statement less per get or page: 0.85 -> 0.35 ms per get, issue 16)."""
+    seen = {r.cluster for r in rows}
+    wanted = list(dict.fromkeys(n for n in names if n and n not in seen))
     if not wanted:
         return
     known = set(conn.execute(known_clusters_statement(wanted)).scalars())
@@ -99,6 +102,11 @@ class SqlReader:
         pg = Dialect.of(self.dialect).jsonb
         self._embedded = Dialect.of(self.dialect).embedded
         self._snapshot = engine.execution_options(isolation_level="REPEATABLE READ") if pg else engine
+        # Reads of one statement (gets, counts, the catalog) need no transaction: on PostgreSQL,
+        # autocommit saves psycopg's BEGIN and the pool's ROLLBACK round trips (a get 0.68 -> 0.33
+        # ms). Not on MariaDB: PyMySQL begins implicitly, and switching autocommit on and back off
+        # for the pool costs a round trip more than the ROLLBACK it saves (0.53 -> 0.64 ms).
+        self._single = engine.execution_options(isolation_level="AUTOCOMMIT") if pg else engine
         self._label_index: tuple[float, bool] | None = None  # (checked at, ready)
 
     def _uses_label_index(self, conn: Connection) -> bool:
@@ -135,7 +143,6 @@ class SqlReader:
             if self._embedded:
                 conn.exec_driver_sql("BEGIN")  # one read snapshot for the statements below
             head = self._head(conn)
-            check_clusters(conn, [search.single_cluster, *(search.clusters.include or ())])
             search = resolve(search, SqlLookups(conn))  # a relation becomes plain conditions
             labels = self.label_plan(conn, search)
             counting = labels.for_count() if labels is not None else None
@@ -151,11 +158,12 @@ class SqlReader:
                 return int(conn.execute(stmt).scalar_one())
 
             rows, nxt, remaining, rv = list_page(search, fetch, count, head=head)
+            check_clusters(conn, [search.single_cluster, *(search.clusters.include or ())], rows)
         items = [stored_object(r, search.only_metadata) for r in rows]
         return ListPage(items=items, next=nxt, remaining_item_count=remaining, resource_version=rv)
 
     def count_objects(self, search: Search) -> int:
-        with self.engine.connect() as conn:
+        with self._single.connect() as conn:
             check_clusters(conn, [search.single_cluster, *(search.clusters.include or ())])
             search = resolve(search, SqlLookups(conn))
             labels = self.label_plan(conn, search)
@@ -194,13 +202,13 @@ class SqlReader:
     def get_objects(
         self, cluster: str, group: str, resource: str, namespace: str, name: str
     ) -> list[StoredObject]:
-        with self.engine.connect() as conn:
-            check_clusters(conn, [cluster])
+        with self._single.connect() as conn:
             rows = list(conn.execute(get_statement(cluster, group, resource, namespace, name)))
+            check_clusters(conn, [cluster], rows)
         return [stored_object(r) for r in rows]
 
     def resource_types(self) -> list[ServedResource]:
-        with self.engine.connect() as conn:
+        with self._single.connect() as conn:
             rows = conn.execute(served_resources_statement()).all()
         return [
             ServedResource(

@@ -115,6 +115,20 @@ def _when_pg_trgm(
     return bind is not None and has_pg_trgm(bind)
 
 
+def _unless_postgresql(
+    ddl: BaseDDLElement,
+    target: SchemaItem | str,
+    bind: Connection | None,
+    tables: list[Table] | None = None,
+    state: Any | None = None,
+    *,
+    dialect: SaDialect,
+    compiler: DDLCompiler | None = None,
+    checkfirst: bool = False,
+) -> bool:
+    return Dialect.of(dialect.name) is not Dialect.POSTGRESQL
+
+
 metadata = MetaData()
 
 resources = Table(
@@ -152,6 +166,16 @@ resources = Table(
     # (an API replica's one poll) or of a few (a watcher catching up).
     Index("ix_resources_revision", "revision"),
     Index("ix_resources_gr_revision", "api_group", "resource", "revision"),
+    # SQLite and MySQL/MariaDB: the live rows of a resource in (cluster, namespace, name) order, with
+    # the row id (InnoDB's secondary indexes carry the primary key; SQLite's the rowid): a count and
+    # the rows an OFFSET page skips are read from this index alone. Without it both read every row
+    # (MariaDB through `deleted` and the clustered index, SQLite through another index and the
+    # table). 50,000 pods: count 75 -> 11 ms (MariaDB), 27-47 -> 2 ms (SQLite); a page at offset
+    # 20,000 180 -> 9 ms, 27 -> 2 ms. PostgreSQL counts with a sequential scan of the narrow heap
+    # (the objects are TOASTed) and skips along uq_resources_key about as fast (bench/notes.md).
+    Index(
+        "ix_resources_gr_live_key", "api_group", "resource", "deleted", "cluster", "namespace", "name"
+    ).ddl_if(callable_=_unless_postgresql),
     # PostgreSQL: label selectors are `labels @> {...}` (common/storage/sql/selects.py); a GIN index on
     # the labels alone serves them without indexing (and slowing the writes of) whole objects.
     Index(

@@ -152,6 +152,10 @@ class SqlStore:
         with translated("collecting tombstones"):
             return self._writer.collect_tombstones(ttl_seconds)
 
+    def refresh_statistics(self) -> int | None:
+        with translated("refreshing the planner's statistics"):
+            return self._writer.refresh_statistics()
+
     def expire_events(self, max_age_seconds: float, max_per_cluster: int) -> int:
         with translated("expiring events"):
             return self._writer.expire_events(max_age_seconds, max_per_cluster)

@@ -43,11 +43,12 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     true,
     update,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from common.events import Delete as DeleteEvent
 from common.events import ResourceType, Upsert
@@ -304,6 +305,43 @@ def expiring_revision(older_than: dt.datetime) -> Select[Any]:
     return select(func.max(resources.c.revision)).where(
         resources.c.deleted == true(), resources.c.synced_at < older_than
     )
+
+
+SQLITE_ANALYSIS_LIMIT = 1000
+"""Rows SQLite's ANALYZE reads per index (``PRAGMA analysis_limit``): an estimate in milliseconds
+instead of a pass over every index of a large table (that would hold the store's one write lock)."""
+
+
+def refresh_statistics(dialect: str) -> tuple[TextClause, ...]:
+    """Statements that refresh the planner's statistics of the stored objects (the labels too where
+    they have a table), then read back the estimated number of rows of ``resources``; () where the
+    server keeps them itself: InnoDB recalculates a table's persistent statistics in the background
+    once 10% of its rows changed (``innodb_stats_auto_recalc``).
+
+    PostgreSQL also merges the pending lists of the GIN indexes (labels, trigram names) into the
+    indexes: rows written since the last VACUUM sit in an unordered list every search of the index
+    reads through, until autovacuum comes by. Right after a sync of 20,000 pods a label selector
+    took 89.6 ms that way, 1.3 ms merged (bench/notes.md, issue 16)."""
+    d = Dialect.of(dialect)
+    if d is Dialect.POSTGRESQL:
+        return (
+            text("ANALYZE resources"),
+            text(
+                "SELECT gin_clean_pending_list(i.indexrelid) FROM pg_index i"
+                " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam"
+                " WHERE i.indrelid = CAST('resources' AS regclass) AND a.amname = 'gin'"
+            ),
+            text("SELECT CAST(reltuples AS BIGINT) FROM pg_class WHERE oid = CAST('resources' AS regclass)"),
+        )
+    if d is Dialect.SQLITE:
+        return (
+            text(f"PRAGMA analysis_limit = {SQLITE_ANALYSIS_LIMIT}"),
+            text("ANALYZE resources"),
+            text("ANALYZE resource_labels"),
+            # each index's row of sqlite_stat1 starts with the table's estimated row count
+            text("SELECT stat FROM sqlite_stat1 WHERE tbl = 'resources' LIMIT 1"),
+        )
+    return ()
 
 
 def _chunked_delete(dialect: str, conditions: Sequence[ColumnElement[bool]], limit: int) -> Delete:

@@ -126,6 +126,19 @@ class SqlWriter:
             conn.execute(sql.raise_floor(self._take(conn, 1) + 1))
         return total
 
+    def refresh_statistics(self) -> int | None:
+        """The planner's statistics refreshed (``StoreWriter.refresh_statistics``): the estimated
+        rows of ``resources`` afterwards, None where the server keeps them itself."""
+        statements = sql.refresh_statistics(self.dialect)
+        if not statements:
+            return None
+        with self.engine.begin() as conn:
+            for stmt in statements[:-1]:
+                conn.execute(stmt)
+            rows = conn.execute(statements[-1]).scalar()
+        # PostgreSQL: a float, -1 before the first ANALYZE; SQLite: "rows per-index-figures..."
+        return max(0, int(float(str(rows).split()[0]))) if rows is not None else 0
+
     def collect_tombstones(self, ttl_seconds: float) -> int:
         """Delete tombstones older than ``ttl_seconds``; the number of rows. The feed's floor first
         moves past the newest of them (a watch that has not yet seen one of them ends with Expired)."""

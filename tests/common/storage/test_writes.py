@@ -329,3 +329,17 @@ def test_fingerprint_changes_with_every_write_whatever_the_resource_versions(bac
     apply(backend, low.upsert("p", 10, gvr=PODS))  # another resource
     asyncio.run(backend.list_objects(Search(group="apps", resource="deployments")))
     assert fp() == before
+
+
+def test_refresh_statistics_reports_the_rows_or_that_the_store_keeps_them(
+    backend: Store, objs: Objects
+) -> None:
+    """PostgreSQL and SQLite take the planner's statistics when asked and estimate the rows then
+    (other tests' rows included: they share the store); MySQL/MariaDB (InnoDB recalculates them
+    itself) and the in-process stores (no planner) answer None."""
+    apply(backend, *objs.types(), *[objs.upsert(f"s{i}", i + 1) for i in range(30)])
+    rows = backend.refresh_statistics()
+    if backend.name in ("postgresql", "sqlite"):
+        assert rows is not None and rows >= 30
+    else:
+        assert rows is None
