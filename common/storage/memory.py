@@ -42,6 +42,7 @@ from common.storage.base import (
     StoreOptions,
     UnknownCluster,
 )
+from common.storage.facets import FACET_PATHS, NO_FACETS, Facets, facets_of
 from common.storage.grouping import COLUMN_PATHS, GroupCount, TooManyGroups, path_value, sorted_groups
 from common.storage.matching import NO_LABELS, condition, labels_of, owners
 from common.storage.paging import NULL_CREATED_AT, Key, key_value, list_page, stored_object
@@ -72,6 +73,7 @@ class _Row:
     labels: Mapping[str, str]
     revision: int
     created_revision: int
+    facets: Facets = NO_FACETS
 
 
 def _labels(event: Upsert) -> Mapping[str, str]:
@@ -82,6 +84,8 @@ def _labels(event: Upsert) -> Mapping[str, str]:
             f"writing a batch: the object {event.namespace}/{event.name} is not JSON: {e}"
         ) from e
 
+
+_FACET_INDEX = {path: i for i, path in enumerate(FACET_PATHS)}
 
 _Bucket = dict[tuple[str, str, str], _Row]  # (cluster, namespace, name) -> row, of one group/resource
 
@@ -197,12 +201,19 @@ class MemoryStore:
     def _count_groups(self, search: Search, max_groups: int) -> list[GroupCount]:
         rows, _ = self._matches(search)
         columns = [f.column or COLUMN_PATHS.get(f.path, "") for f in search.group_by]
+        # a faceted path reads the row's facet (common/storage/facets.py) unless it is None
+        facets = [
+            _FACET_INDEX.get(f.path, -1) if not c else -1
+            for c, f in zip(columns, search.group_by, strict=True)
+        ]
         counts: dict[tuple[str, ...], int] = {}
         for r in rows:
-            obj = msgspec.json.decode(r.object) if not all(columns) else None
+            values = [r.facets[i] if i >= 0 else None for i in facets]
+            needs_object = any(not c and v is None for c, v in zip(columns, values, strict=True))
+            obj = msgspec.json.decode(r.object) if needs_object else None
             key = tuple(
-                getattr(r, column) if column else path_value(obj, f.path)
-                for column, f in zip(columns, search.group_by, strict=True)
+                getattr(r, column) if column else value if value is not None else path_value(obj, f.path)
+                for column, value, f in zip(columns, values, search.group_by, strict=True)
             )
             counts[key] = counts.get(key, 0) + 1
             if len(counts) > max_groups:
@@ -219,10 +230,10 @@ class MemoryStore:
     ) -> None:
         now = utc_now()
         # Everything that can refuse the data happens before anything is written: one transaction.
-        prepared = [(u, _labels(u), parse_timestamp(u.created_at)) for u in upserts]
+        prepared = [(u, _labels(u), parse_timestamp(u.created_at), facets_of(u.object)) for u in upserts]
         types = [_served(t) for t in resource_types]
         with self._lock:
-            for u, labels, created in prepared:
+            for u, labels, created, facets in prepared:
                 gr, key = (u.group, u.resource), (u.cluster, u.namespace, u.name)
                 cur = self._buckets.get(gr, {}).get(key)
                 if cur is not None and not (
@@ -258,6 +269,7 @@ class MemoryStore:
                         labels=labels,
                         revision=revision,
                         created_revision=revision if cur is None or cur.deleted else cur.created_revision,
+                        facets=facets,
                     ),
                     cur,
                 )

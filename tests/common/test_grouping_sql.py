@@ -13,9 +13,11 @@ from common.storage.query import LabelRequirement, Operator, Search
 from common.storage.sql.grouping import group_statement, group_value, may_merge
 from tests.common.test_search_sql import ALL, EVIL, compiled, flat
 
-PHASE = GroupField("status.phase", path=("status", "phase"))
+QOS = GroupField("status.qosClass", path=("status", "qosClass"))  # a path without a facet column
+PHASE = GroupField("status.phase", path=("status", "phase"))  # a faceted path
+NODE = GroupField("spec.nodeName", path=("spec", "nodeName"))
 CLUSTER = GroupField("cluster", column="cluster")
-SEARCH = Search(resource="pods", group_by=(CLUSTER, PHASE))
+SEARCH = Search(resource="pods", group_by=(CLUSTER, QOS))
 
 
 @pytest.mark.parametrize("dialect", ALL)
@@ -24,7 +26,7 @@ def test_values_then_a_count_grouped_by_their_names(dialect: str) -> None:
     assert "resources.cluster AS g0" in text and " AS g1 " in text and "count(*) AS n" in text
     assert "GROUP BY grouped.g0, grouped.g1" in text
     assert "resources.deleted = " in text and 11 in flat(params)
-    assert "phase" not in text  # the path is a bound parameter
+    assert "qosClass" not in text  # the path is a bound parameter
 
 
 def test_postgresql_plans_the_grouping_alone() -> None:
@@ -62,7 +64,33 @@ def test_sqlite_and_mysql_read_a_path_once_per_row() -> None:
     ],
 )
 def test_grouped_values_decode_as_field_selectors_read_them(dialect: str, raw: Any, value: str) -> None:
-    assert group_value(PHASE, dialect, raw) == value
+    assert group_value(QOS, dialect, raw) == value
+
+
+@pytest.mark.parametrize("dialect", ALL)
+def test_faceted_paths_read_their_columns_and_the_json_of_rows_without(dialect: str) -> None:
+    """status.phase and spec.nodeName: the rows with both facets filled read the columns alone; the
+    rows with a NULL facet (a value no column holds, a row the upgrade has not filled) their JSON."""
+    search = Search(resource="pods", group_by=(CLUSTER, PHASE, NODE))
+    text, _ = compiled(group_statement(search, dialect, limit=11), dialect)
+    with_facets, without = text.split("UNION ALL")
+    # MySQL/MariaDB: as JSON text, as the rows read from the JSON (raw) are, decoded alike
+    phase, node = (
+        ("json_quote(resources.phase)", "json_quote(resources.node_name)")
+        if dialect == "mysql"
+        else (
+            "resources.phase",
+            "resources.node_name",
+        )
+    )
+    assert f"{phase} AS g1" in with_facets and f"{node} AS g2" in with_facets
+    assert "resources.phase IS NOT NULL AND resources.node_name IS NOT NULL" in with_facets
+    assert "object" not in with_facets
+    assert f"coalesce({phase}, " in without and f"coalesce({node}, " in without
+    assert "(resources.phase IS NULL OR resources.node_name IS NULL)" in without
+    assert may_merge(search, dialect) == (dialect == "mysql")
+    raw = '"Running"' if dialect == "mysql" else "Running"
+    assert group_value(PHASE, dialect, raw) == "Running" and group_value(PHASE, dialect, None) == ""
 
 
 @pytest.mark.parametrize("dialect", ALL)

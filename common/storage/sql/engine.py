@@ -15,8 +15,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from common.storage.base import StorageError
+from common.storage.facets import FACET_PATHS
+from common.storage.sql import facets
 from common.storage.sql.dialects import Dialect
 from common.storage.sql.schema import (
+    FACETS_FEATURE,
     LABEL_BACKFILL,
     LABEL_TRIGGERS,
     LABELS_FEATURE,
@@ -89,7 +92,9 @@ def create_schema(engine: Engine) -> None:
                 " run a release at least as new as the one that wrote it"
             )
         elif row[0] < SCHEMA_VERSION:
-            _add_revisions(conn)
+            if row[0] < 2:
+                _add_revisions(conn)
+            _add_facet_columns(conn)
             conn.execute(update(schema_version).values(version=SCHEMA_VERSION))
         if conn.execute(select(store_revision.c.head)).first() is None:
             head = conn.execute(select(func.coalesce(func.max(resources.c.revision), 0))).scalar_one()
@@ -101,6 +106,7 @@ def create_schema(engine: Engine) -> None:
         if dialect.jsonb:
             _pg_lz4_objects(conn)
     _label_index(engine)
+    _backfill_facets(engine)
 
 
 def _add_revisions(conn: Connection) -> None:
@@ -112,6 +118,42 @@ def _add_revisions(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE resources ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0"))
     conn.execute(update(resources).values(revision=resources.c.id, created_revision=resources.c.id))
     log.info("store upgrade: revisions given to every stored row (schema %d)", SCHEMA_VERSION)
+
+
+def _add_facet_columns(conn: Connection) -> None:
+    """Schema 2 -> 3: the facet columns, NULL (read the object's JSON) until ``_backfill_facets``
+    fills them: adding a nullable column rewrites no row on any of the stores."""
+    present = {c["name"] for c in inspect(conn).get_columns("resources")}
+    for column in FACET_PATHS.values():
+        if column not in present:
+            ddl = resources.c[column].type.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE resources ADD COLUMN {column} {ddl} NULL"))
+
+
+def _backfill_facets(engine: Engine) -> None:
+    """Fill the facets of rows stored before schema 3, in SQL, ``FACET_BATCH_ROWS`` ids per transaction
+    (a 1M-row store upgrades in small transactions that the writers interleave with), then record
+    the capability so that later starts skip the scan. Until then the searches read those rows'
+    JSON (a NULL facet), so serving never waits for it; a start interrupted midway starts over
+    (the statement is idempotent: it computes the facets from the row's current object)."""
+    with engine.connect() as conn:
+        done = select(store_features.c.name).where(store_features.c.name == FACETS_FEATURE)
+        if conn.execute(done).first() is not None:
+            return
+        low, high = conn.execute(select(func.min(resources.c.id), func.max(resources.c.id))).one()
+    start, rows, batch_rows = time.monotonic(), 0, facets.FACET_BATCH_ROWS
+    if low is not None:
+        fill = facets.backfill_facets(engine.dialect.name)
+        for first in range(int(low), int(high) + 1, batch_rows):
+            with engine.begin() as conn:
+                rows += conn.execute(fill, {"low": first, "high": first + batch_rows}).rowcount
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(store_features).values(name=FACETS_FEATURE))
+    except IntegrityError:
+        return  # another process starting at the same time finished first
+    if rows > 0:
+        log.info("store upgrade: facets of %d rows filled in %.1f s", rows, time.monotonic() - start)
 
 
 def _tables(dialect: str) -> list[Any]:

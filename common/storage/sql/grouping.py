@@ -6,7 +6,10 @@ reaches the database as a bound parameter, and PostgreSQL would not recognise ``
 the select list and ``object #>> $2`` in ``GROUP BY`` as the same expression. The planners merge
 the derived table into the outer statement (one scan, one aggregate). Every condition of the
 search applies as in a list (``selects.where_clause``, the caller's grants included); a JSON value
-reads as a field selector reads it (``selects.json_text``; missing or null: ``""``).
+reads as a field selector reads it (``selects.json_text``; missing or null: ``""``). A faceted path
+(``status.phase``, ``spec.nodeName``: ``common.storage.facets``) reads its column: the derived table
+is then the ``UNION ALL`` of the rows whose facets are filled (the columns, which an index serves)
+and of the others (their JSON), so that the answer is the JSON path's.
 
 The statement asks for one group more than the bound, so that too many groups are told apart
 from exactly enough without counting them all again; the groups are sorted by the caller (in
@@ -18,18 +21,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, func, or_, select, union_all
 
 from common.storage.grouping import COLUMN_PATHS, GroupField
 from common.storage.grouping import json_text as value_text
 from common.storage.query import Search
 from common.storage.sql.dialects import Dialect
 from common.storage.sql.schema import resources
-from common.storage.sql.selects import LabelIndex, json_text, where_clause
+from common.storage.sql.selects import LabelIndex, facet_column, facet_text, json_text, where_clause
 
 
 def _column(field: GroupField) -> str:
     return field.column or COLUMN_PATHS.get(field.path, "")
+
+
+def _facet(field: GroupField) -> ColumnElement[Any] | None:
+    """The facet column of a path (``common.storage.facets``): read where it is not NULL."""
+    return None if _column(field) else facet_column(field.path)
 
 
 def _raw_json(field: GroupField, dialect: str, exact: bool) -> bool:
@@ -45,8 +53,40 @@ def _raw_json(field: GroupField, dialect: str, exact: bool) -> bool:
     :func:`may_merge`); ``exact`` asks for the value itself (``selects.json_text``) instead."""
     if _column(field):
         return False
+    if _facet(field) is not None:
+        return _facet_as_json(dialect, exact)
     d = Dialect.of(dialect)
     return d.sql_json_values or (d is Dialect.MYSQL and not exact)
+
+
+def _facet_as_json(dialect: str, exact: bool) -> bool:
+    """MySQL/MariaDB group a faceted path as JSON text too (``JSON_QUOTE`` of the column), so that
+    the rows read from the column and those read from the JSON (raw, see :func:`_raw_json`) decode
+    alike: the answer is the JSON path's to the byte (a VARCHAR groups ignoring trailing spaces)."""
+    return Dialect.of(dialect) is Dialect.MYSQL and not exact
+
+
+def _filled(
+    field: GroupField, facet: ColumnElement[Any] | None, dialect: str, exact: bool
+) -> ColumnElement[Any]:
+    """A group field's value in a row whose facets are filled."""
+    if facet is None:
+        return group_expression(field, dialect, exact=exact)
+    if _facet_as_json(dialect, exact):
+        quoted: ColumnElement[Any] = func.json_quote(facet)
+        return quoted
+    return facet
+
+
+def _unfilled(
+    field: GroupField, facet: ColumnElement[Any] | None, dialect: str, exact: bool
+) -> ColumnElement[Any]:
+    """A group field's value in a row with a NULL facet: the column if this one is filled, else JSON."""
+    if facet is None:
+        return group_expression(field, dialect, exact=exact)
+    if _facet_as_json(dialect, exact):
+        return func.coalesce(func.json_quote(facet), _json_raw(field, dialect))
+    return facet_text(facet, field.path, dialect)
 
 
 def may_merge(search: Search, dialect: str) -> bool:
@@ -62,15 +102,20 @@ def group_expression(field: GroupField, dialect: str, *, exact: bool = False) ->
         expr: ColumnElement[Any] = getattr(resources.c, column)
         return expr
     if _raw_json(field, dialect, exact):
-        # segments are pre-validated (no quotes, no backslashes); the path is a bound parameter
-        path = "$" + "".join(f'."{seg}"' for seg in field.path)
-        if Dialect.of(dialect) is Dialect.MYSQL:
-            extracted: ColumnElement[Any] = func.json_extract(resources.c.object, path)
-            return extracted
-        raw = resources.c.object.op("->")(path)
-        # nested functions: the extraction is evaluated once (a CASE would evaluate it per branch)
-        return func.coalesce(func.nullif(func.nullif(raw, "null"), '""'), "")
+        return _json_raw(field, dialect)
     return func.coalesce(json_text(field.path, dialect), "")
+
+
+def _json_raw(field: GroupField, dialect: str) -> ColumnElement[Any]:
+    """The JSON text at a path, read once per row (see :func:`_raw_json`)."""
+    # segments are pre-validated (no quotes, no backslashes); the path is a bound parameter
+    path = "$" + "".join(f'."{seg}"' for seg in field.path)
+    if Dialect.of(dialect) is Dialect.MYSQL:
+        extracted: ColumnElement[Any] = func.json_extract(resources.c.object, path)
+        return extracted
+    raw = resources.c.object.op("->")(path)
+    # nested functions: the extraction is evaluated once (a CASE would evaluate it per branch)
+    return func.coalesce(func.nullif(func.nullif(raw, "null"), '""'), "")
 
 
 def group_value(field: GroupField, dialect: str, value: Any, *, exact: bool = False) -> str:
@@ -95,13 +140,31 @@ def group_statement(
     ``limit`` groups."""
     if not search.group_by:
         raise ValueError("a group-by statement needs group fields")
-    values = (
-        select(
-            *(group_expression(f, dialect, exact=exact).label(f"g{i}") for i, f in enumerate(search.group_by))
+    where = where_clause(search, dialect, label_index=label_index)
+    facets = [_facet(f) for f in search.group_by]
+    if not any(c is not None for c in facets):
+        values = (
+            select(
+                *(
+                    group_expression(f, dialect, exact=exact).label(f"g{i}")
+                    for i, f in enumerate(search.group_by)
+                )
+            )
+            .where(where)
+            .subquery("grouped")
         )
-        .where(where_clause(search, dialect, label_index=label_index))
-        .subquery("grouped")
-    )
+    else:
+        # The rows with every facet filled read the columns (an index of them, where the store can
+        # read it alone); the others, few, their JSON where a facet is NULL.
+        filled = [c for c in facets if c is not None]
+        fields = list(zip(search.group_by, facets, strict=True))
+        with_facets = select(
+            *(_filled(f, c, dialect, exact).label(f"g{i}") for i, (f, c) in enumerate(fields))
+        ).where(where, *(c.is_not(None) for c in filled))
+        without = select(
+            *(_unfilled(f, c, dialect, exact).label(f"g{i}") for i, (f, c) in enumerate(fields))
+        ).where(where, or_(*(c.is_(None) for c in filled)))
+        values = union_all(with_facets, without).subquery("grouped")
     keys = list(values.c)
     stmt = select(*keys, func.count().label("n")).select_from(values).group_by(*keys)
     if limit is None:

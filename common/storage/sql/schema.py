@@ -43,10 +43,12 @@ from sqlalchemy.sql.ddl import BaseDDLElement
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine, UserDefinedType
 
+from common.storage.facets import FACET_LENGTH
 from common.storage.sql.dialects import Dialect
 
-SCHEMA_VERSION = 2
-"""2: the global revision (``resources.revision``, ``created_revision``, ``store_revision``) for watch."""
+SCHEMA_VERSION = 3
+"""2: the global revision (``resources.revision``, ``created_revision``, ``store_revision``) for watch.
+3: the facets ``resources.phase`` and ``resources.node_name`` (``common.storage.facets``)."""
 
 PG_TRGM = "pg_trgm"
 """PostgreSQL extension whose trigram GIN index serves fuzzy-name search (``name LIKE '%x%'``)."""
@@ -82,6 +84,18 @@ def _name(length: int = 253) -> TypeEngine[str]:
         String(length)
         .with_variant(mysql.VARCHAR(length, charset="ascii", collation="ascii_bin"), "mysql", "mariadb")
         .with_variant(String(length, collation="C"), "postgresql")
+    )
+
+
+def _facet_text() -> TypeEngine[str]:
+    """A facet (``common.storage.facets``): any short string without NUL, NULL when the object's
+    JSON must be read instead; byte order (PostgreSQL "C", MySQL utf8mb4_bin)."""
+    return (
+        String(FACET_LENGTH)
+        .with_variant(
+            mysql.VARCHAR(FACET_LENGTH, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+        )
+        .with_variant(String(FACET_LENGTH, collation="C"), "postgresql")
     )
 
 
@@ -149,6 +163,10 @@ resources = Table(
     Column("created_at", DateTime, nullable=True),  # metadata.creationTimestamp, UTC, naive
     Column("synced_at", DateTime, nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
+    # Facets of the object (common/storage/facets.py): status.phase and spec.nodeName, NULL where
+    # the object's JSON is read instead. Before ``object``: SQLite reads them without the object.
+    Column("phase", _facet_text(), nullable=True),
+    Column("node_name", _facet_text(), nullable=True),
     Column("object", _object_type, nullable=False),
     # The store-wide revision of the row's last write, and of the write that created this
     # incarnation of the object (see ``store_revision``; DESIGN section 9).
@@ -161,7 +179,15 @@ resources = Table(
     Index("ix_resources_epoch", "cluster", "api_group", "resource", "epoch"),
     Index("ix_resources_owner", "owner_uid"),
     Index("ix_resources_uid", "uid"),
-    Index("ix_resources_tombstones", "deleted", "synced_at"),  # tombstone GC without a table scan
+    Index("ix_resources_tombstones", "deleted", "synced_at"),
+    # Group-bys and field selectors on the facets (common/storage/sql/grouping.py, selects.py): the
+    # live rows of a resource by phase (by node) with their cluster and namespace, so that a count
+    # per phase reads this index alone where it can (SQLite, MySQL/MariaDB) and a field selector
+    # `status.phase=Running` / `spec.nodeName=node-1` is a range of it (bench/notes.md).
+    Index("ix_resources_gr_phase", "api_group", "resource", "deleted", "phase", "cluster", "namespace"),
+    Index(
+        "ix_resources_gr_node", "api_group", "resource", "deleted", "node_name", "cluster", "namespace"
+    ),  # tombstone GC without a table scan
     # The change feed: every row written after a revision, in revision order, of all resources
     # (an API replica's one poll) or of a few (a watcher catching up).
     Index("ix_resources_revision", "revision"),
@@ -246,6 +272,8 @@ the label rows of every object existing before the triggers were backfilled). Se
 capability only once its row is here."""
 
 LABELS_FEATURE = "resource_labels"
+FACETS_FEATURE = "facets"
+"""Every row stored before schema 3 had its facets filled (the upgrade's backfill completed)."""
 
 
 def _label_rows(kind: Dialect, row: str, source: str = "") -> str:

@@ -43,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from common.storage import relations
+from common.storage.facets import FACET_PATHS
 from common.storage.paging import NULL_CREATED_AT, key_value
 from common.storage.query import (
     FieldRequirement,
@@ -116,6 +117,18 @@ def json_text(path: Sequence[str], dialect: str, *, strings_only: bool = False) 
     return case((func.json_type(extracted) == "NULL", null()), else_=func.json_unquote(extracted))
 
 
+def facet_column(path: tuple[str, ...]) -> ColumnElement[Any] | None:
+    """The facet column of a JSON path (``common.storage.facets``), or None when it has none."""
+    column = FACET_PATHS.get(path)
+    return _r[column] if column is not None else None
+
+
+def facet_text(column: ColumnElement[Any], path: tuple[str, ...], dialect: str) -> ColumnElement[Any]:
+    """The text of a faceted path as a field selector reads it ("" when missing): the column, or
+    the JSON where the column is NULL (only evaluated then: COALESCE stops at its first value)."""
+    return func.coalesce(column, json_text(path, dialect), "")
+
+
 def _set_condition(
     expr: ColumnElement[Any], op: Operator, values: Sequence[str], *, missing_matches_negation: bool
 ) -> ColumnElement[bool]:
@@ -143,10 +156,24 @@ def field_condition(
     req: FieldRequirement, dialect: str, subject_uid: tuple[str, str] | None = None
 ) -> ColumnElement[bool]:
     """``subject_uid``: the path that is also ``owner_uid`` in this search (``_subject_uid_path``)."""
-    column = _COLUMN_PATHS.get(req.path)
-    expr = column if column is not None else func.coalesce(json_text(req.path, dialect), "")
     if req.operator in (Operator.EXISTS, Operator.DOES_NOT_EXIST):
         raise ValueError("field selectors have no exists operator")
+    facet = facet_column(req.path)
+    if facet is not None:
+        json_expr = func.coalesce(json_text(req.path, dialect), "")
+        if req.operator in (Operator.EQUALS, Operator.IN):
+            # two ranges of the facet's index: the value, and the rows whose JSON must be read
+            return or_(
+                _set_condition(facet, req.operator, req.values, missing_matches_negation=False),
+                and_(
+                    facet.is_(None),
+                    _set_condition(json_expr, req.operator, req.values, missing_matches_negation=False),
+                ),
+            )
+        expr = facet_text(facet, req.path, dialect)
+        return _set_condition(expr, req.operator, req.values, missing_matches_negation=False)
+    column = _COLUMN_PATHS.get(req.path)
+    expr = column if column is not None else func.coalesce(json_text(req.path, dialect), "")
     cond = _set_condition(expr, req.operator, req.values, missing_matches_negation=False)
     if req.path == subject_uid and req.operator in (Operator.EQUALS, Operator.IN) and all(req.values):
         return and_(

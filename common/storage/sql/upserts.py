@@ -52,6 +52,7 @@ from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from common.events import Delete as DeleteEvent
 from common.events import ResourceType, Upsert
+from common.storage.facets import FACET_PATHS, NO_FACETS, facets_of
 from common.storage.sql.dialects import Dialect
 from common.storage.sql.schema import resource_types, resources, store_revision
 from common.storage.times import parse_timestamp
@@ -74,6 +75,8 @@ UPSERT_COLUMNS = (
     "created_at",
     "synced_at",
     "deleted",
+    "phase",
+    "node_name",
     "object",
     "revision",
     "created_revision",
@@ -82,6 +85,9 @@ UPSERT_COLUMNS = (
 
 """Parameters of each row passed to :func:`tombstone_resources`; only the key, rv and synced_at
 matter when the row exists, the rest fills an inserted tombstone."""
+
+FACET_COLUMNS = tuple(FACET_PATHS.values())
+"""Facets (``common.storage.facets``): written with the object they are taken from, and only then."""
 
 RESOURCE_TYPE_COLUMNS = tuple(c.name for c in resource_types.columns)
 
@@ -115,7 +121,7 @@ def upsert_resources(dialect: str) -> Insert:
     a tombstone starts a new incarnation (``created_revision``)."""
     stmt = _dialect_insert(dialect, resources)
     cur = resources.c
-    kept = ("resource_version", "epoch", "revision", "created_revision", "object")
+    kept = ("resource_version", "epoch", "revision", "created_revision", "object", *FACET_COLUMNS)
     content = [c for c in UPSERT_COLUMNS if c not in RESOURCE_KEY and c not in kept]
     if _on_duplicate_key(dialect):
         new = stmt.inserted
@@ -129,6 +135,7 @@ def upsert_resources(dialect: str) -> Insert:
         ordered.append(("epoch", case((guard, _max_epoch(new.epoch)), else_=cur.epoch)))
         # These read `deleted` and `resource_version`, as the guard does: assign those two last.
         ordered.append(("object", case((and_(guard, newer), new.object), else_=cur.object)))
+        ordered += [(c, case((and_(guard, newer), new[c]), else_=cur[c])) for c in FACET_COLUMNS]
         ordered.append(
             (
                 "created_revision",
@@ -145,6 +152,8 @@ def upsert_resources(dialect: str) -> Insert:
     set_["resource_version"] = exc.resource_version
     set_["epoch"] = _max_epoch(exc.epoch)
     set_["object"] = case((newer, exc.object), else_=cur.object)
+    for c in FACET_COLUMNS:  # the facets of the object kept
+        set_[c] = case((newer, exc[c]), else_=cur[c])
     set_["revision"] = case((newer, exc.revision), else_=cur.revision)
     set_["created_revision"] = case((cur.deleted == true(), exc.created_revision), else_=cur.created_revision)
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
@@ -414,6 +423,7 @@ def upsert_row(event: Upsert, now: dt.datetime, revision: int, *, jsonb: bool = 
     """``revision``: the one this write takes if it applies. ``jsonb``: the store keeps objects as
     JSONB (``Dialect.jsonb``), which cannot hold NUL."""
     obj = strip_json_nul(event.object) if jsonb else event.object
+    phase, node_name = facets_of(obj)
     return {
         "cluster": event.cluster,
         "api_group": event.group,
@@ -429,6 +439,8 @@ def upsert_row(event: Upsert, now: dt.datetime, revision: int, *, jsonb: bool = 
         "created_at": parse_timestamp(event.created_at),
         "synced_at": now,
         "deleted": False,
+        "phase": phase,
+        "node_name": node_name,
         "object": obj.decode(),
         "revision": revision,
         "created_revision": revision,
@@ -452,6 +464,8 @@ def tombstone_row(event: DeleteEvent, now: dt.datetime, revision: int) -> dict[s
         "created_at": None,
         "synced_at": now,
         "deleted": True,
+        "phase": NO_FACETS[0],
+        "node_name": NO_FACETS[1],
         "object": "{}",
         "revision": revision,
         "created_revision": revision,
