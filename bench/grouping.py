@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import random
@@ -40,8 +41,11 @@ from bench.limits import INSERT_BATCH
 from bench.services import Services, Store
 from common.events import ResourceType
 from common.storage import open_store
+from common.storage.facets import FACET_PATHS, facets_of
 from common.storage.grouping import GROUP_COLUMNS, GroupField
-from common.storage.query import Grant, LabelRequirement, Operator, Search, SetFilter
+from common.storage.query import FieldRequirement, Grant, LabelRequirement, Operator, Search, SetFilter
+from common.storage.sql import grouping as sql_grouping
+from common.storage.sql import selects as sql_selects
 from common.storage.sql.grouping import group_statement
 from common.storage.sql.store import SqlStore
 from common.storage.sql.upserts import upsert_resources
@@ -75,6 +79,8 @@ def _rows(count: int, seed: int = 7) -> Iterator[list[dict[str, Any]]]:
         )
         obj["spec"]["nodeName"] = f"node-{rng.randrange(NODES):03d}"
         obj["status"] = {"phase": PHASES[rng.randrange(len(PHASES))]}
+        raw = enc.encode(obj)
+        phase, node_name = facets_of(raw)  # what the writer's upsert_row does
         batch.append(
             {
                 "cluster": cluster,
@@ -91,7 +97,9 @@ def _rows(count: int, seed: int = 7) -> Iterator[list[dict[str, Any]]]:
                 "created_at": now,
                 "synced_at": now,
                 "deleted": False,
-                "object": enc.encode(obj).decode(),
+                "phase": phase,
+                "node_name": node_name,
+                "object": raw.decode(),
             }
         )
         if len(batch) >= INSERT_BATCH:
@@ -168,26 +176,39 @@ def run(bench_store: Store, n: int, repeat: int, say: Callable[[str], None]) -> 
         say(f"{bench_store.kind}: {n:,} pods written in {fill:.0f} s ({n / fill:,.0f} rows/s)")
         say(
             f"\n| {bench_store.kind}, {n:,} pods: query | groups | objects |"
-            " group-by p50 / max ms | count p50 / max ms |"
+            " group-by p50 / max ms | JSON path (no facets) p50 / max ms | count p50 / max ms |"
         )
-        say("|---|---|---|---|---|")
+        say("|---|---|---|---|---|---|")
         for what, search in _queries():
             grouped: list[float] = []
+            unfaceted: list[float] = []
             counted: list[float] = []
             found: Any = None
             total = 0
+            faceted = any(f.path in FACET_PATHS for f in search.group_by)
             for _ in range(repeat):
                 seconds, found = _timed(store.count_groups(search, 10_000))
                 grouped.append(seconds)
+                if faceted:  # the statement before facets: the paths read from the JSON
+                    with _without_facets():
+                        seconds, json_found = _timed(store.count_groups(search, 10_000))
+                    assert json_found == found, what
+                    unfaceted.append(seconds)
                 plain = dataclasses.replace(search, group_by=())
                 seconds, total = _timed(store.count_objects(plain))
                 counted.append(seconds)
             assert sum(g.count for g in found) == total, (what, total)
+            before = (
+                f"{1000 * statistics.median(unfaceted):,.1f} / {1000 * max(unfaceted):,.1f}"
+                if unfaceted
+                else "-"
+            )
             say(
                 f"| {what} | {len(found):,} | {total:,} |"
-                f" {1000 * statistics.median(grouped):,.1f} / {1000 * max(grouped):,.1f} |"
+                f" {1000 * statistics.median(grouped):,.1f} / {1000 * max(grouped):,.1f} | {before} |"
                 f" {1000 * statistics.median(counted):,.1f} / {1000 * max(counted):,.1f} |"
             )
+        _field_selectors(store, repeat, say)
         if engine.dialect.name == "postgresql":
             _compare_fence(engine, repeat, say)
         explain = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN ", "mysql": "EXPLAIN "}
@@ -203,6 +224,58 @@ def run(bench_store: Store, n: int, repeat: int, say: Callable[[str], None]) -> 
         engine.dispose()
     finally:
         store.close()
+
+
+@contextlib.contextmanager
+def _without_facets() -> Iterator[None]:
+    """The statements as they were before facets: every path read from the objects' JSON."""
+    modules = (vars(sql_grouping), vars(sql_selects))
+    saved = [m["facet_column"] for m in modules]
+    for m in modules:
+        m["facet_column"] = lambda path: None
+    try:
+        yield
+    finally:
+        for m, f in zip(modules, saved, strict=True):
+            m["facet_column"] = f
+
+
+def _field_selectors(store: SqlStore, repeat: int, say: Callable[[str], None]) -> None:
+    """Counts and first pages (500) of kubectl's classic field selectors on the facets."""
+    say(
+        "\n| field selector | objects | count p50 / max ms | JSON path (no facets) count |"
+        " page of 500 p50 / max ms | JSON path (no facets) page |"
+    )
+    say("|---|---|---|---|---|---|")
+    for selector, fields in (
+        ("status.phase=Failed", (FieldRequirement(("status", "phase"), Operator.EQUALS, ("Failed",)),)),
+        ("spec.nodeName=node-007", (FieldRequirement(("spec", "nodeName"), Operator.EQUALS, ("node-007",)),)),
+        (
+            "1 cluster, spec.nodeName=node-007,status.phase=Running",
+            (
+                FieldRequirement(("spec", "nodeName"), Operator.EQUALS, ("node-007",)),
+                FieldRequirement(("status", "phase"), Operator.EQUALS, ("Running",)),
+            ),
+        ),
+    ):
+        one = "cluster-3" if selector.startswith("1 cluster") else ""
+        search = Search(resource="pods", fields=fields, single_cluster=one)
+        samples: dict[str, list[float]] = {k: [] for k in ("count", "json count", "page", "json page")}
+        total = 0
+        for _ in range(repeat):
+            for json_path in (False, True):
+                with _without_facets() if json_path else contextlib.nullcontext():
+                    seconds, n = _timed(store.count_objects(search))
+                    samples["json count" if json_path else "count"].append(seconds)
+                    seconds, _page = _timed(store.list_objects(dataclasses.replace(search, limit=500)))
+                    samples["json page" if json_path else "page"].append(seconds)
+                assert not total or n == total, selector
+                total = n
+        cells = " | ".join(
+            f"{1000 * statistics.median(samples[k]):,.1f} / {1000 * max(samples[k]):,.1f}"
+            for k in ("count", "json count", "page", "json page")
+        )
+        say(f"| {selector} | {total:,} | {cells} |")
 
 
 def _compare_fence(engine: Engine, repeat: int, say: Callable[[str], None]) -> None:

@@ -400,3 +400,24 @@ def test_counts_start_from_the_rarest_label() -> None:
     starts = "resources.id IN (SELECT resource_labels.resource_id FROM resource_labels WHERE "
     assert starts not in page
     assert count.count(starts) == 1 and "label_key = ? AND resource_labels.label_value = ?)" in count
+
+
+@pytest.mark.parametrize("dialect", ALL)
+def test_field_selectors_on_facets_read_the_column_then_the_json_of_null_rows(dialect: str) -> None:
+    """status.phase / spec.nodeName (common/storage/facets.py): `=` and `in` are the column's value
+    or, where the column is NULL, the JSON's (two ranges of the facet's index); `!=` and `notin`
+    read the column, and the JSON only where it is NULL (COALESCE)."""
+    eq = Search(
+        group="",
+        resource="pods",
+        fields=(FieldRequirement(("status", "phase"), Operator.EQUALS, ("Running",)),),
+    )
+    text, _ = where(eq, dialect)
+    assert "(resources.phase = " in text and " OR resources.phase IS NULL AND " in text
+    ne = Search(
+        group="",
+        resource="pods",
+        fields=(FieldRequirement(("spec", "nodeName"), Operator.NOT_IN, ("node-1", "node-2")),),
+    )
+    text, _ = where(ne, dialect)
+    assert "coalesce(resources.node_name, " in text and "NOT IN" in text
