@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import logging
 import random
 import statistics
 import tempfile
@@ -150,7 +151,9 @@ def _timed(coro: Any) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
-def run(bench_store: Store, n: int, repeat: int, say: Callable[[str], None]) -> None:
+def run(
+    bench_store: Store, n: int, repeat: int, say: Callable[[str], None], *, upgrade: bool = False
+) -> None:
     bench_store.reset()
     store = open_store(bench_store.url)
     assert isinstance(store, SqlStore)
@@ -174,6 +177,9 @@ def run(bench_store: Store, n: int, repeat: int, say: Callable[[str], None]) -> 
         with engine.begin() as conn:
             conn.execute(text("ANALYZE" if engine.dialect.name != "mysql" else "ANALYZE TABLE resources"))
         say(f"{bench_store.kind}: {n:,} pods written in {fill:.0f} s ({n / fill:,.0f} rows/s)")
+        if upgrade:
+            _upgrade(store, engine, say)
+            return
         say(
             f"\n| {bench_store.kind}, {n:,} pods: query | groups | objects |"
             " group-by p50 / max ms | JSON path (no facets) p50 / max ms | count p50 / max ms |"
@@ -224,6 +230,23 @@ def run(bench_store: Store, n: int, repeat: int, say: Callable[[str], None]) -> 
         engine.dispose()
     finally:
         store.close()
+
+
+def _upgrade(store: SqlStore, engine: Engine, say: Callable[[str], None]) -> None:
+    """Schema 2 -> 3 on the filled store: made to look like a schema-2 store (no facet columns, no
+    facet indexes, no ``facets`` capability), then ``migrate`` timed (columns, indexes, backfill)."""
+    with engine.begin() as conn:
+        for column in FACET_PATHS.values():
+            conn.execute(text(f"ALTER TABLE resources DROP COLUMN {column}"))  # drops its index too
+        conn.execute(text("DELETE FROM store_features WHERE name = 'facets'"))
+        conn.execute(text("UPDATE schema_version SET version = 2"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    start = time.perf_counter()
+    store.migrate()
+    say(f"upgrade 2 -> 3 (columns, indexes, backfill of every row): {time.perf_counter() - start:.1f} s")
+    with engine.connect() as conn:
+        unfilled = conn.execute(text("SELECT count(*) FROM resources WHERE phase IS NULL")).scalar_one()
+    say(f"rows left without a phase facet: {unfilled}")
 
 
 @contextlib.contextmanager
@@ -311,12 +334,19 @@ def main() -> None:
     parser.add_argument("--store", choices=("sqlite", "postgresql", "mysql"), default="sqlite")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--upgrade", action="store_true", help="time the schema 2 -> 3 upgrade instead")
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="bench-grouping-") as scratch,
         Services(Path(scratch)) as services,
     ):
-        run(services.store(args.store), args.rows, args.repeat, lambda line: print(line, flush=True))
+        run(
+            services.store(args.store),
+            args.rows,
+            args.repeat,
+            lambda line: print(line, flush=True),
+            upgrade=args.upgrade,
+        )
 
 
 if __name__ == "__main__":
