@@ -50,7 +50,9 @@ def plan(store: SqlStore, stmt: Select[Any]) -> str:
 
 def test_a_count_reads_the_live_key_index_only(filled: SqlStore) -> None:
     text = plan(filled, count_statement(PODS_SEARCH, filled.name))
-    assert "ix_resources_gr_live_key" in text
+    # the facet indexes (common/storage/facets.py) start with the same (group, resource, deleted)
+    # and are narrower: the planner may count from one of them alone, as cheaply
+    assert any(f"ix_resources_gr_{ix}" in text for ix in ("live_key", "phase", "node"))
     assert ("COVERING INDEX" if filled.name == "sqlite" else "Using index") in text
 
 
