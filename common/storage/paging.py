@@ -143,7 +143,9 @@ def list_page(
         last = row_key(rows[-1], order)
         nxt = Continue(key=last, order=order_names(order), resource_version=rv)
         if search.with_remaining_count:
-            remaining = count(last)
+            # On a first page the rows are the first ones of the order: the remaining ones are all
+            # but those, and counting all is a plain count (no row-value comparison per row).
+            remaining = count(last) if after is not None else max(0, count(None) - len(rows))
     return rows, nxt, remaining, rv
 
 
