@@ -37,8 +37,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Engine, text
 
-from bench import generate as gen
-from bench.limits import INSERT_BATCH
+from bench.limits import INSERT_BATCH, pod_row, synthetic_pod
 from bench.services import Services, Store
 from common.events import ResourceType
 from common.storage import open_store
@@ -64,45 +63,12 @@ def _rows(count: int, seed: int = 7) -> Iterator[list[dict[str, Any]]]:
     batch: list[dict[str, Any]] = []
     for i in range(count):
         cluster = f"cluster-{i % CLUSTERS}"
-        group = gen._Group(
-            namespace=f"bench-{(i // CLUSTERS) % 10:02d}",
-            app=f"app-{i // 70:05d}",
-            rng_seed=rng.randrange(2**32),
-        )
-        group.labels = gen._labels(random.Random(group.rng_seed), group.app)
-        group.rs_name = f"{group.app}-{gen._hash(group.app + 'rs', 10)}"
-        group.deployment_uid = gen._hash(f"d{i}", 32)
-        group.rs_uid = gen._hash(f"r{i}", 32)
-        obj = gen._pod(group, random.Random(group.rng_seed), i % 7)
-        uid = gen._hash(f"p{i}", 32)
-        obj["metadata"].update(
-            uid=uid, resourceVersion=str(1000 + i), creationTimestamp="2026-01-01T00:00:00Z"
-        )
+        obj, rs_uid = synthetic_pod(i, f"bench-{(i // CLUSTERS) % 10:02d}", f"app-{i // 70:05d}", rng)
         obj["spec"]["nodeName"] = f"node-{rng.randrange(NODES):03d}"
         obj["status"] = {"phase": PHASES[rng.randrange(len(PHASES))]}
         raw = enc.encode(obj)
         phase, node_name = facets_of(raw)  # what the writer's upsert_row does
-        batch.append(
-            {
-                "cluster": cluster,
-                "api_group": "",
-                "version": "v1",
-                "resource": "pods",
-                "kind": "Pod",
-                "namespace": obj["metadata"]["namespace"],
-                "name": f"{obj['metadata']['name']}-{i}",
-                "uid": uid,
-                "owner_uid": group.rs_uid,
-                "resource_version": 1000 + i,
-                "epoch": 1,
-                "created_at": now,
-                "synced_at": now,
-                "deleted": False,
-                "phase": phase,
-                "node_name": node_name,
-                "object": raw.decode(),
-            }
-        )
+        batch.append({**pod_row(cluster, i, obj, rs_uid, now, raw), "phase": phase, "node_name": node_name})
         if len(batch) >= INSERT_BATCH:
             yield batch
             batch = []

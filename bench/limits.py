@@ -105,41 +105,51 @@ async def list_rate(
     return best
 
 
+def synthetic_pod(i: int, namespace: str, app: str, rng: random.Random) -> tuple[dict[str, Any], str]:
+    """The generator's pod number ``i`` (same sizes as in the clusters) and its ReplicaSet's uid."""
+    group = gen._Group(namespace=namespace, app=app, rng_seed=rng.randrange(2**32))
+    group.labels = gen._labels(random.Random(group.rng_seed), group.app)
+    group.rs_name = f"{group.app}-{gen._hash(group.app + 'rs', 10)}"
+    group.deployment_uid = gen._hash(f"d{i}", 32)
+    group.rs_uid = gen._hash(f"r{i}", 32)
+    obj = gen._pod(group, random.Random(group.rng_seed), i % 7)
+    obj["metadata"].update(
+        uid=gen._hash(f"p{i}", 32), resourceVersion=str(1000 + i), creationTimestamp="2026-01-01T00:00:00Z"
+    )
+    return obj, group.rs_uid
+
+
+def pod_row(
+    cluster: str, i: int, obj: dict[str, Any], owner_uid: str, now: dt.datetime, raw: bytes
+) -> dict[str, Any]:
+    """The ``resources`` row of pod ``obj`` (encoded as ``raw``), as the writer stores it."""
+    return {
+        "cluster": cluster,
+        "api_group": "",
+        "version": "v1",
+        "resource": "pods",
+        "kind": "Pod",
+        "namespace": obj["metadata"]["namespace"],
+        "name": f"{obj['metadata']['name']}-{i}",
+        "uid": obj["metadata"]["uid"],
+        "owner_uid": owner_uid,
+        "resource_version": 1000 + i,
+        "epoch": 1,
+        "created_at": now,
+        "synced_at": now,
+        "deleted": False,
+        "object": raw.decode(),
+    }
+
+
 def synthetic_rows(count: int, *, cluster: str = "bench", seed: int = 7) -> Iterator[dict[str, Any]]:
     """Rows of the ``resources`` table with the generator's objects (same sizes as in the clusters)."""
     rng = random.Random(seed)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     enc = msgspec.json.Encoder()
     for i in range(count):
-        group = gen._Group(
-            namespace=f"bench-{i % 10:02d}", app=f"app-{i // 7:05d}", rng_seed=rng.randrange(2**32)
-        )
-        group.labels = gen._labels(random.Random(group.rng_seed), group.app)
-        group.rs_name = f"{group.app}-{gen._hash(group.app + 'rs', 10)}"
-        group.deployment_uid = gen._hash(f"d{i}", 32)
-        group.rs_uid = gen._hash(f"r{i}", 32)
-        obj = gen._pod(group, random.Random(group.rng_seed), i % 7)
-        uid = gen._hash(f"p{i}", 32)
-        obj["metadata"].update(
-            uid=uid, resourceVersion=str(1000 + i), creationTimestamp="2026-01-01T00:00:00Z"
-        )
-        yield {
-            "cluster": cluster,
-            "api_group": "",
-            "version": "v1",
-            "resource": "pods",
-            "kind": "Pod",
-            "namespace": obj["metadata"]["namespace"],
-            "name": f"{obj['metadata']['name']}-{i}",
-            "uid": uid,
-            "owner_uid": group.rs_uid,
-            "resource_version": 1000 + i,
-            "epoch": 1,
-            "created_at": now,
-            "synced_at": now,
-            "deleted": False,
-            "object": enc.encode(obj).decode(),
-        }
+        obj, rs_uid = synthetic_pod(i, f"bench-{i % 10:02d}", f"app-{i // 7:05d}", rng)
+        yield pod_row(cluster, i, obj, rs_uid, now, enc.encode(obj))
 
 
 def row_batches(rows: Iterable[dict[str, Any]], size: int = INSERT_BATCH) -> list[list[dict[str, Any]]]:
