@@ -8,6 +8,8 @@ Options (``make bench BENCH_ARGS='...'``; the size also from ``BENCH_SIZE``)::
     --only limits,sync,...        scenarios (limits, sync, freshness, queries, writers, profile)
     --objects N / --clusters 1,10  override the size's data set / PediaCluster counts
     --freshness-rates 20,500      override the size's PATCH rates (per second) of the freshness scenario
+    --freshness-poll-ms 50        how often the freshness scenario polls the store (default 50, as the
+                                  reference figures; 1 times the pipeline itself)
     --out DIR                     where bench-results/<size>.json and performance.md go (default docs)
     --no-doc                      keep the JSON only
     --render-only [--out DIR]     rebuild performance.md from the saved JSON, run nothing
@@ -62,7 +64,12 @@ def parse(argv: list[str]) -> Options:
     parser.add_argument(
         "--freshness-rates", default="", metavar="R,S", help="freshness PATCHes/s (overrides the size)"
     )
+    parser.add_argument(
+        "--freshness-poll-ms", type=float, default=50.0, metavar="MS", help="freshness poll interval"
+    )
     ns = parser.parse_args(argv)
+    if not 0.5 <= ns.freshness_poll_ms <= 1000:
+        raise SystemExit("bench: --freshness-poll-ms must be between 0.5 and 1000")
     size = SIZES[ns.size]
     if ns.objects:
         size = dataclasses.replace(size, objects=ns.objects, writer_events=min(ns.objects, 100_000))
@@ -82,6 +89,7 @@ def parse(argv: list[str]) -> Options:
         write_doc=not ns.no_doc,
         command=command_line(["--size", ns.size, *argv_without_size(argv)]),
         keep_scratch=ns.keep_scratch,
+        freshness_poll_seconds=ns.freshness_poll_ms / 1000,
     )
 
 

@@ -92,6 +92,8 @@ class Options:
     write_doc: bool = True
     command: str = ""
     keep_scratch: bool = False
+    freshness_poll_seconds: float = 0.05
+    """How often the freshness scenario looks for the changes in the store."""
 
 
 @dataclass
@@ -309,6 +311,7 @@ class Run:
                     self.generated.pod_keys,
                     rate,
                     self.opts.size.freshness_seconds,
+                    self.opts.freshness_poll_seconds,
                 )
                 system.tiers.check()
                 self.results.freshness.append(
@@ -317,6 +320,7 @@ class Run:
                         "queue": system.queue_url.split(":", 1)[0],
                         "rate": rate,
                         "clusters": clusters,
+                        "poll_ms": self.opts.freshness_poll_seconds * 1000,
                         "changes_per_second": r.target_rate,
                         "achieved_changes_per_second": r.achieved_rate,
                         "patches": r.changes,

@@ -2,12 +2,13 @@
 
 Gathering (:func:`gather`) is latency-first when idle and batch-first under load: after the first
 delivery, the batch takes only what the queue already holds (reads that do not wait) and is
-committed as soon as a read comes back empty. A lone change is committed at once instead of
-waiting for company. That wait was most of the ~100 ms a change took to become visible at 20
-changes/s (bench/notes.md, issue 16): on Redis it was a blocking read of 50 ms, and Redis serves
-the timeouts of blocking reads on its ``hz`` timer (10/s by default), so it lasted ~100 ms. Under
-load, entries pile up while the previous batch commits, so the reads keep returning some and the
-batch grows, up to ``batch_max_events`` or for at most ``batch_max_wait_seconds``.
+committed as soon as a read comes back empty; a lone change that emptied the queue is committed at
+once, without that look. It does not wait for company. That wait was most of the ~100 ms a change
+took to become visible at 20 changes/s (bench/notes.md, issue 16): on Redis it was a blocking read
+of 50 ms, and Redis serves the timeouts of blocking reads on its ``hz`` timer (10/s by default), so
+it lasted ~100 ms. Under load, entries pile up while the previous batch commits, so the reads keep
+returning some and the batch grows, up to ``batch_max_events`` or for at most
+``batch_max_wait_seconds``.
 
 A batch is cut into steps at the events that cannot share a transaction with their neighbours:
 
@@ -42,13 +43,19 @@ def gather(
     block_seconds: float,
     max_events: int,
     max_wait_seconds: float,
+    drained: Callable[[], bool] = lambda: False,
     clock: Callable[[], float] = time.monotonic,
 ) -> list[Delivery]:
     """One batch: wait up to ``block_seconds`` for a first delivery, then add what the queue holds
     already, read after read, until a read finds nothing, ``max_events`` are in or
-    ``max_wait_seconds`` have passed since the first delivery (empty when nothing came)."""
+    ``max_wait_seconds`` have passed since the first delivery (empty when nothing came).
+
+    A first read that brought one entry and ``drained`` the queue (``Consumer.drained``) is the
+    idle case: that entry is the batch, without the look that would find nothing (a round trip
+    to the queue on the path of every lone change). Two or more entries at once mean changes are
+    arriving faster than batches commit: the batch then grows as above."""
     batch = read(max_events, block_seconds)
-    if not batch:
+    if not batch or (len(batch) == 1 and drained()):
         return batch
     deadline = clock() + max_wait_seconds
     while len(batch) < max_events and clock() < deadline:

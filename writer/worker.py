@@ -158,6 +158,7 @@ class Writer:
             block_seconds=cfg.barrier_retry_seconds if self._barriers else _IDLE_BLOCK_SECONDS,
             max_events=cfg.batch_max_events,
             max_wait_seconds=cfg.batch_max_wait_seconds,
+            drained=self.consumer.drained,
         )
 
     # -- applying

@@ -57,6 +57,13 @@ class Consumer(Protocol):
         ``block_seconds`` when there is nothing."""
         ...
 
+    def drained(self) -> bool:
+        """True when the last read returned every new entry the queue held for this consumer at
+        that moment (it read new entries and got fewer than asked); False after a read of own or
+        reclaimed entries, which may leave new ones behind. The writer commits a lone entry that
+        drained the queue at once, without another look (``writer.batching.gather``)."""
+        ...
+
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Mark entries processed (after their transaction committed); they may then be trimmed."""
         ...

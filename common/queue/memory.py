@@ -221,14 +221,21 @@ class MemoryConsumer:
         self._own_cursor: int | None = 0  # a (re)started consumer first gets back what it held
         self.generation = 0
         """Bumped when the queue lost entries (never, in memory); see the Redis consumer."""
+        self._drained = False
 
     def read(self, max_events: int, block_seconds: float) -> list[Delivery]:
+        self._drained = False
         if self._own_cursor is not None:
             own = self._queue._own_pending(self.name, self._own_cursor, max_events)
             self._own_cursor = int(own[-1].entry_id) if len(own) >= max_events else None
             if own:
                 return own
-        return self._queue._read(self.name, max_events, block_seconds)
+        out = self._queue._read(self.name, max_events, block_seconds)
+        self._drained = len(out) < max_events
+        return out
+
+    def drained(self) -> bool:
+        return self._drained
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         self._queue._ack([int(d.entry_id) for d in deliveries])

@@ -104,6 +104,12 @@ def _group_info(groups: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
+def _state_of(replies: Sequence[Any]) -> tuple[str, str]:
+    """(run_id, incarnation token) from the replies of INFO server, SET NX, GET."""
+    info, _, token = replies[:3]
+    return str(info["run_id"]), token.decode() if isinstance(token, bytes) else str(token)
+
+
 class RedisConsumer:
     def __init__(
         self,
@@ -123,19 +129,23 @@ class RedisConsumer:
         self._server = self._server_state()
         _ensure_group(self._r, self.stream)
         self._own_cursor: str | None = "0"
+        self._drained = False
         self._next_reclaim = 0.0
         self._reclaim_cursor = "0-0"
 
     # -- helpers
     def _server_state(self) -> tuple[str, str]:
         """(server run_id, the stream's incarnation token), creating the token when missing."""
-        key = incarnation_key(self.stream)
         pipe = self._r.pipeline(transaction=False)
+        self._ask_server_state(pipe)
+        return _state_of(pipe.execute())
+
+    def _ask_server_state(self, pipe: Any) -> None:
+        """Queue the three commands whose replies ``_state_of`` reads, first in ``pipe``."""
+        key = incarnation_key(self.stream)
         pipe.info("server")
         pipe.set(key, uuid.uuid4().hex, nx=True)
         pipe.get(key)
-        info, _, token = pipe.execute()
-        return str(info["run_id"]), token.decode() if isinstance(token, bytes) else str(token)
 
     def _lost(self, why: str) -> None:
         log.warning("queue lost its entries (%s); recreating consumer group %s", why, GROUP)
@@ -153,7 +163,9 @@ class RedisConsumer:
         self._lost("NOGROUP")
 
     def _check_server(self) -> None:
-        state = self._server_state()
+        self._compare_server(self._server_state())
+
+    def _compare_server(self, state: tuple[str, str]) -> None:
         if state != self._server:
             self._server = state
             self._lost(f"redis run_id or stream incarnation changed: {state}")
@@ -179,9 +191,17 @@ class RedisConsumer:
 
     # -- Consumer protocol
     def read(self, max_events: int, block_seconds: float) -> list[Delivery]:
+        """Every read first compares the server's state with the last one seen (a restart that lost
+        entries bumps ``generation``). The common read, new entries, sends that check and the
+        XREADGROUP in one round trip: both run on one connection, so the entries come from the
+        server whose state was just read (one round trip less per batch on the path of every
+        change; the check used to be a round trip of its own)."""
+        self._drained = False
         try:
-            self._check_server()
+            checked = False
             if self._own_cursor is not None:
+                self._check_server()
+                checked = True
                 resp: Any = self._r.xreadgroup(
                     GROUP, self.name, {self.stream: self._own_cursor}, count=max_events
                 )
@@ -192,17 +212,40 @@ class RedisConsumer:
                     return own
             now = time.monotonic()
             if now >= self._next_reclaim:
+                if not checked:
+                    self._check_server()
+                    checked = True
                 claimed = self._reclaim(max_events)
                 if claimed:
                     return claimed
             block = max(1, int(block_seconds * 1000)) if block_seconds > 0 else None
-            resp = self._r.xreadgroup(GROUP, self.name, {self.stream: ">"}, count=max_events, block=block)
-            return self._deliveries(resp[0][1] if resp else [])
+            pipe = self._r.pipeline(transaction=False)
+            if not checked:
+                self._ask_server_state(pipe)
+            pipe.xreadgroup(GROUP, self.name, {self.stream: ">"}, count=max_events, block=block)
+            replies = pipe.execute(raise_on_error=False)
+            generation = self.generation
+            if not checked:
+                for reply in replies[:3]:
+                    if isinstance(reply, Exception):
+                        raise reply
+                self._compare_server(_state_of(replies[:3]))
+            resp = replies[-1]
+            if isinstance(resp, Exception):
+                if self.generation != generation and isinstance(resp, ResponseError) and _is_nogroup(resp):
+                    return []  # a restarted server without the group: just recreated, read again
+                raise resp
+            entries = resp[0][1] if resp else []
+            self._drained = len(entries) < max_events
+            return self._deliveries(entries)
         except ResponseError as exc:
             if not _is_nogroup(exc):
                 raise
             self._lost_group()
             return []
+
+    def drained(self) -> bool:
+        return self._drained
 
     def _reclaim(self, max_events: int) -> list[Delivery]:
         min_idle = int(self.reclaim_idle_seconds * 1000)

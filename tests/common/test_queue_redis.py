@@ -82,6 +82,25 @@ def test_restarted_consumer_rereads_its_pending_entries_first(url: str) -> None:
     again.close()
 
 
+def test_drained_says_whether_a_read_took_every_new_entry(url: str) -> None:
+    publish(url, [ev(i) for i in range(5)])
+    first = consumer(url, "w1")
+    assert len(first.read(3, 0)) == 3
+    assert not first.drained()  # as many as asked: more may be there
+    assert len(first.read(3, 0)) == 2
+    assert first.drained()  # fewer than asked: the queue had no more new entries then
+    first.close()
+    publish(url, [ev(9)])
+    again = consumer(url, "w1")  # restarted: its own five unacked entries come first
+    own = again.read(10, 0)
+    assert [d.event for d in own] == [ev(i) for i in range(5)]
+    assert not again.drained()  # the new entry is still there
+    assert [d.event for d in again.read(10, 0)] == [ev(9)]
+    assert again.drained()
+    assert again.read(10, 0) == [] and again.drained()
+    again.close()
+
+
 def test_entries_pending_on_a_dead_consumer_are_reclaimed(url: str) -> None:
     publish(url, [ev(i) for i in range(3)])
     dead = consumer(url, "dead")

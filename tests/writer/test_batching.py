@@ -52,11 +52,35 @@ def counting_clock(step: float = 1.0) -> Callable[[], float]:
 def test_a_lone_event_is_not_held_for_company() -> None:
     q = MemoryQueue()
     publish(q, events(1))
+    consumer = q.consumer("w")
+    reads = Reads(consumer)
+    batch = gather(reads, block_seconds=0.5, max_events=100, max_wait_seconds=HOUR, drained=consumer.drained)
+    assert len(batch) == 1
+    # the first read may wait for an event; it emptied the queue, so nobody looks again
+    assert reads.calls == [(100, 0.5, 1)]
+
+
+def test_a_lone_event_is_followed_by_one_look_when_the_consumer_cannot_say_it_drained() -> None:
+    q = MemoryQueue()
+    publish(q, events(1))
     reads = Reads(q.consumer("w"))
     batch = gather(reads, block_seconds=0.5, max_events=100, max_wait_seconds=HOUR)
     assert len(batch) == 1
-    # the first read may wait for an event; the next only looks at what is there, and finds nothing
+    # the next read only looks at what is there, and finds nothing
     assert reads.calls == [(100, 0.5, 1), (99, 0.0, 0)]
+
+
+def test_a_lone_event_of_a_restarted_consumers_own_backlog_is_followed_by_new_ones() -> None:
+    """Reading its own unacked entries first leaves new ones behind: not drained."""
+    q = MemoryQueue()
+    publish(q, events(1))
+    assert len(q.consumer("w").read(10, 0.0)) == 1  # delivered, never acked: the writer died
+    publish(q, events(2, start=10))
+    again = q.consumer("w")  # restarted under the same name
+    reads = Reads(again)
+    batch = gather(reads, block_seconds=0.5, max_events=100, max_wait_seconds=HOUR, drained=again.drained)
+    assert [n for _, _, n in reads.calls] == [1, 2, 0]
+    assert len(batch) == 3
 
 
 def test_what_is_ready_is_taken_up_to_max_events() -> None:
@@ -77,8 +101,9 @@ def test_the_batch_grows_while_events_keep_coming() -> None:
         if read_number <= 4:
             publish(q, events(3, start=100 * read_number))
 
-    reads = Reads(q.consumer("w"), arrivals)
-    batch = gather(reads, block_seconds=0.5, max_events=1000, max_wait_seconds=HOUR)
+    consumer = q.consumer("w")
+    reads = Reads(consumer, arrivals)
+    batch = gather(reads, block_seconds=0.5, max_events=1000, max_wait_seconds=HOUR, drained=consumer.drained)
     assert len(batch) == 2 + 4 * 3
     assert [n for _, _, n in reads.calls] == [2, 3, 3, 3, 3, 0]
     assert all(block == 0.0 for _, block, _ in reads.calls[1:])

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 
 from common.storage.base import StorageError
 from common.storage.facets import FACET_PATHS
@@ -37,6 +37,9 @@ from common.storage.sql.schema import (
 
 log = logging.getLogger(__name__)
 
+PING_IDLE_SECONDS = 1.0
+"""A pooled connection idle longer than this is pinged before it is handed out (see ``_ping_idle``)."""
+
 
 def normalise_url(url: str) -> str:
     """Pick our driver for bare ``postgresql://`` / ``mysql://`` URLs."""
@@ -55,8 +58,10 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     if embedded:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
     engine = create_engine(url, **kwargs)
+    if not embedded:
+        _ping_idle(engine)
     if embedded:
 
         @event.listens_for(engine, "connect")
@@ -69,6 +74,35 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
             cur.close()
 
     return engine
+
+
+def _ping_idle(engine: Engine) -> None:
+    """Ping a pooled connection before handing it out only when it sat idle in the pool for more
+    than ``PING_IDLE_SECONDS``: a dead one is then replaced before the caller sees it (a database
+    restart or an idle timeout). A connection returned moments ago is handed out as is: pinging
+    it (SQLAlchemy's ``pool_pre_ping``) cost one round trip per transaction, on the path of every
+    change the writer commits and of every API read. Should the server have gone in that
+    moment, the statement fails as a disconnect, the pool drops its connections and the caller's
+    retry (the writer's) or next request (the API tier's) gets a new one."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def _idle_since(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:  # a brand-new connection counts as just used
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is not None and time.monotonic() - idle_since <= PING_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            if isinstance(exc, dialect.loaded_dbapi.Error) and dialect.is_disconnect(exc, dbapi_conn, None):
+                raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
+            raise
 
 
 def create_schema(engine: Engine) -> None:

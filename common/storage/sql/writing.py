@@ -31,6 +31,8 @@ class SqlWriter:
         self._upsert = sql.upsert_resources(self.dialect)
         self._tombstone = sql.tombstone_resources(self.dialect)
         self._resource_type = sql.upsert_resource_types(self.dialect)
+        self._take_returning = bool(engine.dialect.update_returning)
+        """PostgreSQL and SQLite move the head and read it in one statement; MariaDB in two."""
 
     def apply(
         self, upserts: Sequence[Upsert], deletes: Sequence[Delete], resource_types: Sequence[ResourceType]
@@ -52,12 +54,13 @@ class SqlWriter:
             if type_rows:
                 conn.execute(self._resource_type, type_rows)
 
-    @staticmethod
-    def _take(conn: Connection, n: int) -> int:
+    def _take(self, conn: Connection, n: int) -> int:
         """Take ``n`` revisions in this transaction; the last revision before them. (A write that
         its guard skips leaves its revision unused: revisions are increasing, not dense.)"""
         if n == 0:
             return 0
+        if self._take_returning:  # one round trip on the path of every change
+            return int(conn.execute(sql.take_revisions(returning=True), {"n": n}).scalar_one()) - n
         conn.execute(sql.take_revisions(), {"n": n})
         return int(conn.execute(sql.head_revision()).scalar_one()) - n
 
@@ -132,10 +135,16 @@ class SqlWriter:
         statements = sql.refresh_statistics(self.dialect)
         if not statements:
             return None
-        with self.engine.begin() as conn:
-            for stmt in statements[:-1]:
-                conn.execute(stmt)
-            rows = conn.execute(statements[-1]).scalar()
+        if Dialect.of(self.dialect) is Dialect.POSTGRESQL:  # VACUUM runs outside a transaction
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                for stmt in statements[:-1]:
+                    conn.execute(stmt)
+                rows = conn.execute(statements[-1]).scalar()
+        else:
+            with self.engine.begin() as conn:
+                for stmt in statements[:-1]:
+                    conn.execute(stmt)
+                rows = conn.execute(statements[-1]).scalar()
         # PostgreSQL: a float, -1 before the first ANALYZE; SQLite: "rows per-index-figures..."
         return max(0, int(float(str(rows).split()[0]))) if rows is not None else 0
 

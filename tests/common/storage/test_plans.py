@@ -10,6 +10,7 @@ and skips along ``uq_resources_key``: no such index there).
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,3 +62,44 @@ def test_an_offset_page_skips_along_the_live_key_index(filled: SqlStore) -> None
     text = plan(filled, list_statement(page, filled.name, limit=11, offset=300))
     assert "ix_resources_gr_live_key" in text
     assert ("COVERING INDEX" if filled.name == "sqlite" else "Using index") in text
+
+
+def test_postgresql_refreshing_statistics_leaves_every_written_page_all_visible(postgres_url: str) -> None:
+    """A count on PostgreSQL reads an index alone only for pages its visibility map marks
+    all-visible; rows just written are not, until a VACUUM. The writer's statistics refresh is a
+    ``VACUUM (ANALYZE)``: afterwards every page of the table is (autovacuum is off for this table,
+    so only the refresh can have done it)."""
+    store = SqlStore(postgres_url)
+    store.migrate()
+    try:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE resources SET (autovacuum_enabled = false)")
+        objs = Objects("visible")
+        apply(store, *objs.types(), *[objs.upsert(f"p{i:03d}", i + 1, gvr=PODS) for i in range(400)])
+
+        def pages() -> tuple[int, int]:
+            with store.engine.connect() as conn:
+                row = conn.exec_driver_sql(
+                    "SELECT relpages, relallvisible FROM pg_class WHERE oid = CAST('resources' AS regclass)"
+                ).one()
+            return int(row[0]), int(row[1])
+
+        # PostgreSQL marks a page all-visible only once the commits of its rows are flushed to the
+        # WAL; the test server commits asynchronously (synchronous_commit = off), flushing within
+        # wal_writer_delay: wait for that, as a production server (synchronous commits) never needs.
+        with store.engine.connect() as conn:
+            written = conn.exec_driver_sql("SELECT pg_current_wal_insert_lsn()").scalar_one()
+            deadline = time.monotonic() + 30
+            while not conn.exec_driver_sql(
+                "SELECT pg_current_wal_flush_lsn() >= CAST(%(lsn)s AS pg_lsn)", {"lsn": written}
+            ).scalar_one():
+                assert time.monotonic() < deadline, "the WAL was not flushed in 30 s"
+                conn.rollback()
+                time.sleep(0.05)
+        assert store.refresh_statistics() is not None
+        total, visible = pages()
+        assert total > 0 and visible == total
+    finally:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE resources RESET (autovacuum_enabled)")
+        store.close()
