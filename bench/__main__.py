@@ -10,6 +10,7 @@ Options (``make bench BENCH_ARGS='...'``; the size also from ``BENCH_SIZE``)::
     --freshness-rates 20,500      override the size's PATCH rates (per second) of the freshness scenario
     --freshness-poll-ms 50        how often the freshness scenario polls the store (default 50, as the
                                   reference figures; 1 times the pipeline itself)
+    --freshness-seconds 60        how long each freshness rate runs (overrides the size)
     --out DIR                     where bench-results/<size>.json and performance.md go (default docs)
     --no-doc                      keep the JSON only
     --render-only [--out DIR]     rebuild performance.md from the saved JSON, run nothing
@@ -67,6 +68,7 @@ def parse(argv: list[str]) -> Options:
     parser.add_argument(
         "--freshness-poll-ms", type=float, default=50.0, metavar="MS", help="freshness poll interval"
     )
+    parser.add_argument("--freshness-seconds", type=float, default=0.0, help="freshness run length")
     ns = parser.parse_args(argv)
     if not 0.5 <= ns.freshness_poll_ms <= 1000:
         raise SystemExit("bench: --freshness-poll-ms must be between 0.5 and 1000")
@@ -78,6 +80,10 @@ def parse(argv: list[str]) -> Options:
     if ns.freshness_rates:
         rates = tuple(int(r) for r in ns.freshness_rates.split(","))
         size = dataclasses.replace(size, freshness_rates=rates)
+    if ns.freshness_seconds:
+        if not 1 <= ns.freshness_seconds <= 600:
+            raise SystemExit("bench: --freshness-seconds must be between 1 and 600")
+        size = dataclasses.replace(size, freshness_seconds=ns.freshness_seconds)
     stores = _csv(ns.store, STORES, "store") or list(STORES)
     only = tuple(_csv(ns.only, SCENARIOS, "scenario")) or SCENARIOS
     return Options(
