@@ -98,6 +98,32 @@ def _max_rv(rows: Sequence[PagedRow]) -> str:
     return str(max((int(r.resource_version) for r in rows), default=0))
 
 
+class PageQuery(msgspec.Struct, frozen=True):
+    """What one page reads: rows strictly after the keyset key ``after`` (None: from the start), at
+    ``offset`` (offset paging), at most ``limit`` (a page and one more, None: every row); and
+    whether the rows matching after ``after`` (offset paging: all of them) are counted."""
+
+    after: Key | None
+    limit: int | None
+    offset: int | None
+    counts: bool
+
+
+def page_query(search: Search) -> PageQuery:
+    """The reads behind one page of ``search`` (raises StorageRejected for a continue token that does
+    not fit). A backend may run them in one statement (PostgreSQL does) and hand the results to
+    :func:`list_page`."""
+    page_size = search.page_size
+    limit = page_size + 1 if page_size is not None else None
+    token = search.continue_token
+    counts = page_size is not None and search.with_remaining_count
+    if search.offset_paging:
+        offset = token.offset if token is not None and token.offset is not None else (search.offset or 0)
+        return PageQuery(None, limit, offset, counts)
+    after = continue_key(token, full_order(search)) if token is not None else None
+    return PageQuery(after, limit, None, counts)
+
+
 def list_page(
     search: Search,
     fetch: Callable[[Key | None, int | None, int | None], Sequence[R]],
@@ -109,43 +135,38 @@ def list_page(
 
     ``fetch(after, limit, offset)``: rows matching ``search`` in its total order, strictly after the
     keyset key ``after`` when given, from ``offset``, at most ``limit``. ``count(after)``: how many
-    match (after ``after``). ``head``: the revision the rows were read at (backends with a change
-    feed). Raises StorageRejected for a continue token that does not fit."""
+    match (after ``after``); called with the ``after`` of the fetch (None for offset paging), only
+    when the page is full and the search asks ``with_remaining_count``. ``head``: the revision the
+    rows were read at (backends with a change feed). Raises StorageRejected for a continue token
+    that does not fit."""
+    q = page_query(search)
+    token = search.continue_token
+    page_size = search.page_size
 
     def first_rv(rows: Sequence[PagedRow]) -> str:
         if token is not None and token.resource_version:
             return token.resource_version
         return str(head) if head is not None else _max_rv(rows)
 
-    page_size = search.page_size
-    limit = page_size + 1 if page_size is not None else None
-    token = search.continue_token
-    nxt: Continue | None = None
-    remaining: int | None = None
-    if search.offset_paging:
-        offset = token.offset if token is not None and token.offset is not None else (search.offset or 0)
-        rows = list(fetch(None, limit, offset))
-        more = page_size is not None and len(rows) > page_size
-        rows = rows[:page_size] if page_size is not None else rows
-        rv = first_rv(rows)
-        if more and search.with_continue:
-            nxt = Continue(offset=offset + len(rows), resource_version=rv)
-        if more and search.with_remaining_count:
-            remaining = max(0, count(None) - offset - len(rows))
-        return rows, nxt, remaining, rv
-    order = full_order(search)
-    after = continue_key(token, order) if token is not None else None
-    rows = list(fetch(after, limit, None))
+    rows = list(fetch(q.after, q.limit, q.offset))
     more = page_size is not None and len(rows) > page_size
     rows = rows[:page_size] if page_size is not None else rows
     rv = first_rv(rows)
+    nxt: Continue | None = None
+    remaining: int | None = None
+    if q.offset is not None:
+        if more and search.with_continue:
+            nxt = Continue(offset=q.offset + len(rows), resource_version=rv)
+        if more and q.counts:
+            remaining = max(0, count(None) - q.offset - len(rows))
+        return rows, nxt, remaining, rv
     if more:
-        last = row_key(rows[-1], order)
-        nxt = Continue(key=last, order=order_names(order), resource_version=rv)
-        if search.with_remaining_count:
-            # On a first page the rows are the first ones of the order: the remaining ones are all
-            # but those, and counting all is a plain count (no row-value comparison per row).
-            remaining = count(last) if after is not None else max(0, count(None) - len(rows))
+        order = full_order(search)
+        nxt = Continue(key=row_key(rows[-1], order), order=order_names(order), resource_version=rv)
+        if q.counts:
+            # The page is the first rows after its start: the remaining ones are all those but the
+            # page (a plain count on a first page; no row-value comparison per row there).
+            remaining = max(0, count(q.after) - len(rows))
     return rows, nxt, remaining, rv
 
 

@@ -1,0 +1,3 @@
+module clusterpedia.local/loadgen
+
+go 1.22
