@@ -104,6 +104,10 @@ def _group_info(groups: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
+def _entry_id(entry_id: Any) -> str:
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
 def _state_of(replies: Sequence[Any]) -> tuple[str, str]:
     """(run_id, incarnation token) from the replies of INFO server, SET NX, GET."""
     info, _, token = replies[:3]
@@ -337,6 +341,8 @@ class RedisPublisher:
         self.max_len = max_len
         self._r: aioredis.Redis = client or aioredis.Redis.from_url(base, **_CLIENT_OPTIONS)
         self._server: tuple[str, str] | None = None  # (run_id, incarnation token)
+        self._room = False
+        """The last publish saw the writers' backlog below half of ``max_len`` (see ``publish``)."""
 
     async def _ensure_group(self) -> None:
         try:
@@ -362,17 +368,30 @@ class RedisPublisher:
 
     async def publish(self, events: Sequence[Event]) -> str | None:
         """Append ``events`` (see ``Publisher``). ``publish([])`` only checks for a reset: an idle
-        synchro probes with it so that a Redis restart is noticed without new events."""
+        synchro probes with it so that a Redis restart is noticed without new events.
+
+        Every publish reads the server's state (a restart that lost entries raises ``QueueReset``)
+        and the writers' backlog (at ``max_len`` it waits: back-pressure). When the previous
+        publish saw the backlog below half of ``max_len``, the entries go in the same round trip as
+        those reads, one round trip instead of two on the path of every change; the backlog can
+        then pass half of ``max_len`` by one batch, and the next publish checks before it appends.
+        Should that round trip find a reset, its entries are in the restarted server's stream:
+        harmless (every write is guarded by resourceVersion and epoch), and the relist that
+        ``QueueReset`` starts sends everything again."""
         key = incarnation_key(self.stream)
         delay = 0.01
         while True:
+            eager = bool(events) and self._room
             pipe = self._r.pipeline(transaction=False)
             pipe.info("server")
             pipe.set(key, uuid.uuid4().hex, nx=True)
             pipe.get(key)
             pipe.xinfo_groups(self.stream)
-            info, _, token, groups = await pipe.execute(raise_on_error=False)
-            for reply in (info, token):
+            if eager:
+                for event in events:
+                    pipe.xadd(self.stream, {FIELD: encode_event(event)})
+            info, _, token, groups, *ids = await pipe.execute(raise_on_error=False)
+            for reply in (info, token, *ids):
                 if isinstance(reply, Exception):
                     raise reply
             state = (str(info["run_id"]), token.decode() if isinstance(token, bytes) else str(token))
@@ -380,24 +399,30 @@ class RedisPublisher:
                 self._server = state
             elif state != self._server:
                 self._server = state
+                self._room = False
                 await self._ensure_group()
                 raise QueueReset(f"redis lost the queue (run_id, incarnation now {state}); relist")
             if not events:
                 return None
             unprocessed = await self._unprocessed(groups)
             if unprocessed is None:
-                await self._ensure_group()
-                continue
-            if unprocessed < self.max_len:
+                await self._ensure_group()  # it starts at 0: entries appended above are in it
+                if not eager:
+                    continue
+            if eager:
+                self._room = (unprocessed or 0) + len(events) < self.max_len // 2
+                return _entry_id(ids[-1])
+            if unprocessed is not None and unprocessed < self.max_len:
                 break
+            self._room = False
             await asyncio.sleep(delay)  # back-pressure: writers are behind
             delay = min(delay * 2, 0.5)
         pipe = self._r.pipeline(transaction=False)
         for event in events:
             pipe.xadd(self.stream, {FIELD: encode_event(event)})
         ids = await pipe.execute()
-        last = ids[-1]
-        return last.decode() if isinstance(last, bytes) else str(last)
+        self._room = unprocessed + len(events) < self.max_len // 2
+        return _entry_id(ids[-1])
 
     async def oldest_unacked(self) -> Oldest | None:
         """The smaller of the oldest pending entry (XPENDING) and the first entry past the group's

@@ -33,6 +33,9 @@ class SqlWriter:
         self._resource_type = sql.upsert_resource_types(self.dialect)
         self._take_returning = bool(engine.dialect.update_returning)
         """PostgreSQL and SQLite move the head and read it in one statement; MariaDB in two."""
+        pg = Dialect.of(self.dialect) is Dialect.POSTGRESQL
+        self._upsert_one = sql.upsert_one_taking_revision() if pg else None
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT") if pg else None
 
     def apply(
         self, upserts: Sequence[Upsert], deletes: Sequence[Delete], resource_types: Sequence[ResourceType]
@@ -41,6 +44,11 @@ class SqlWriter:
         type_rows = [sql.resource_type_row(e, now) for e in resource_types]
         upsert_rows = [sql.upsert_row(e, now, 0, jsonb=self._jsonb) for e in upserts]
         tombstone_rows = [sql.tombstone_row(e, now, 0) for e in deletes]
+        lone = len(upsert_rows) == 1 and not tombstone_rows and not type_rows
+        if lone and self._upsert_one is not None and self._autocommit is not None:
+            with self._autocommit.connect() as conn:  # one statement, one round trip
+                conn.execute(self._upsert_one, upsert_rows[0])
+            return
         with self.engine.begin() as conn:
             # Revisions first: this holds the store's head until commit (``schema.store_revision``),
             # so nothing else is done meanwhile but numbering the rows and writing them.
