@@ -226,20 +226,41 @@ def uvicorn_config(
     )
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """The socket the workers share. Its protocol is IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY
-    only on connections whose socket says TCP, and without it every response waited ~40 ms for
-    the client's delayed ACK (Nagle)."""
+def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening socket for the workers. Its protocol is IPPROTO_TCP, not 0: asyncio sets
+    TCP_NODELAY only on connections whose socket says TCP, and without it every response waited
+    ~40 ms for the client's delayed ACK (Nagle). ``reuse_port``: one of several on the port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(LISTEN_BACKLOG)
     except OSError:
         sock.close()
         raise
     return sock
+
+
+def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` listening sockets on one port (``SO_REUSEPORT``), one per API worker: the kernel
+    spreads new connections over them. The port is first bound alone, without ``SO_REUSEPORT``:
+    a port another process listens on (another API server too) is then an error, not a silent
+    share of its connections; that probe also picks the port when ``port`` is 0."""
+    probe = listening_socket(host, port)
+    port = probe.getsockname()[1]
+    probe.close()
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(listening_socket(host, port, reuse_port=True))
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
 
 
 def run_apiserver(settings: Settings) -> int:
@@ -262,7 +283,7 @@ def run_apiserver(settings: Settings) -> int:
             store.close()
         cert = serving_cert(settings, workdir)
         a = settings.apiserver
-        sock = listening_socket(a.bind_host, a.port)
+        socks = listening_sockets(a.bind_host, a.port, workers)
 
         def serve(index: int, sock: socket.socket) -> None:
             config = uvicorn_config(settings, workdir, cert=cert, worker=index)
@@ -270,6 +291,7 @@ def run_apiserver(settings: Settings) -> int:
 
         log.info("serving the search API", extra={"address": address, "workers": workers})
         try:
-            return Supervisor(workers, sock, serve).run()
+            return Supervisor(workers, socks, serve).run()
         finally:
-            sock.close()
+            for sock in socks:
+                sock.close()

@@ -2,10 +2,13 @@
 
 One process serves requests on one core at most (the event loop and the JSON work hold the GIL);
 the API tier measured flat from 1 to 32 concurrent clients with ~0.7 of two cores busy. Here the
-parent binds the listening socket and makes the serving certificate once, then forks the workers:
-each is a whole API process (its own store pool, its own watch hub polling the change feed) that
-runs uvicorn on the inherited socket, and the kernel hands each new connection to one of the
-workers blocked in ``accept``. The parent only supervises:
+parent makes the serving certificate once and opens one listening socket per worker on the port
+(``SO_REUSEPORT``), then forks the workers: each is a whole API process (its own store pool, its
+own watch hub polling the change feed) that runs uvicorn on its own socket, and the kernel spreads
+new connections over the sockets by a hash of their addresses. (One shared socket let whichever
+worker woke first accept every connection of a burst: asyncio accepts up to 100 per wakeup, so a
+client opening 32 connections at once often got one worker for all of them, which then served
+the rate of one process.) The parent only supervises:
 
 * a worker that ends while the parent is not stopping is started again (after a short pause when
   workers keep dying young, so a broken configuration does not spin);
@@ -43,7 +46,7 @@ _PR_SET_PDEATHSIG = 1
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 Serve = Callable[[int, socket.socket], None]
-"""Runs worker ``index`` on the listening socket until it is asked to stop (in the child)."""
+"""Runs worker ``index`` on its listening socket until it is asked to stop (in the child)."""
 
 
 class _WorkerField(logging.Filter):
@@ -63,10 +66,14 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _child(index: int, sock: socket.socket, serve: Serve, parent: int) -> None:
+def _child(index: int, socks: list[socket.socket], serve: Serve, parent: int) -> None:
     """The forked worker: never returns (it must not run the parent's cleanup)."""
     code = 1
+    sock = socks[index % len(socks)]
     try:
+        for other in socks:  # the parent keeps them: only this worker's own stays open here
+            if other is not sock:
+                other.close()
         for signum in _STOP_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
@@ -84,11 +91,14 @@ def _child(index: int, sock: socket.socket, serve: Serve, parent: int) -> None:
 
 
 class Supervisor:
-    """Forks ``count`` workers on ``sock`` and keeps them running until SIGTERM/SIGINT."""
+    """Forks ``count`` workers, worker i on ``socks[i]`` (one listening socket each, see
+    ``apiserver.server.listening_sockets``), and keeps them running until SIGTERM/SIGINT. The
+    parent holds every socket: a restarted worker takes over the connections queued on its
+    predecessor's."""
 
-    def __init__(self, count: int, sock: socket.socket, serve: Serve) -> None:
+    def __init__(self, count: int, socks: list[socket.socket], serve: Serve) -> None:
         self.count = count
-        self.sock = sock
+        self.socks = socks
         self.serve = serve
         self.children: dict[int, tuple[int, float]] = {}  # pid -> (worker index, monotonic start)
         self.stopping = False
@@ -104,7 +114,7 @@ class Supervisor:
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                _child(index, self.sock, self.serve, parent)
+                _child(index, self.socks, self.serve, parent)
             self.children[pid] = (index, time.monotonic())
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
