@@ -73,6 +73,8 @@ _TRANSIENT = (StorageUnavailable, redis.exceptions.ConnectionError, redis.except
 _IDLE_BLOCK_SECONDS = 0.5
 _DEPTH_INTERVAL_SECONDS = 1.0
 _BARRIER_WARN_SECONDS = 60.0
+_REFRESH_STOP_SECONDS = 30.0
+"""How long a stopping writer waits for a statistics refresh still running before it closes."""
 
 
 class _Stopped(Exception):
@@ -111,6 +113,9 @@ class Writer:
         self._failing = False
         self.statistics = StatisticsPolicy()
         """When the store's planner statistics are refreshed (``writer/analyzing.py``)."""
+        self._refreshing: threading.Thread | None = None
+        self._refreshed: tuple[int, int | None, StorageError | None, float] | None = None
+        """Set by the refresh thread: (rows it accounts for, the store's estimate, error, seconds)."""
 
     # -- loop
     def run(self) -> None:
@@ -249,8 +254,9 @@ class Writer:
         self._ack([barrier.delivery], _event_type(barrier.event))
 
     def _housekeeping(self, *, caught_up: bool) -> None:
-        if self.statistics.due(caught_up=caught_up):
-            self._refresh_statistics()
+        self._collect_refresh()
+        if self._refreshing is None and self.statistics.due(caught_up=caught_up):
+            self._start_refresh()
         now = time.monotonic()
         if now >= self._next_depth:
             self._next_depth = now + _DEPTH_INTERVAL_SECONDS
@@ -275,22 +281,45 @@ class Writer:
             if n:
                 log.info("removed expired tombstones", extra={"rows": n})
 
-    def _refresh_statistics(self) -> None:
-        started = time.perf_counter()
-        try:
-            rows = self.store.refresh_statistics()
-        except StorageError as exc:  # e.g. a database user who may not ANALYZE: queries still work
-            self.statistics.failed()
-            metrics.STATISTICS_REFRESHES.labels(outcome="failed").inc()
-            log.warning("refreshing the store's planner statistics failed: %s", exc)
+    def _start_refresh(self) -> None:
+        """Refresh the store's planner statistics in a thread of its own: the writes go on."""
+        counted = self.statistics.started()
+
+        def refresh() -> None:
+            started = time.perf_counter()
+            try:
+                rows, error = self.store.refresh_statistics(), None
+            except StorageError as exc:  # e.g. a database user who may not ANALYZE: queries still work
+                rows, error = None, exc
+            except Exception as exc:
+                rows, error = None, StorageError(f"{type(exc).__name__}: {exc}")
+            self._refreshed = (counted, rows, error, time.perf_counter() - started)
+
+        self._refreshing = threading.Thread(target=refresh, name="writer-statistics", daemon=True)
+        self._refreshing.start()
+
+    def _collect_refresh(self) -> None:
+        """Account for a refresh that has ended (in the writer's thread, as the policy is)."""
+        done = self._refreshed
+        if self._refreshing is None or done is None:
             return
-        self.statistics.refreshed(rows)
+        self._refreshing.join()
+        self._refreshing = self._refreshed = None
+        counted, rows, error, seconds = done
+        if error is not None:
+            self.statistics.failed(counted)
+            metrics.STATISTICS_REFRESHES.labels(outcome="failed").inc()
+            log.warning("refreshing the store's planner statistics failed: %s", error)
+            return
+        self.statistics.refreshed(rows, counted)
         metrics.STATISTICS_REFRESHES.labels(outcome="kept_by_store" if rows is None else "refreshed").inc()
         if rows is not None:
-            log.info(
-                "planner statistics refreshed",
-                extra={"rows": rows, "seconds": round(time.perf_counter() - started, 3)},
-            )
+            log.info("planner statistics refreshed", extra={"rows": rows, "seconds": round(seconds, 3)})
+
+    def stop_refresh(self, timeout_seconds: float) -> None:
+        """Wait for a running refresh (at most ``timeout_seconds``) before the store is closed."""
+        if self._refreshing is not None:
+            self._refreshing.join(timeout_seconds)
 
     # -- plumbing
     def consumer_ack(self, deliveries: Sequence[Delivery]) -> None:
@@ -383,7 +412,11 @@ def run_writer(
             cons = _until_ready("connecting to the queue", connect, stop_event, max_delay)
             if cons is None:
                 return
-        Writer(settings, cons, st, stop_event, name=st.name).run()
+        writer = Writer(settings, cons, st, stop_event, name=st.name)
+        try:
+            writer.run()
+        finally:
+            writer.stop_refresh(_REFRESH_STOP_SECONDS)
     finally:
         if consumer is None and cons is not None:
             cons.close()

@@ -62,3 +62,14 @@ def test_a_failed_refresh_is_retried_only_after_as_many_more_rows() -> None:
     assert not policy.due(caught_up=True)
     policy.wrote(MIN_ROWS)
     assert policy.due(caught_up=True)
+
+
+def test_rows_written_while_a_refresh_runs_count_towards_the_next() -> None:
+    policy = StatisticsPolicy(Clock())
+    policy.wrote(MIN_ROWS)
+    counted = policy.started()
+    policy.wrote(MIN_ROWS - 1)  # beside the refresh
+    policy.refreshed(0, counted)
+    assert not policy.due(caught_up=True)
+    policy.wrote(1)
+    assert policy.due(caught_up=True)

@@ -181,3 +181,33 @@ def test_after_a_large_sync_the_writer_refreshes_the_planner_statistics(store_ur
     with engine.connect() as conn:
         estimate = conn.exec_driver_sql(query).scalar()
     assert float(str(estimate).split()[0]) >= MIN_ROWS
+
+
+def test_the_writer_goes_on_writing_while_the_statistics_are_refreshed(
+    store_url, store, objs, monkeypatch
+) -> None:
+    """The refresh (a VACUUM (ANALYZE) of a large table takes seconds) runs beside the writes: a
+    change arriving meanwhile is stored without waiting for it."""
+    from common.storage.sql.store import SqlStore
+
+    release = threading.Event()
+    entered = threading.Event()
+    original = SqlStore.refresh_statistics
+
+    def slow_refresh(self: SqlStore) -> int | None:
+        entered.set()
+        assert release.wait(30), "the test never released the refresh"
+        return original(self)
+
+    monkeypatch.setattr(SqlStore, "refresh_statistics", slow_refresh)
+    q = MemoryQueue(5000)
+    try:
+        with writer_thread(settings_for(store_url), q):
+            publish(q, *objs.types(), *[objs.upsert(f"o{j}", j + 1) for j in range(MIN_ROWS)])
+            assert entered.wait(30), "no refresh after a thousand rows"
+            publish(q, objs.upsert("late", 5000))
+            eventually(lambda: "late" in store.live(objs.cluster))  # stored while the refresh waits
+            assert not release.is_set()
+            release.set()
+    finally:
+        release.set()
