@@ -58,6 +58,9 @@ class FreshnessResult:
     """Reference: PATCH response -> the same change on a bare watch of the member's pods."""
     lost: int = 0
     """Changes not visible within the drain timeout after the load stopped."""
+    pipeline_delays: list[float] = field(default_factory=list)
+    """Per change: its row visible in the store minus its arrival on the bare watch of the member
+    (the pipeline's own share, when the member itself is late at high rates)."""
 
     @property
     def p50(self) -> float:
@@ -76,6 +79,14 @@ class FreshnessResult:
         return percentile(self.watch_delays, 99)
 
     @property
+    def pipeline_p50(self) -> float:
+        return percentile(self.pipeline_delays, 50)
+
+    @property
+    def pipeline_p99(self) -> float:
+        return percentile(self.pipeline_delays, 99)
+
+    @property
     def max(self) -> float:
         return max(self.delays) if self.delays else float("nan")
 
@@ -91,6 +102,8 @@ class _Tracker:
         self.outstanding: dict[tuple[str, str], tuple[int, float]] = {}
         """key -> (newest rv patched, time of its PATCH response); an older one is superseded."""
         self.delays: list[float] = []
+        self.landed: list[tuple[tuple[str, str], int, float]] = []
+        """(key, resourceVersion seen in the store, when)."""
         self.superseded = 0
         self.patches: list[tuple[tuple[str, str], int, float]] = []
         self.stop = threading.Event()
@@ -133,6 +146,7 @@ class _Tracker:
                         want = self.outstanding.get((ns, name))
                         if want is not None and rv >= want[0]:
                             self.delays.append(max(0.0, seen_at - want[1]))
+                            self.landed.append(((ns, name), want[0], seen_at))
                             del self.outstanding[(ns, name)]
                 time.sleep(self.poll_seconds)
 
@@ -283,8 +297,14 @@ def run_freshness(
         for key, rv, at in tracker.patches
         if (key[0], key[1], rv) in seen
     ]
+    pipeline_delays = [
+        max(0.0, at - seen[(key[0], key[1], rv)])
+        for key, rv, at in tracker.landed
+        if (key[0], key[1], rv) in seen
+    ]
     return FreshnessResult(
         watch_delays=watch_delays,
+        pipeline_delays=pipeline_delays,
         target_rate=rate * clusters,
         achieved_rate=changes / seconds * clusters if seconds else 0.0,
         clusters=clusters,

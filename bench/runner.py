@@ -332,11 +332,15 @@ class Run:
                         "watch_p50": r.watch_p50,
                         "watch_p99": r.watch_p99,
                         "watch_seen": len(r.watch_delays),
+                        "pipeline_p50": r.pipeline_p50,
+                        "pipeline_p99": r.pipeline_p99,
                     }
                 )
                 log(
                     f"freshness {kind} {rate} patches/s x {clusters} clusters: p50 {r.p50 * 1000:.0f} ms, "
-                    f"p99 {r.p99 * 1000:.0f} ms, achieved {r.achieved_rate:,.0f} changes/s, lost {r.lost}"
+                    f"p99 {r.p99 * 1000:.0f} ms, achieved {r.achieved_rate:,.0f} changes/s, lost {r.lost}; "
+                    f"after the member's watch p50 {r.pipeline_p50 * 1000:.0f} ms, "
+                    f"p99 {r.pipeline_p99 * 1000:.0f} ms"
                 )
 
     def queries(self, system: System, kind: str, cluster: str, clusters: int) -> None:
