@@ -29,17 +29,16 @@ import json
 import os
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bench.permissions import CLUSTERS, register_pods
-from bench.point_reads import fill
+from bench.point_reads import api_env, fill, wait_answering
 from bench.processes import Tiers, tree_cpu_seconds
 from bench.services import REPO, Store
-from bench.system import _answers, free_port
+from bench.system import free_port
 from common.storage import open_store
 from common.storage.query import Search
 from harness.paths import go_program
@@ -118,24 +117,10 @@ def main() -> None:
         for rnd in range(1, args.rounds + 1):
             for label, workers, cpus in SHAPES:
                 port = free_port()
-                env = {
-                    "CLUSTERPEDIA_STORAGE": target.url,
-                    "CLUSTERPEDIA_LOG_LEVEL": "WARNING",
-                    "CLUSTERPEDIA_APISERVER__BIND_HOST": "127.0.0.1",
-                    "CLUSTERPEDIA_APISERVER__PORT": str(port),
-                    "CLUSTERPEDIA_APISERVER__AUTHORIZATION_MODE": "host-only",
-                    "CLUSTERPEDIA_APISERVER__WORKERS": str(workers),
-                }
-                with Tiers(Path(scratch), env) as tiers:
+                with Tiers(Path(scratch), api_env(target.url, port, workers)) as tiers:
                     with _affinity(cpus):
                         tier = tiers.start("apiserver", ["apiserver"])
-                    url = f"https://127.0.0.1:{port}"
-                    deadline = time.monotonic() + 60
-                    while not _answers(f"{url}/healthz", ok_only=False):
-                        tier.check()
-                        if time.monotonic() > deadline:
-                            raise TimeoutError(tier.log_tail())
-                        time.sleep(0.1)
+                    url = wait_answering(tier, port)
                     client_cpus = {max(os.sched_getaffinity(0))} if cpus is not None else None
                     for c in levels:
                         api_before = tree_cpu_seconds(tier.pid)

@@ -34,7 +34,7 @@ import aiohttp
 
 from bench.limits import row_batches
 from bench.permissions import CLUSTERS, _rows, register_pods
-from bench.processes import Tiers
+from bench.processes import Tier, Tiers
 from bench.services import Services, Store
 from bench.stats import percentile
 from bench.system import _answers, free_port
@@ -149,6 +149,30 @@ def _ms(samples: list[float]) -> str:
     return f"{1000 * percentile(samples, 50):.1f} / {1000 * percentile(samples, 99):.1f} ms"
 
 
+def api_env(store_url: str, port: int, workers: int = 1) -> dict[str, str]:
+    """``clusterpedia apiserver`` on ``store_url``, on loopback ``port``, everything visible."""
+    return {
+        "CLUSTERPEDIA_STORAGE": store_url,
+        "CLUSTERPEDIA_LOG_LEVEL": "WARNING",
+        "CLUSTERPEDIA_APISERVER__BIND_HOST": "127.0.0.1",
+        "CLUSTERPEDIA_APISERVER__PORT": str(port),
+        "CLUSTERPEDIA_APISERVER__AUTHORIZATION_MODE": "host-only",
+        "CLUSTERPEDIA_APISERVER__WORKERS": str(workers),
+    }
+
+
+def wait_answering(tier: Tier, port: int, timeout_seconds: float = 60) -> str:
+    """The API tier's URL once it answers /healthz (its log's tail if it ends or takes too long)."""
+    url = f"https://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_seconds
+    while not _answers(f"{url}/healthz", ok_only=False):
+        tier.check()
+        if time.monotonic() > deadline:
+            raise TimeoutError(tier.log_tail())
+        time.sleep(0.1)
+    return url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -169,23 +193,8 @@ def main() -> None:
         register_pods(store)
         store.close()
         port = free_port()
-        env = {
-            "CLUSTERPEDIA_STORAGE": target.url,
-            "CLUSTERPEDIA_LOG_LEVEL": "WARNING",
-            "CLUSTERPEDIA_APISERVER__BIND_HOST": "127.0.0.1",
-            "CLUSTERPEDIA_APISERVER__PORT": str(port),
-            "CLUSTERPEDIA_APISERVER__AUTHORIZATION_MODE": "host-only",
-            "CLUSTERPEDIA_APISERVER__WORKERS": "1",
-        }
-        with Tiers(Path(scratch), env) as tiers:
-            tier = tiers.start("apiserver", ["apiserver"])
-            url = f"https://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while not _answers(f"{url}/healthz", ok_only=False):
-                tier.check()
-                if time.monotonic() > deadline:
-                    raise TimeoutError(tier.log_tail())
-                time.sleep(0.1)
+        with Tiers(Path(scratch), api_env(target.url, port)) as tiers:
+            url = wait_answering(tiers.start("apiserver", ["apiserver"]), port)
             results = asyncio.run(_measure(url, target.url, args.rows, args.samples))
         what = f"{args.store}, {args.rows:,} pods, p50 / p99 of {args.samples}"
         print(f"\n| read ({what}) | API tier (HTTPS) | store reader |")
