@@ -143,16 +143,12 @@ class SqlWriter:
         statements = sql.refresh_statistics(self.dialect)
         if not statements:
             return None
-        if Dialect.of(self.dialect) is Dialect.POSTGRESQL:  # VACUUM runs outside a transaction
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                for stmt in statements[:-1]:
-                    conn.execute(stmt)
-                rows = conn.execute(statements[-1]).scalar()
-        else:
-            with self.engine.begin() as conn:
-                for stmt in statements[:-1]:
-                    conn.execute(stmt)
-                rows = conn.execute(statements[-1]).scalar()
+        # PostgreSQL's VACUUM runs outside a transaction; SQLite's ANALYZE in one.
+        context = self._autocommit.connect() if self._autocommit is not None else self.engine.begin()
+        with context as conn:
+            for stmt in statements[:-1]:
+                conn.execute(stmt)
+            rows = conn.execute(statements[-1]).scalar()
         # PostgreSQL: a float, -1 before the first ANALYZE; SQLite: "rows per-index-figures..."
         return max(0, int(float(str(rows).split()[0]))) if rows is not None else 0
 
